@@ -1,0 +1,76 @@
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { Logger } from 'pino';
+import { requireAdminToken } from './admin/auth.js';
+import { backupAdminRoutes } from './backups/routes.js';
+import { deviceAdminRoutes } from './devices/admin-routes.js';
+import { deviceRoutes } from './devices/device-routes.js';
+import { deviceNetworkGuard } from './http/device-network.js';
+import { imageAdminRoutes } from './images/routes.js';
+import { jobAdminRoutes } from './jobs/routes.js';
+import type { Services } from './services.js';
+import { AppError } from './shared/errors.js';
+import { createAllowList } from './shared/network.js';
+import { transferRoutes } from './transfers/routes.js';
+
+export interface AppOptions {
+  services: Services;
+  log: Logger;
+}
+
+/**
+ * Builds the HTTP app (device API, admin API) around the services. Never listens: the server
+ * entry point or a test does that.
+ */
+export async function buildApp({ services, log }: AppOptions): Promise<FastifyInstance> {
+  const { config } = services;
+  const app = Fastify({
+    loggerInstance: log as FastifyBaseLogger,
+    // A 32 GB backup upload or a long-poll must never be cut by a server-side timer.
+    requestTimeout: 0,
+    connectionTimeout: 0,
+    keepAliveTimeout: 75_000,
+    // Long-polls would hold a graceful close for their whole wait.
+    forceCloseConnections: true,
+    // Devices poll all day: a log line per request would drown what matters.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: 1024 * 1024,
+    ajv: { customOptions: { coerceTypes: true } },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  // sh clients post forms (curl --data-urlencode); an empty field means "not given".
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_request, body, done) => {
+    done(null, Object.fromEntries([...new URLSearchParams(body as string)].filter(([, value]) => value !== '')));
+  });
+
+  app.setErrorHandler((error: FastifyError | AppError, request, reply) => {
+    if (error instanceof AppError) {
+      return reply.code(error.statusCode).send({ error: error.code, message: error.message });
+    }
+    if (error.validation) {
+      return reply.code(400).send({ error: 'bad_request', message: `invalid request: ${error.message}` });
+    }
+    const status = error.statusCode && error.statusCode >= 400 ? error.statusCode : 500;
+    if (status >= 500) request.log.error({ err: error, url: request.url }, 'request failed');
+    return reply.code(status).send({ error: status >= 500 ? 'internal' : 'bad_request', message: error.message });
+  });
+  app.setNotFoundHandler((request, reply) =>
+    reply.code(404).send({ error: 'not_found', message: `no such endpoint: ${request.method} ${request.url.split('?')[0]}` }),
+  );
+
+  await app.register(async (deviceApi) => {
+    deviceApi.addHook('onRequest', deviceNetworkGuard(createAllowList(config.deviceNetwork)));
+    await deviceApi.register(deviceRoutes, { devices: services.devices, jobs: services.jobs, publicUrl: config.publicUrl });
+    await deviceApi.register(transferRoutes, { transfers: services.transfers, jobs: services.jobs });
+  });
+
+  await app.register(async (adminApi) => {
+    adminApi.addHook('onRequest', requireAdminToken(services.adminToken, config.dataDir));
+    await adminApi.register(deviceAdminRoutes, { devices: services.devices, jobs: services.jobs });
+    await adminApi.register(jobAdminRoutes, { jobs: services.jobs });
+    await adminApi.register(imageAdminRoutes, { images: services.images });
+    await adminApi.register(backupAdminRoutes, { backups: services.backups });
+  });
+
+  return app;
+}

@@ -1,0 +1,31 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import { sendFile } from '../http/send-file.js';
+import type { BackupService } from './service.js';
+
+const IdParams = Type.Object({ id: Type.Integer({ minimum: 1 }) });
+const ListQuery = Type.Object({ device: Type.Optional(Type.String({ maxLength: 64 })) });
+
+/** Stored backups (admin token required): list, download (streamed, resumable), delete. */
+export const backupAdminRoutes: FastifyPluginAsyncTypebox<{ backups: BackupService }> = async (app, { backups }) => {
+  app.get('/api/backups', { schema: { querystring: ListQuery } }, async (request) => ({ backups: backups.list(request.query.device) }));
+
+  app.get('/api/backups/:id', { schema: { params: IdParams } }, async (request) => backups.view(backups.get(request.params.id)));
+
+  app.route({
+    method: ['GET', 'HEAD'],
+    url: '/api/backups/:id/download',
+    schema: { params: IdParams },
+    handler: async (request, reply) => {
+      const backup = backups.get(request.params.id);
+      const name = `backup-${backup.device_mac.replaceAll(':', '')}-${backup.id}.img`;
+      sendFile(request, reply, { path: backups.pathOf(backup), size: backup.size, etag: `sha256:${backup.sha256}`, downloadName: name });
+      return reply;
+    },
+  });
+
+  app.delete('/api/backups/:id', { schema: { params: IdParams } }, async (request, reply) => {
+    await backups.remove(request.params.id);
+    return reply.code(204).send();
+  });
+};

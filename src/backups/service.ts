@@ -1,0 +1,241 @@
+import { randomUUID } from 'node:crypto';
+import { readdir, rename } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+import type { Readable } from 'node:stream';
+import type { Logger } from 'pino';
+import type { Db } from '../db/open.js';
+import type { JobService } from '../jobs/service.js';
+import type { JobRow } from '../jobs/store.js';
+import type { TransferRegistry } from '../jobs/transfers.js';
+import type { Clock } from '../shared/clock.js';
+import { badRequest, conflict, insufficientStorage, notFound } from '../shared/errors.js';
+import type { EventBus } from '../shared/events.js';
+import { ensureDir, formatBytes, freeBytes, removeIfPresent } from '../shared/files.js';
+import { StreamWriteError, writeHashed } from '../shared/hashed-write.js';
+import { normalizeMac } from '../shared/mac.js';
+import type { BackupRow, BackupStore } from './store.js';
+
+export interface BackupServiceDeps {
+  db: Db;
+  store: BackupStore;
+  jobs: JobService;
+  transfers: TransferRegistry;
+  dataDir: string;
+  clock: Clock;
+  bus: EventBus;
+  log: Logger;
+}
+
+export interface UploadOptions {
+  /** Content-Length of the request, when the device sent one (chunked uploads have none). */
+  declaredBytes?: number;
+  /** The device already knows the body's sha256 and sent it with the upload. */
+  declaredSha256?: string;
+  /** The device will send the sha256 of what it read in its result report. */
+  checksumFollows: boolean;
+}
+
+export interface BackupView {
+  id: number;
+  device_mac: string;
+  job_id: number | null;
+  size: number;
+  sha256: string;
+  created_at: string;
+}
+
+const SHA256 = /^[0-9a-f]{64}$/;
+
+/**
+ * Backup intake. A body streams to a temp file while it is hashed; only a complete body whose
+ * length (and sha256, when the device sends one) checks out is renamed into backups/ and
+ * recorded. Anything else leaves neither a row nor a file, and the job says why.
+ */
+export function createBackupService(deps: BackupServiceDeps) {
+  const { db, store, jobs, transfers, dataDir, clock, bus, log } = deps;
+  const tempDir = ensureDir(join(dataDir, 'tmp'));
+  const receivedPath = (jobId: number) => join(tempDir, `backup-job${jobId}.received`);
+
+  function view(backup: BackupRow): BackupView {
+    return {
+      id: backup.id,
+      device_mac: backup.device_mac,
+      job_id: backup.job_id,
+      size: backup.size,
+      sha256: backup.sha256,
+      created_at: new Date(backup.created_at).toISOString(),
+    };
+  }
+
+  /** Publishes a verified body: atomic rename, then the backup row and the job's end together. */
+  async function publish(job: JobRow, temp: string, bytes: number, sha256: string): Promise<BackupRow> {
+    const stamp = new Date(clock.now()).toISOString().replace(/[-:]/g, '').replace(/\..*/, '');
+    const file = join('backups', job.device_mac.replaceAll(':', ''), `${stamp}-job${job.id}.img`);
+    ensureDir(join(dataDir, 'backups', job.device_mac.replaceAll(':', '')));
+    await rename(temp, join(dataDir, file));
+    let backup: BackupRow;
+    try {
+      backup = db.transaction(() => {
+        const added = store.add({ mac: job.device_mac, jobId: job.id, file, size: bytes, sha256 }, clock.now());
+        const ended = jobs.finish(job.id, { state: 'ok', sha256, bytesDone: bytes, backupId: added.id });
+        if (!ended) throw conflict(`job ${job.id} ended before its backup could be stored`);
+        return added;
+      })();
+    } catch (error) {
+      await removeIfPresent(join(dataDir, file));
+      throw error;
+    }
+    log.info({ backup: backup.id, job: job.id, mac: job.device_mac, size: bytes, sha256 }, 'backup stored');
+    bus.emit('backup.changed', { backupId: backup.id });
+    return backup;
+  }
+
+  function fail(job: JobRow, error: string) {
+    jobs.finish(job.id, { state: 'failed', error });
+  }
+
+  async function receive(job: JobRow, body: Readable, options: UploadOptions, signal: AbortSignal): Promise<{ bytes: number; sha256: string; stored: BackupRow | null }> {
+    const expected = options.declaredBytes ?? undefined;
+    if (expected !== undefined && job.bytes_total !== null && expected !== job.bytes_total) {
+      throw badRequest(`the upload is ${expected} bytes but the device's storage is ${job.bytes_total}: a backup must be the whole device`);
+    }
+    const needed = expected ?? job.bytes_total ?? undefined;
+    if (needed !== undefined) {
+      const free = await freeBytes(tempDir);
+      if (free < needed) {
+        const message = `the server has ${formatBytes(free)} free, the backup needs ${formatBytes(needed)}`;
+        fail(job, message);
+        throw insufficientStorage(message);
+      }
+    }
+
+    const temp = join(tempDir, `backup-job${job.id}-${randomUUID()}.part`);
+    jobs.note(job.id, null, 'uploading');
+    let result;
+    try {
+      result = await writeHashed(body, temp, {
+        expectedBytes: expected ?? job.bytes_total ?? undefined,
+        signal,
+        onProgress: () => jobs.touch(job.id),
+      });
+    } catch (error) {
+      if (!(error instanceof StreamWriteError)) throw error;
+      const message = `backup upload failed: ${error.message}`;
+      log.warn({ job: job.id, bytes: error.bytes, failure: error.failure }, message);
+      if (error.failure === 'disk_full') {
+        fail(job, message);
+        throw insufficientStorage(message);
+      }
+      // A cut or short body may be retried by the device; the job keeps the reason until then.
+      jobs.note(job.id, message);
+      throw badRequest(message);
+    }
+
+    const declared = options.declaredSha256?.toLowerCase();
+    if (declared !== undefined) {
+      if (declared !== result.sha256) {
+        await removeIfPresent(temp);
+        const message = `the upload's sha256 ${result.sha256} does not match the ${declared} the device declared`;
+        fail(job, message);
+        throw badRequest(message);
+      }
+      return { ...result, stored: await publish(job, temp, result.bytes, result.sha256) };
+    }
+    if (options.checksumFollows) {
+      await rename(temp, receivedPath(job.id));
+      jobs.recordUpload(job.id, result.bytes, result.sha256);
+      jobs.note(job.id, null, 'awaiting-checksum');
+      return { ...result, stored: null };
+    }
+    // A client that never reports a checksum (the original `dd | curl` flow): a complete body is the backup.
+    return { ...result, stored: await publish(job, temp, result.bytes, result.sha256) };
+  }
+
+  return {
+    view,
+    list: (mac?: string) => store.list(mac === undefined ? undefined : normalizeMac(mac)).map(view),
+    get(id: number): BackupRow {
+      const backup = store.get(id);
+      if (!backup) throw notFound(`there is no backup ${id}`);
+      return backup;
+    },
+    pathOf: (backup: BackupRow) => join(dataDir, backup.file),
+
+    /** Streams a device's upload for a running backup job; a newer attempt replaces an older one. */
+    async receiveUpload(job: JobRow, body: Readable, options: UploadOptions) {
+      if (options.declaredSha256 !== undefined && !SHA256.test(options.declaredSha256.toLowerCase())) {
+        throw badRequest('the declared sha256 must be 64 hex digits');
+      }
+      transfers.abortAll(job.id, new Error('superseded by a newer upload attempt'));
+      await removeIfPresent(receivedPath(job.id));
+      jobs.recordUpload(job.id, null, null);
+      const controller = new AbortController();
+      const untrack = transfers.track(job.id, (reason) => controller.abort(reason));
+      try {
+        return await receive(job, body, options, controller.signal);
+      } finally {
+        untrack();
+      }
+    },
+
+    /** The device's verdict on a backup it uploaded with a checksum to follow. */
+    async finishFromReport(job: JobRow, report: { status: 'ok' | 'failed'; sha256?: string; error?: string }) {
+      const received = receivedPath(job.id);
+      if (report.status === 'failed') {
+        await removeIfPresent(received);
+        return jobs.finish(job.id, { state: 'failed', error: report.error || 'the device reported a failure without a reason' })!;
+      }
+      if (job.upload_sha256 === null || job.upload_bytes === null) {
+        fail(job, 'the device reported success but no complete upload had arrived');
+        throw conflict(`job ${job.id} has no complete upload: the backup failed`);
+      }
+      const sha256 = report.sha256?.toLowerCase();
+      if (sha256 !== undefined && sha256 !== job.upload_sha256) {
+        await removeIfPresent(received);
+        const message = `the device read sha256 ${sha256} but the server received ${job.upload_sha256}: the upload was corrupted`;
+        fail(job, message);
+        return jobs.get(job.id);
+      }
+      await publish(job, received, job.upload_bytes, job.upload_sha256);
+      return jobs.get(job.id);
+    },
+
+    async remove(id: number) {
+      const backup = store.get(id);
+      if (!backup) throw notFound(`there is no backup ${id}`);
+      store.markDeleted(id, clock.now());
+      await removeIfPresent(join(dataDir, backup.file));
+      bus.emit('backup.changed', { backupId: id });
+      log.info({ backup: id }, 'backup removed');
+    },
+
+    /** A backup job that ended without publishing leaves no received body behind. */
+    async discardUnpublished(jobId: number) {
+      await removeIfPresent(receivedPath(jobId));
+    },
+
+    /**
+     * At start-up: removes temp files of transfers that died with the previous process, and
+     * backup files whose row never got committed (a crash between rename and insert).
+     */
+    async sweepLeftovers(keepReceivedFor: Set<number>) {
+      for (const name of await readdir(tempDir)) {
+        const match = /^backup-job(\d+)\.received$/.exec(name);
+        if (match && keepReceivedFor.has(Number(match[1]))) continue;
+        await removeIfPresent(join(tempDir, name));
+      }
+      const known = new Set(store.allFiles());
+      const root = join(dataDir, 'backups');
+      for (const entry of await readdir(root, { recursive: true, withFileTypes: true }).catch(() => [])) {
+        if (!entry.isFile()) continue;
+        const file = relative(dataDir, join(entry.parentPath, entry.name));
+        if (!known.has(file)) {
+          log.warn({ file }, 'removing a backup file that has no record (left by a crash)');
+          await removeIfPresent(join(dataDir, file));
+        }
+      }
+    },
+  };
+}
+
+export type BackupService = ReturnType<typeof createBackupService>;

@@ -1,0 +1,59 @@
+import type { Command } from 'commander';
+import type { DeviceView } from '../devices/service.js';
+import type { JobView } from '../jobs/view.js';
+import type { CommandContext } from './context.js';
+import { describeFinished, followJob } from './follow.js';
+import { printJson, printTable, size, when } from './output.js';
+
+export function registerDeviceCommands(program: Command, context: CommandContext) {
+  context
+    .command(program, 'devices', 'list the devices that have registered')
+    .option('--json', 'print JSON')
+    .action(async (options: { json?: boolean }) => {
+      const { devices } = await context.api(options).get<{ devices: DeviceView[] }>('/api/devices');
+      if (options.json) return printJson(devices);
+      printTable(
+        ['MAC', 'IP', 'SERIAL', 'MODEL', 'EMMC', 'LAST SEEN', 'JOB'],
+        devices.map((d) => [
+          d.mac, d.ip, d.serial, d.model, size(d.storage_bytes), when(d.last_seen_at),
+          d.active_job ? `${d.active_job.id} ${d.active_job.kind} ${d.active_job.state}` : '',
+        ]),
+        'No device has registered yet. Netboot one, or run device/provisioning-client.sh.',
+      );
+    });
+
+  context
+    .command(program, 'deploy', "write an image to a device's eMMC")
+    .argument('<mac>', 'the device, e.g. dc:a6:32:01:02:03')
+    .option('--image <name>', 'image to deploy (default: the default image)')
+    .option('--wait', 'follow the job to its end; exit 1 if it fails')
+    .option('--json', 'print JSON')
+    .action(async (mac: string, options: { image?: string; wait?: boolean; json?: boolean }) => {
+      const api = context.api(options);
+      const job = await api.post<JobView>(`/api/devices/${encodeURIComponent(mac)}/deploy`, options.image ? { image: options.image } : {});
+      await reportJob(job, options, api);
+    });
+
+  context
+    .command(program, 'cancel', "cancel a device's queued or running job")
+    .argument('<mac>', 'the device')
+    .option('--json', 'print JSON')
+    .action(async (mac: string, options: { json?: boolean }) => {
+      const job = await context.api(options).post<JobView>(`/api/devices/${encodeURIComponent(mac)}/cancel`);
+      if (options.json) return printJson(job);
+      console.log(`Cancelled job ${job.id} (${job.kind} on ${job.device_mac}).`);
+    });
+}
+
+/** Prints a newly queued job, and follows it with --wait. */
+export async function reportJob(job: JobView, options: { wait?: boolean; json?: boolean }, api: ReturnType<CommandContext['api']>) {
+  if (!options.wait) {
+    if (options.json) return printJson(job);
+    const what = job.kind === 'deploy' ? `deploy ${job.image?.name} (${size(job.image?.size)})` : 'backup';
+    console.log(`Queued job ${job.id}: ${what} on ${job.device_mac}. The device starts it at its next poll.`);
+    return;
+  }
+  const finished = await followJob(api, job.id, { quiet: options.json });
+  if (options.json) return printJson(finished);
+  console.log(describeFinished(finished));
+}

@@ -1,0 +1,81 @@
+import { statSync } from 'node:fs';
+import { basename } from 'node:path';
+import type { Command } from 'commander';
+import type { ImageView } from '../images/library.js';
+import type { CommandContext } from './context.js';
+import { CliError, EXIT } from './errors.js';
+import { printJson, printTable, shortHash, size, when } from './output.js';
+import { createStatusLine, progressLine } from './progress.js';
+
+/** `raspios-lite.img` → `raspios-lite`: the default library name of a file. */
+export function imageNameFor(file: string): string {
+  return basename(file).replace(/\.img$/i, '').replace(/[^A-Za-z0-9._+-]/g, '-').replace(/^[^A-Za-z0-9]+/, '') || 'image';
+}
+
+export function registerImageCommands(program: Command, context: CommandContext) {
+  const image = program.command('image').description('manage the image library (add, list, rm, default)');
+
+  context
+    .command(image, 'add', 'add an image file to the library (streamed to the server)')
+    .argument('<file>', 'a raw disk image (.img)')
+    .option('--name <name>', 'library name (default: the file name without .img)')
+    .option('--default', 'make it the image Deploy uses by default')
+    .option('--json', 'print JSON')
+    .action(async (file: string, options: { name?: string; default?: boolean; json?: boolean }) => {
+      let bytes: number;
+      try {
+        const stats = statSync(file);
+        if (!stats.isFile()) throw new Error('not a regular file');
+        bytes = stats.size;
+      } catch (error) {
+        throw new CliError(`cannot read image file ${file}: ${(error as Error).message}`, EXIT.usage);
+      }
+      const name = options.name ?? imageNameFor(file);
+      const query = new URLSearchParams({ name, origin: basename(file) });
+      if (options.default) query.set('default', 'true');
+      const status = createStatusLine();
+      const started = Date.now();
+      const added = await context.api(options).upload<ImageView>(`/api/images?${query}`, file, bytes, (sent) => {
+        if (!status.tty || options.json) return;
+        const seconds = (Date.now() - started) / 1000;
+        const speed = seconds > 0 ? `${(sent / seconds / 1e6).toFixed(1)} MB/s` : '';
+        status.update(progressLine(sent, bytes, `${speed}  uploading ${name}`));
+      });
+      status.done();
+      if (options.json) return printJson(added);
+      console.log(`Added image ${added.name}: ${size(added.size)}, sha256 ${added.sha256}${added.default ? ' (default)' : ''}.`);
+    });
+
+  context
+    .command(image, 'list', 'list the images')
+    .option('--json', 'print JSON')
+    .action(async (options: { json?: boolean }) => {
+      const { images } = await context.api(options).get<{ images: ImageView[] }>('/api/images');
+      if (options.json) return printJson(images);
+      printTable(
+        ['NAME', 'SIZE', 'SHA256', 'SOURCE', 'ADDED', 'DEFAULT', 'IN USE'],
+        images.map((i) => [i.name, size(i.size), shortHash(i.sha256), i.source, when(i.created_at), i.default ? 'yes' : '', i.in_use ? 'yes' : '']),
+        'No images yet. Add one with: cm4prov image add FILE --default (or put golden.img in the data folder).',
+      );
+    });
+
+  context
+    .command(image, 'rm', 'remove an image (refused while a deploy uses it)')
+    .argument('<name>', 'image name')
+    .option('--json', 'print JSON')
+    .action(async (name: string, options: { json?: boolean }) => {
+      await context.api(options).delete(`/api/images/${encodeURIComponent(name)}`);
+      if (options.json) return printJson({ removed: name });
+      console.log(`Removed image ${name}.`);
+    });
+
+  context
+    .command(image, 'default', 'make an image the one Deploy uses by default')
+    .argument('<name>', 'image name')
+    .option('--json', 'print JSON')
+    .action(async (name: string, options: { json?: boolean }) => {
+      const updated = await context.api(options).post<ImageView>(`/api/images/${encodeURIComponent(name)}/default`);
+      if (options.json) return printJson(updated);
+      console.log(`Deploy now uses ${updated.name} by default.`);
+    });
+}

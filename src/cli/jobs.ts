@@ -1,0 +1,30 @@
+import type { Command } from 'commander';
+import type { JobView } from '../jobs/view.js';
+import type { CommandContext } from './context.js';
+import { duration, printJson, printTable, rate, when } from './output.js';
+
+export function registerJobCommands(program: Command, context: CommandContext) {
+  context
+    .command(program, 'jobs', 'list deploy and backup jobs, newest first')
+    .option('--device <mac>', 'only this device')
+    .option('--state <state>', 'queued, running, ok, failed or cancelled')
+    .option('--limit <n>', 'at most this many', '50')
+    .option('--json', 'print JSON')
+    .action(async (options: { device?: string; state?: string; limit: string; json?: boolean }) => {
+      const query = new URLSearchParams({ limit: options.limit });
+      if (options.device) query.set('device', options.device);
+      if (options.state) query.set('state', options.state);
+      const { jobs } = await context.api(options).get<{ jobs: JobView[] }>(`/api/jobs?${query}`);
+      if (options.json) return printJson(jobs);
+      printTable(
+        ['ID', 'DEVICE', 'ACTION', 'STATE', 'SOURCE', 'CREATED', 'TIME', 'RATE', 'RESULT'],
+        jobs.map((j) => [
+          j.id, j.device_mac, j.kind, j.state,
+          j.kind === 'deploy' ? j.image?.name : j.backup_id ? `backup ${j.backup_id}` : '',
+          when(j.created_at), duration(j.duration_seconds), rate(j.rate_bytes_per_second),
+          j.error ?? (j.state === 'ok' ? `sha256 ${j.sha256?.slice(0, 12)}…` : j.phase ?? ''),
+        ]),
+        'No jobs yet.',
+      );
+    });
+}

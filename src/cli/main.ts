@@ -1,0 +1,42 @@
+import { Command, CommanderError } from 'commander';
+import { registerBackupCommands } from './backups.js';
+import { createCommandContext } from './context.js';
+import { registerDeviceCommands } from './devices.js';
+import { CliError, EXIT } from './errors.js';
+import { registerImageCommands } from './images.js';
+import { registerJobCommands } from './jobs.js';
+import { registerServeCommand } from './serve.js';
+
+export function buildProgram(env: NodeJS.ProcessEnv): Command {
+  const program = new Command('cm4prov')
+    .description('Provision Raspberry Pi CM4 eMMCs over the network: deploy images, take backups.')
+    .version('0.1.0')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+  const context = createCommandContext(env);
+  registerServeCommand(program, env);
+  registerDeviceCommands(program, context);
+  registerBackupCommands(program, context);
+  registerJobCommands(program, context);
+  registerImageCommands(program, context);
+  return program;
+}
+
+async function main() {
+  const program = buildProgram(process.env);
+  try {
+    await program.parseAsync(process.argv);
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      process.exit(error.exitCode === 0 ? EXIT.ok : EXIT.usage);
+    }
+    if (error instanceof CliError) {
+      process.stderr.write(`cm4prov: ${error.message}\n`);
+      process.exit(error.exitCode);
+    }
+    process.stderr.write(`cm4prov: unexpected error: ${(error as Error).stack ?? String(error)}\n`);
+    process.exit(EXIT.failed);
+  }
+}
+
+await main();

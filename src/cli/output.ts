@@ -1,0 +1,37 @@
+import { formatBytes } from '../shared/files.js';
+
+/** Prints rows as aligned columns; an empty list prints `empty` instead. */
+export function printTable(headers: string[], rows: Array<Array<string | number | null | undefined>>, empty: string) {
+  if (rows.length === 0) {
+    console.log(empty);
+    return;
+  }
+  const cells = rows.map((row) => row.map((cell) => (cell === null || cell === undefined || cell === '' ? '-' : String(cell))));
+  const widths = headers.map((header, i) => Math.max(header.length, ...cells.map((row) => row[i]!.length)));
+  const line = (row: string[]) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ');
+  console.log(line(headers));
+  for (const row of cells) console.log(line(row));
+}
+
+export function printJson(value: unknown) {
+  console.log(JSON.stringify(value, null, 2));
+}
+
+export const size = (bytes: number | null | undefined) => (bytes === null || bytes === undefined ? '-' : formatBytes(bytes));
+
+export const shortHash = (sha256: string | null | undefined) => (sha256 ? sha256.slice(0, 12) : '-');
+
+/** `2026-11-25T10:04:05.123Z` → `2026-11-25 10:04:05` (UTC, as stored). */
+export const when = (iso: string | null | undefined) => (iso ? iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z') : '-');
+
+export function duration(seconds: number | null | undefined): string {
+  if (seconds === null || seconds === undefined) return '-';
+  const s = Math.round(seconds);
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const rest = String(s % 60).padStart(2, '0');
+  return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${rest}` : `${m}:${rest}`;
+}
+
+export const rate = (bytesPerSecond: number | null | undefined) =>
+  bytesPerSecond ? `${(bytesPerSecond / 1e6).toFixed(1)} MB/s` : '-';

@@ -1,0 +1,179 @@
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { resolve } from 'node:path';
+import { Type, type Static } from 'typebox';
+import { parseCidr } from './shared/network.js';
+
+/** The server's whole configuration: built once at start-up, then passed explicitly. */
+export const ConfigSchema = Type.Object({
+  host: Type.String({ description: 'address to listen on', default: '0.0.0.0' }),
+  port: Type.Integer({ minimum: 0, maximum: 65535, default: 5000 }),
+  dataDir: Type.String({ description: 'SQLite database, images, backups, admin token' }),
+  publicUrl: Type.Optional(Type.String({ description: 'base URL devices use to reach this server' })),
+  deviceNetwork: Type.Array(Type.String(), { description: 'CIDRs allowed to use the device API' }),
+  jobStallTimeout: Type.Integer({ minimum: 10, description: 'seconds without word from a device before its job fails' }),
+  logLevel: Type.Union([
+    Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'),
+    Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent'),
+  ]),
+});
+export type Config = Static<typeof ConfigSchema>;
+export type LogLevel = Config['logLevel'];
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+type Parser<T> = (value: unknown) => T | { error: string };
+
+interface OptionSpec<T> {
+  parse: Parser<T>;
+  fallback: T;
+}
+
+const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+const OPTIONS = {
+  host: { parse: parseHost, fallback: '0.0.0.0' },
+  port: { parse: parsePort, fallback: 5000 },
+  dataDir: { parse: parseNonEmpty, fallback: './data' },
+  publicUrl: { parse: parsePublicUrl, fallback: undefined },
+  deviceNetwork: { parse: parseCidrList, fallback: [] },
+  jobStallTimeout: { parse: parseStallTimeout, fallback: 600 },
+  logLevel: { parse: parseLogLevel, fallback: 'info' },
+} satisfies { [K in keyof Config]-?: OptionSpec<Config[K]> };
+
+export type ConfigKey = keyof typeof OPTIONS;
+export const CONFIG_KEYS = Object.keys(OPTIONS) as ConfigKey[];
+
+/** `dataDir` → `--data-dir`, `CM4PROV_DATA_DIR`, and `data-dir` in a config file. */
+export const flagName = (key: ConfigKey) => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+export const envName = (key: ConfigKey) => `CM4PROV_${flagName(key).replaceAll('-', '_').toUpperCase()}`;
+
+export interface ConfigSources {
+  /** Parsed command-line flags, keyed like Config; undefined means "not given". */
+  flags?: Partial<Record<ConfigKey, unknown>>;
+  env?: Record<string, string | undefined>;
+  /** A JSON file; its keys may be written camelCase or like the flags (`data-dir`). */
+  configFile?: string;
+  cwd?: string;
+}
+
+/**
+ * Builds the Config with precedence flags > CM4PROV_* environment > config file > defaults.
+ * Throws ConfigError with one sentence naming the bad setting and where it came from.
+ */
+export function loadConfig(sources: ConfigSources = {}): Config {
+  const env = sources.env ?? {};
+  const cwd = sources.cwd ?? process.cwd();
+  const configFile = sources.configFile ?? env.CM4PROV_CONFIG;
+  const fromFile = configFile ? readConfigFile(resolve(cwd, configFile)) : {};
+
+  const config: Record<string, unknown> = {};
+  for (const key of CONFIG_KEYS) {
+    const spec: OptionSpec<unknown> = OPTIONS[key];
+    const candidates: Array<[unknown, string]> = [
+      [sources.flags?.[key], `--${flagName(key)}`],
+      [env[envName(key)], envName(key)],
+      [fromFile[key], `'${flagName(key)}' in ${configFile}`],
+    ];
+    const given = candidates.find(([value]) => value !== undefined && value !== '');
+    if (!given) {
+      config[key] = spec.fallback;
+      continue;
+    }
+    const parsed = spec.parse(given[0]);
+    if (isError(parsed)) throw new ConfigError(`Invalid ${given[1]}: ${parsed.error}.`);
+    config[key] = parsed;
+  }
+  config.dataDir = resolve(cwd, config.dataDir as string);
+  return config as Config;
+}
+
+function readConfigFile(path: string): Partial<Record<ConfigKey, unknown>> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new ConfigError(`Cannot read config file ${path}: ${(error as Error).message}.`);
+  }
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (error) {
+    throw new ConfigError(`Config file ${path} is not valid JSON: ${(error as Error).message}.`);
+  }
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) {
+    throw new ConfigError(`Config file ${path} must hold a JSON object of settings.`);
+  }
+  const result: Partial<Record<ConfigKey, unknown>> = {};
+  for (const [name, value] of Object.entries(data)) {
+    const key = name.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()) as ConfigKey;
+    if (!CONFIG_KEYS.includes(key)) {
+      throw new ConfigError(
+        `Config file ${path} has an unknown setting '${name}' (known: ${CONFIG_KEYS.map(flagName).join(', ')}).`,
+      );
+    }
+    result[key] = value;
+  }
+  return result;
+}
+
+function isError(value: unknown): value is { error: string } {
+  return typeof value === 'object' && value !== null && 'error' in value;
+}
+
+function parseHost(value: unknown) {
+  if (typeof value !== 'string' || value.trim() === '') return { error: 'expected an address such as 0.0.0.0 or 10.20.50.1' };
+  const host = value.trim();
+  if (isIP(host) === 0 && !/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/i.test(host)) {
+    return { error: `'${host}' is neither an IP address nor a host name` };
+  }
+  return host;
+}
+
+function parsePort(value: unknown) {
+  const port = typeof value === 'number' ? value : /^\d+$/.test(String(value).trim()) ? Number(String(value).trim()) : NaN;
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    return { error: `'${String(value)}' is not a port: expected a whole number from 1 to 65535 (0 picks a free one)` };
+  }
+  return port;
+}
+
+function parseNonEmpty(value: unknown) {
+  if (typeof value !== 'string' || value.trim() === '') return { error: 'expected a folder path' };
+  return value;
+}
+
+function parsePublicUrl(value: unknown) {
+  let url: URL;
+  try {
+    url = new URL(String(value));
+  } catch {
+    return { error: `'${String(value)}' is not a URL: expected something like http://10.20.50.1:5000` };
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return { error: `'${String(value)}' must start with http:// or https://` };
+  if (url.search || url.hash) return { error: `'${String(value)}' must not have a query or fragment` };
+  return url.toString().replace(/\/+$/, '');
+}
+
+function parseCidrList(value: unknown) {
+  const items = Array.isArray(value) ? value.map(String) : String(value).split(',');
+  const cidrs = items.map((item) => item.trim()).filter(Boolean);
+  for (const cidr of cidrs) {
+    const parsed = parseCidr(cidr);
+    if (typeof parsed === 'string') return { error: parsed };
+  }
+  return cidrs;
+}
+
+function parseStallTimeout(value: unknown) {
+  const seconds = Number(value);
+  if (!Number.isInteger(seconds) || seconds < 10) return { error: `'${String(value)}' must be a whole number of seconds, at least 10` };
+  return seconds;
+}
+
+function parseLogLevel(value: unknown) {
+  const level = String(value) as LogLevel;
+  return LOG_LEVELS.includes(level) ? level : { error: `'${String(value)}' is not one of ${LOG_LEVELS.join(', ')}` };
+}

@@ -1,0 +1,40 @@
+import Database from 'better-sqlite3';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+export type Db = Database.Database;
+
+const MIGRATIONS_DIR = join(import.meta.dirname, 'migrations');
+
+/**
+ * Opens (creating if needed) the SQLite database and brings its schema up to date.
+ * WAL lets the dashboard read while a device's progress is written; `synchronous=NORMAL`
+ * is durable across process crashes in WAL mode (https://www.sqlite.org/pragma.html#pragma_synchronous).
+ */
+export function openDatabase(path: string): Db {
+  const db = new Database(path);
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = NORMAL');
+  db.pragma('foreign_keys = ON');
+  db.pragma('busy_timeout = 5000');
+  migrate(db);
+  return db;
+}
+
+/** Applies `migrations/NNNN-name.sql` files above the stored `user_version`, each in one transaction. */
+export function migrate(db: Db, dir = MIGRATIONS_DIR): number {
+  const current = db.pragma('user_version', { simple: true }) as number;
+  const pending = readdirSync(dir)
+    .filter((file) => /^\d{4}-[\w-]+\.sql$/.test(file))
+    .sort()
+    .map((file) => ({ version: Number(file.slice(0, 4)), file }))
+    .filter(({ version }) => version > current);
+  for (const { version, file } of pending) {
+    const sql = readFileSync(join(dir, file), 'utf8');
+    db.transaction(() => {
+      db.exec(sql);
+      db.pragma(`user_version = ${version}`);
+    })();
+  }
+  return db.pragma('user_version', { simple: true }) as number;
+}

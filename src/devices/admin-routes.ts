@@ -1,0 +1,32 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import type { JobService } from '../jobs/service.js';
+import { Mac } from './schemas.js';
+import type { DeviceService } from './service.js';
+
+const MacParams = Type.Object({ mac: Mac });
+const DeployBody = Type.Union([
+  Type.Object({ image: Type.Optional(Type.String({ maxLength: 128, description: 'image name; default image when absent' })) }),
+  Type.Null(),
+]);
+
+/** Operator view and control of devices (admin token required). */
+export const deviceAdminRoutes: FastifyPluginAsyncTypebox<{ devices: DeviceService; jobs: JobService }> = async (app, { devices, jobs }) => {
+  app.get('/api/devices', async () => ({ devices: devices.list() }));
+
+  app.get('/api/devices/:mac', { schema: { params: MacParams } }, async (request) => devices.view(devices.get(request.params.mac)));
+
+  app.post('/api/devices/:mac/deploy', { schema: { params: MacParams, body: Type.Optional(DeployBody) } }, async (request, reply) => {
+    const job = jobs.orderDeploy(request.params.mac, request.body?.image);
+    return reply.code(201).send(jobs.view(job));
+  });
+
+  app.post('/api/devices/:mac/backup', { schema: { params: MacParams } }, async (request, reply) => {
+    const job = jobs.orderBackup(request.params.mac);
+    return reply.code(201).send(jobs.view(job));
+  });
+
+  app.post('/api/devices/:mac/cancel', { schema: { params: MacParams } }, async (request) =>
+    jobs.view(jobs.cancelForDevice(request.params.mac)),
+  );
+};

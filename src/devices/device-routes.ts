@@ -1,0 +1,42 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { baseUrlFor } from '../http/base-url.js';
+import { replyAs } from '../http/reply-format.js';
+import { pollAnswer } from '../jobs/device-answer.js';
+import type { JobService } from '../jobs/service.js';
+import { PollQuery, RegisterBody, RegisterQuery } from './schemas.js';
+import type { DeviceService } from './service.js';
+
+export interface DeviceRoutesOptions {
+  devices: DeviceService;
+  jobs: JobService;
+  publicUrl: string | undefined;
+  /** Long-poll length used when the device does not say (`wait` absent). */
+  defaultWaitSeconds?: number;
+}
+
+/** The device-facing contract: `POST /api/register-device` and `GET /api/device-action-poll`. */
+export const deviceRoutes: FastifyPluginAsyncTypebox<DeviceRoutesOptions> = async (app, { devices, jobs, publicUrl }) => {
+  app.post('/api/register-device', { schema: { body: RegisterBody, querystring: RegisterQuery } }, async (request, reply) => {
+    const device = devices.register(request.body, request.ip);
+    const base = baseUrlFor(request, publicUrl);
+    return replyAs(reply, request.query.format, {
+      ok: true,
+      mac: device.mac,
+      ip: device.ip,
+      poll_url: `${base}/api/device-action-poll?mac=${device.mac}`,
+    });
+  });
+
+  app.get('/api/device-action-poll', { schema: { querystring: PollQuery } }, async (request, reply) => {
+    const { mac, format, wait = 0 } = request.query;
+    const device = devices.seen(mac, request.ip);
+    // The poll ends early if the device hangs up, so no job is handed to a closed socket.
+    const hangUp = new AbortController();
+    reply.raw.on('close', () => hangUp.abort());
+    const outcome = await jobs.poll(device.mac, wait * 1000, hangUp.signal);
+    if (hangUp.signal.aborted && outcome.action !== 'none') {
+      request.log.warn({ mac: device.mac, job: outcome.job.id }, 'device hung up as its job was handed out');
+    }
+    return replyAs(reply, format, pollAnswer(outcome, baseUrlFor(request, publicUrl)));
+  });
+};

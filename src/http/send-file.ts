@@ -1,0 +1,71 @@
+import { createReadStream } from 'node:fs';
+import type { ReadStream } from 'node:fs';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { STREAM_CHUNK_BYTES } from '../shared/files.js';
+
+export interface FileToSend {
+  path: string;
+  size: number;
+  /** A strong validator; we use the content's sha256, so it is stable across restarts. */
+  etag: string;
+  /** Offered as the download's file name (Content-Disposition). */
+  downloadName?: string;
+}
+
+export type ByteRange = { start: number; end: number };
+
+/**
+ * Reads a `Range: bytes=...` header (RFC 9110 §14.2) for a file of `size` bytes.
+ * Returns the range, 'unsatisfiable', or undefined to serve the whole file; several ranges
+ * are answered with the whole file, which the RFC allows.
+ */
+export function parseRange(header: string | undefined, size: number): ByteRange | 'unsatisfiable' | undefined {
+  if (!header) return undefined;
+  const match = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  if (!match) return undefined;
+  const [, first = '', last = ''] = match;
+  if (first === '' && last === '') return undefined;
+  if (first === '') {
+    const suffix = Number(last);
+    if (suffix === 0 || size === 0) return 'unsatisfiable';
+    return { start: Math.max(0, size - suffix), end: size - 1 };
+  }
+  const start = Number(first);
+  const end = last === '' ? size - 1 : Math.min(Number(last), size - 1);
+  if (start >= size || end < start) return 'unsatisfiable';
+  return { start, end };
+}
+
+/**
+ * Serves a file with Content-Length, ETag, Accept-Ranges, Range/If-Range and HEAD, streaming
+ * it from disk in 1 MiB chunks. Returns the read stream (undefined for HEAD, 304 and 416)
+ * so the caller can watch or abort the transfer.
+ */
+export function sendFile(request: FastifyRequest, reply: FastifyReply, file: FileToSend): ReadStream | undefined {
+  const etag = `"${file.etag}"`;
+  reply.header('accept-ranges', 'bytes').header('etag', etag).header('content-type', 'application/octet-stream');
+  if (file.downloadName) reply.header('content-disposition', `attachment; filename="${file.downloadName.replace(/"/g, '')}"`);
+
+  if (request.headers['if-none-match'] === etag) {
+    reply.code(304).send();
+    return undefined;
+  }
+  const ifRange = request.headers['if-range'];
+  const range = ifRange === undefined || ifRange === etag ? parseRange(request.headers.range, file.size) : undefined;
+  if (range === 'unsatisfiable') {
+    reply.code(416).header('content-range', `bytes */${file.size}`).send();
+    return undefined;
+  }
+  const { start, end } = range ?? { start: 0, end: file.size - 1 };
+  const length = file.size === 0 ? 0 : end - start + 1;
+  if (range) reply.code(206).header('content-range', `bytes ${start}-${end}/${file.size}`);
+  reply.header('content-length', length);
+
+  if (request.method === 'HEAD' || length === 0) {
+    reply.send();
+    return undefined;
+  }
+  const stream = createReadStream(file.path, { start, end, highWaterMark: STREAM_CHUNK_BYTES });
+  reply.send(stream);
+  return stream;
+}

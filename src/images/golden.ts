@@ -1,0 +1,112 @@
+import { watch, type FSWatcher } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { Clock } from '../shared/clock.js';
+import { GOLDEN_NAME, type ImageLibrary } from './library.js';
+import type { ImageStore } from './store.js';
+
+export const GOLDEN_FILE = 'golden.img';
+
+export interface GoldenWatcherDeps {
+  library: ImageLibrary;
+  store: ImageStore;
+  dataDir: string;
+  clock: Clock;
+  log: Logger;
+  /** A file modified more recently than this is taken to be still being written. */
+  settleMs?: number;
+  /** Re-check interval, for filesystems where inotify misses changes (bind mounts, NFS). */
+  pollMs?: number;
+}
+
+/**
+ * Publishes `<data-dir>/golden.img` as the image named "golden", once per version of the file.
+ * The bytes are copied into the library (so a later `cp` over golden.img never changes a
+ * running deploy) and hashed during that copy: never on a device's request.
+ */
+export function createGoldenWatcher(deps: GoldenWatcherDeps) {
+  const { library, store, dataDir, clock, log } = deps;
+  const settleMs = deps.settleMs ?? 2000;
+  const pollMs = deps.pollMs ?? 30_000;
+  const path = join(dataDir, GOLDEN_FILE);
+  let watcher: FSWatcher | undefined;
+  let poller: NodeJS.Timeout | undefined;
+  let retry: NodeJS.Timeout | undefined;
+  let running: Promise<void> | undefined;
+  let again = false;
+
+  const versionOf = (s: { ino: number; size: number; mtimeMs: number }) => `${s.ino}:${s.size}:${Math.trunc(s.mtimeMs)}`;
+
+  async function importIfChanged(): Promise<void> {
+    const before = await stat(path).catch(() => undefined);
+    if (!before?.isFile()) return;
+    const version = versionOf(before);
+    if (version === store.goldenVersion() && store.byName(GOLDEN_NAME)) return;
+    const age = clock.now() - before.mtimeMs;
+    if (age < settleMs) {
+      scheduleRetry(settleMs - age + 50);
+      return;
+    }
+    log.info({ file: path, size: before.size }, 'importing a new version of golden.img');
+    await library.importFile(path, {
+      name: GOLDEN_NAME,
+      source: 'golden',
+      origin: path,
+      makeDefault: false,
+      expectedBytes: before.size,
+      beforePublish: async () => {
+        const after = await stat(path);
+        if (versionOf(after) !== version) throw new Error('golden.img changed while it was being copied');
+      },
+    });
+    store.setGoldenVersion(version);
+  }
+
+  function scheduleRetry(ms: number) {
+    clearTimeout(retry);
+    retry = setTimeout(() => void check(), ms);
+  }
+
+  /** Looks at golden.img now; concurrent calls coalesce into one more pass. */
+  function check(): Promise<void> {
+    if (running) {
+      again = true;
+      return running;
+    }
+    running = importIfChanged()
+      .catch((error: Error) => {
+        log.warn({ err: error, file: path }, `golden.img not imported yet: ${error.message}`);
+        scheduleRetry(settleMs);
+      })
+      .finally(() => {
+        running = undefined;
+        if (again) {
+          again = false;
+          void check();
+        }
+      });
+    return running;
+  }
+
+  return {
+    check,
+    start() {
+      watcher = watch(dataDir, (_event, file) => {
+        if (file === GOLDEN_FILE) scheduleRetry(200);
+      });
+      watcher.on('error', (error) => log.warn({ err: error }, 'cannot watch the data folder; polling only'));
+      poller = setInterval(() => void check(), pollMs);
+      poller.unref();
+      return check();
+    },
+    async stop() {
+      watcher?.close();
+      clearInterval(poller);
+      clearTimeout(retry);
+      await running;
+    },
+  };
+}
+
+export type GoldenWatcher = ReturnType<typeof createGoldenWatcher>;

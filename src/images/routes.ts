@@ -1,0 +1,42 @@
+import type { FastifyPluginAsyncTypebox, TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import { acceptRawBodies } from '../http/raw-body.js';
+import type { ImageLibrary } from './library.js';
+
+const NameParams = Type.Object({ name: Type.String({ maxLength: 128 }) });
+const UploadQuery = Type.Object({
+  name: Type.String({ minLength: 1, maxLength: 128 }),
+  default: Type.Optional(Type.Boolean({ description: 'make it the image Deploy uses by default' })),
+  origin: Type.Optional(Type.String({ maxLength: 500, description: 'where the bytes came from, e.g. the file name' })),
+});
+
+/** The image library (admin token required). Uploads stream straight to disk. */
+export const imageAdminRoutes: FastifyPluginAsyncTypebox<{ images: ImageLibrary }> = async (app, { images }) => {
+  app.get('/api/images', async () => ({ images: images.list(), importing: images.imports() }));
+
+  app.get('/api/images/:name', { schema: { params: NameParams } }, async (request) => images.view(images.requireImage(request.params.name)));
+
+  app.delete('/api/images/:name', { schema: { params: NameParams } }, async (request, reply) => {
+    images.remove(request.params.name);
+    return reply.code(204).send();
+  });
+
+  app.post('/api/images/:name/default', { schema: { params: NameParams } }, async (request) => {
+    images.setDefault(request.params.name);
+    return images.view(images.requireImage(request.params.name));
+  });
+
+  app.register(async (raw) => {
+    acceptRawBodies(raw);
+    raw.withTypeProvider<TypeBoxTypeProvider>().post('/api/images', { schema: { querystring: UploadQuery } }, async (request, reply) => {
+      const length = request.headers['content-length'];
+      const image = await images.addFromStream(request.raw, {
+        name: request.query.name,
+        origin: request.query.origin ?? null,
+        makeDefault: request.query.default ?? false,
+        expectedBytes: length === undefined ? undefined : Number(length),
+      });
+      return reply.code(201).send(images.view(image));
+    });
+  });
+};

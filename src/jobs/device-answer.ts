@@ -1,0 +1,33 @@
+import type { PollOutcome } from './service.js';
+import type { JobRow } from './store.js';
+
+export type PollAnswer = Record<string, string | number | null | undefined> & { action: 'none' | 'deploy' | 'backup' };
+
+/** The URLs of one job, for the device holding its token. They stop working when the job ends. */
+export function jobUrls(job: Pick<JobRow, 'id' | 'token'>, baseUrl: string) {
+  const at = (leaf: string) => `${baseUrl}/api/device-jobs/${job.id}/${leaf}?token=${encodeURIComponent(job.token)}`;
+  return { image: at('image'), upload: at('upload'), progress: at('progress'), result: at('result') };
+}
+
+/** What `GET /api/device-action-poll` answers: the public contract existing clients parse. */
+export function pollAnswer(outcome: PollOutcome, baseUrl: string): PollAnswer {
+  if (outcome.action === 'none') {
+    const abandoned = outcome.abandoned;
+    return abandoned
+      ? { action: 'none', abandoned_job: abandoned.id, message: `job ${abandoned.id} (${abandoned.kind}) failed: ${abandoned.error}` }
+      : { action: 'none' };
+  }
+  const urls = jobUrls(outcome.job, baseUrl);
+  const common = { job: outcome.job.id, progress_url: urls.progress, result_url: urls.result };
+  if (outcome.action === 'deploy') {
+    return {
+      action: 'deploy',
+      ...common,
+      url: urls.image,
+      size: outcome.image.size,
+      sha256: outcome.image.sha256,
+      image: outcome.image.name,
+    };
+  }
+  return { action: 'backup', ...common, upload_url: urls.upload, size: outcome.job.bytes_total };
+}

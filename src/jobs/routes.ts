@@ -1,0 +1,24 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import type { JobService } from './service.js';
+
+const JobsQuery = Type.Object({
+  device: Type.Optional(Type.String({ maxLength: 64 })),
+  state: Type.Optional(Type.Union(['queued', 'running', 'ok', 'failed', 'cancelled'].map((s) => Type.Literal(s)))),
+  kind: Type.Optional(Type.Union([Type.Literal('deploy'), Type.Literal('backup')])),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000, default: 100 })),
+});
+const JobIdParams = Type.Object({ id: Type.Integer({ minimum: 1 }) });
+
+/** Job history and control (admin token required). */
+export const jobAdminRoutes: FastifyPluginAsyncTypebox<{ jobs: JobService }> = async (app, { jobs }) => {
+  app.get('/api/jobs', { schema: { querystring: JobsQuery } }, async (request) => {
+    const { device, state, kind, limit } = request.query;
+    const rows = jobs.list({ mac: device, state: state as never, kind, limit });
+    return { jobs: rows.map((job) => jobs.view(job)) };
+  });
+
+  app.get('/api/jobs/:id', { schema: { params: JobIdParams } }, async (request) => jobs.view(jobs.get(request.params.id)));
+
+  app.post('/api/jobs/:id/cancel', { schema: { params: JobIdParams } }, async (request) => jobs.view(jobs.cancel(request.params.id)));
+};

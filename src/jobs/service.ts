@@ -1,0 +1,267 @@
+import type { Logger } from 'pino';
+import type { DeviceStore } from '../devices/store.js';
+import type { ImageLibrary } from '../images/library.js';
+import type { ImageRow } from '../images/store.js';
+import type { Clock } from '../shared/clock.js';
+import { badRequest, conflict, forbidden, gone, notFound } from '../shared/errors.js';
+import type { EventBus } from '../shared/events.js';
+import { formatBytes } from '../shared/files.js';
+import { normalizeMac } from '../shared/mac.js';
+import { newToken, tokensEqual } from '../shared/tokens.js';
+import { createRateMeter } from './rate-meter.js';
+import type { JobFilter, JobKind, JobRow, JobStore } from './store.js';
+import type { TransferRegistry } from './transfers.js';
+import { toJobView, type JobView } from './view.js';
+import type { Waiters } from './waiters.js';
+
+export interface JobServiceDeps {
+  store: JobStore;
+  devices: DeviceStore;
+  images: ImageLibrary;
+  waiters: Waiters;
+  transfers: TransferRegistry;
+  clock: Clock;
+  bus: EventBus;
+  log: Logger;
+  /** A running job with no word from its device for this long fails. */
+  stallTimeoutMs: number;
+}
+
+export type PollOutcome =
+  | { action: 'none'; abandoned?: JobRow }
+  | { action: 'deploy'; job: JobRow; image: ImageRow }
+  | { action: 'backup'; job: JobRow };
+
+export interface FinalOutcome {
+  state: 'ok' | 'failed' | 'cancelled';
+  error?: string | null;
+  sha256?: string | null;
+  bytesDone?: number | null;
+  backupId?: number | null;
+}
+
+const SHA256 = /^[0-9a-f]{64}$/;
+
+/**
+ * The job state machine: queued → running → ok | failed | cancelled.
+ * Queued jobs wait for their device's poll, which hands each out exactly once (→ running).
+ * A device that registers or polls again while its job is running has restarted mid-job:
+ * that job fails as abandoned, and the device waits for the operator to act again.
+ */
+export function createJobService(deps: JobServiceDeps) {
+  const { store, devices, images, waiters, transfers, clock, bus, log } = deps;
+  const rates = createRateMeter();
+
+  function changed(job: JobRow) {
+    bus.emit('job.changed', { jobId: job.id, mac: job.device_mac, state: job.state });
+  }
+
+  function requireDevice(macInput: string) {
+    const mac = normalizeMac(macInput);
+    const device = devices.get(mac);
+    if (!device) throw notFound(`no device with MAC ${mac} has registered`);
+    return device;
+  }
+
+  function describe(job: JobRow) {
+    return `job ${job.id} (${job.kind}, ${job.state})`;
+  }
+
+  function order(mac: string, kind: JobKind, image: ImageRow | null, bytesTotal: number | null): JobRow {
+    const active = store.activeFor(mac);
+    if (active) throw conflict(`device ${mac} already has ${describe(active)}; cancel it first`);
+    let job: JobRow;
+    try {
+      job = store.create({ mac, kind, token: newToken(), imageId: image?.id ?? null, bytesTotal }, clock.now());
+    } catch (error) {
+      if ((error as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
+        throw conflict(`device ${mac} already has a queued or running job; cancel it first`);
+      }
+      throw error;
+    }
+    log.info({ job: job.id, mac, kind, image: image?.name }, 'job queued');
+    changed(job);
+    waiters.wake(mac);
+    return job;
+  }
+
+  /** Ends an active job; returns the final row, or undefined if it had already ended. */
+  function finish(jobId: number, outcome: FinalOutcome): JobRow | undefined {
+    if (!store.finish(jobId, outcome, clock.now())) return undefined;
+    const job = store.get(jobId)!;
+    rates.forget(jobId);
+    transfers.abortAll(jobId, new Error(`job ${jobId} ended (${job.state})`));
+    log.info({ job: jobId, mac: job.device_mac, state: job.state, error: job.error }, 'job ended');
+    changed(job);
+    return job;
+  }
+
+  function abandonRunning(mac: string, why: string): JobRow | undefined {
+    const active = store.activeFor(mac);
+    if (active?.state !== 'running') return undefined;
+    const consequence = active.kind === 'deploy' ? 'the eMMC may hold a partial image' : 'no backup was stored';
+    const earlier = active.error ? ` (last problem: ${active.error})` : '';
+    return finish(active.id, { state: 'failed', error: `abandoned: ${why} before reporting a result; ${consequence}${earlier}` });
+  }
+
+  /** Hands the device its queued job, if any: the one moment a job moves queued → running. */
+  function takeQueued(mac: string): PollOutcome | undefined {
+    const job = store.activeFor(mac);
+    if (job?.state !== 'queued' || !store.markStarted(job.id, clock.now())) return undefined;
+    const started = store.get(job.id)!;
+    changed(started);
+    if (started.kind === 'backup') return { action: 'backup', job: started };
+    const image = images.get(started.image_id!)!;
+    return { action: 'deploy', job: started, image };
+  }
+
+  return {
+    view(job: JobRow): JobView {
+      return toJobView(job, job.image_id === null ? undefined : images.get(job.image_id), clock.now(), rates.rateOf(job.id));
+    },
+    get(id: number): JobRow {
+      const job = store.get(id);
+      if (!job) throw notFound(`there is no job ${id}`);
+      return job;
+    },
+    list: (filter: JobFilter) => store.list({ ...filter, mac: filter.mac === undefined ? undefined : normalizeMac(filter.mac) }),
+    activeFor: (mac: string) => store.activeFor(mac),
+
+    orderDeploy(macInput: string, imageName?: string): JobRow {
+      const device = requireDevice(macInput);
+      const image = images.resolveForDeploy(imageName);
+      if (device.storage_bytes !== null && image.size > device.storage_bytes) {
+        throw conflict(
+          `image '${image.name}' (${formatBytes(image.size)}) is larger than the eMMC of ${device.mac} (${formatBytes(device.storage_bytes)})`,
+        );
+      }
+      return order(device.mac, 'deploy', image, image.size);
+    },
+
+    orderBackup(macInput: string): JobRow {
+      const device = requireDevice(macInput);
+      return order(device.mac, 'backup', null, device.storage_bytes);
+    },
+
+    cancel(jobId: number): JobRow {
+      const job = store.get(jobId);
+      if (!job) throw notFound(`there is no job ${jobId}`);
+      const ended = finish(jobId, { state: 'cancelled', error: 'cancelled by the operator' });
+      if (!ended) throw conflict(`${describe(job)} has already ended`);
+      return ended;
+    },
+
+    cancelForDevice(macInput: string): JobRow {
+      const mac = normalizeMac(macInput);
+      const active = store.activeFor(mac);
+      if (!active) throw notFound(`device ${mac} has no queued or running job to cancel`);
+      return finish(active.id, { state: 'cancelled', error: 'cancelled by the operator' })!;
+    },
+
+    /** A device (re)registered: a job it was running cannot finish any more. */
+    deviceRestarted(mac: string): JobRow | undefined {
+      return abandonRunning(mac, 'the device registered again (it restarted)');
+    },
+
+    /**
+     * A device asks for work. Answers at once when there is some; otherwise waits up to
+     * `waitMs` for the operator to order it (long-poll), then answers "none".
+     */
+    async poll(mac: string, waitMs: number, signal?: AbortSignal): Promise<PollOutcome> {
+      const abandoned = abandonRunning(mac, 'the device polled for new work (its client restarted)');
+      const deadline = clock.now() + waitMs;
+      for (;;) {
+        const taken = takeQueued(mac);
+        if (taken) return taken;
+        const left = deadline - clock.now();
+        if (left <= 0 || signal?.aborted) return { action: 'none', abandoned };
+        const outcome = await waiters.wait(mac, left, signal);
+        if (outcome !== 'woken') return { action: 'none', abandoned };
+      }
+    },
+
+    /**
+     * Checks a device-side job request: the job exists, the token is its own, the MAC (when
+     * sent) is its device's, and it is running. Each failure gets its own 4xx and sentence.
+     */
+    authorizeDevice(jobId: number, token: string | undefined, macInput?: string, kind?: JobKind): JobRow {
+      const job = store.get(jobId);
+      if (!job) throw notFound(`there is no job ${jobId}`);
+      if (!tokensEqual(job.token, token)) throw forbidden(`the token is not valid for job ${jobId}`);
+      if (macInput !== undefined && macInput !== '') {
+        const mac = normalizeMac(macInput);
+        if (mac !== job.device_mac) throw forbidden(`job ${jobId} belongs to device ${job.device_mac}, not ${mac}`);
+      }
+      if (kind && job.kind !== kind) throw conflict(`job ${jobId} is a ${job.kind}, not a ${kind}`);
+      if (job.state === 'queued') throw conflict(`job ${jobId} has not been handed to its device yet`);
+      if (job.state !== 'running') {
+        throw gone(`job ${jobId} has ended (${job.state}${job.error ? `: ${job.error}` : ''}); its URLs no longer work`);
+      }
+      return job;
+    },
+
+    reportProgress(job: JobRow, bytesDone: number, phase: string | null): JobRow {
+      const now = clock.now();
+      if (!store.saveProgress(job.id, bytesDone, phase, now)) throw gone(`job ${job.id} has ended`);
+      rates.record(job.id, phase ?? job.phase, bytesDone, now);
+      const updated = store.get(job.id)!;
+      changed(updated);
+      return updated;
+    },
+
+    /** Bytes are moving for this job (a stream chunk), so it is alive. */
+    touch(jobId: number) {
+      store.touch(jobId, clock.now());
+    },
+
+    note(jobId: number, error: string | null, phase: string | null = null) {
+      store.saveNote(jobId, error, phase);
+      const job = store.get(jobId);
+      if (job) changed(job);
+    },
+
+    recordUpload: (jobId: number, bytes: number | null, sha256: string | null) => store.saveUpload(jobId, bytes, sha256),
+
+    /** The device's verdict on a deploy: ok only if what it read back hashes to the image. */
+    finishDeploy(job: JobRow, report: { status: 'ok' | 'failed'; sha256?: string; bytes?: number; error?: string }): JobRow {
+      if (report.status === 'failed') {
+        return finish(job.id, { state: 'failed', error: report.error || 'the device reported a failure without a reason', sha256: report.sha256 })!;
+      }
+      const image = images.get(job.image_id!)!;
+      const sha256 = report.sha256?.toLowerCase();
+      if (!sha256 || !SHA256.test(sha256)) throw badRequest('an ok result needs sha256: the 64-hex-digit hash the device read back');
+      if (report.bytes !== undefined && report.bytes !== image.size) {
+        return finish(job.id, { state: 'failed', sha256, error: `the device verified ${report.bytes} bytes, the image has ${image.size}` })!;
+      }
+      if (sha256 !== image.sha256) {
+        return finish(job.id, {
+          state: 'failed',
+          sha256,
+          error: `read-back sha256 ${sha256} does not match the image's ${image.sha256}: the eMMC does not hold the image`,
+        })!;
+      }
+      return finish(job.id, { state: 'ok', sha256, bytesDone: image.size })!;
+    },
+
+    finish,
+
+    /** Fails running jobs whose device has gone quiet (powered off, cable pulled, client killed). */
+    failStalled(): JobRow[] {
+      const now = clock.now();
+      const failed: JobRow[] = [];
+      for (const job of store.running()) {
+        if (transfers.isActive(job.id)) continue;
+        const quietMs = now - (job.last_activity_at ?? job.started_at ?? job.created_at);
+        if (quietMs < deps.stallTimeoutMs) continue;
+        const ended = finish(job.id, {
+          state: 'failed',
+          error: `no word from the device for ${Math.round(quietMs / 1000)} s${job.error ? ` (last problem: ${job.error})` : ''}`,
+        });
+        if (ended) failed.push(ended);
+      }
+      return failed;
+    },
+  };
+}
+
+export type JobService = ReturnType<typeof createJobService>;

@@ -1,0 +1,115 @@
+import type { Db } from '../db/open.js';
+
+export type JobKind = 'deploy' | 'backup';
+export type JobState = 'queued' | 'running' | 'ok' | 'failed' | 'cancelled';
+export const ACTIVE_STATES: readonly JobState[] = ['queued', 'running'];
+
+export interface JobRow {
+  id: number;
+  device_mac: string;
+  kind: JobKind;
+  state: JobState;
+  token: string;
+  image_id: number | null;
+  backup_id: number | null;
+  phase: string | null;
+  bytes_total: number | null;
+  bytes_done: number;
+  sha256: string | null;
+  error: string | null;
+  upload_bytes: number | null;
+  upload_sha256: string | null;
+  created_at: number;
+  started_at: number | null;
+  ended_at: number | null;
+  last_activity_at: number | null;
+}
+
+export interface JobFilter {
+  mac?: string;
+  state?: JobState;
+  kind?: JobKind;
+  limit?: number;
+}
+
+export function createJobStore(db: Db) {
+  const insert = db.prepare<{ mac: string; kind: JobKind; token: string; imageId: number | null; bytesTotal: number | null; now: number }>(`
+    INSERT INTO jobs (device_mac, kind, state, token, image_id, bytes_total, created_at)
+    VALUES (@mac, @kind, 'queued', @token, @imageId, @bytesTotal, @now)`);
+  const byId = db.prepare<[number], JobRow>('SELECT * FROM jobs WHERE id = ?');
+  const activeForDevice = db.prepare<[string], JobRow>(
+    `SELECT * FROM jobs WHERE device_mac = ? AND state IN ('queued', 'running')`,
+  );
+  const running = db.prepare<[], JobRow>(`SELECT * FROM jobs WHERE state = 'running'`);
+  const start = db.prepare<{ id: number; now: number }>(`
+    UPDATE jobs SET state = 'running', started_at = @now, last_activity_at = @now
+    WHERE id = @id AND state = 'queued'`);
+  const progress = db.prepare<{ id: number; bytesDone: number; phase: string | null; now: number }>(`
+    UPDATE jobs SET bytes_done = @bytesDone, phase = coalesce(@phase, phase), last_activity_at = @now
+    WHERE id = @id AND state = 'running'`);
+  const activity = db.prepare<{ id: number; now: number }>(
+    `UPDATE jobs SET last_activity_at = @now WHERE id = @id AND state = 'running'`,
+  );
+  const note = db.prepare<{ id: number; error: string | null; phase: string | null }>(
+    `UPDATE jobs SET error = @error, phase = coalesce(@phase, phase) WHERE id = @id AND state IN ('queued', 'running')`,
+  );
+  const upload = db.prepare<{ id: number; bytes: number | null; sha256: string | null }>(
+    `UPDATE jobs SET upload_bytes = @bytes, upload_sha256 = @sha256 WHERE id = @id AND state = 'running'`,
+  );
+  const finish = db.prepare<{
+    id: number; state: JobState; error: string | null; sha256: string | null; bytesDone: number | null; backupId: number | null; now: number;
+  }>(`
+    UPDATE jobs SET state = @state, error = @error, sha256 = coalesce(@sha256, sha256),
+      bytes_done = coalesce(@bytesDone, bytes_done), backup_id = coalesce(@backupId, backup_id),
+      phase = NULL, upload_bytes = NULL, upload_sha256 = NULL, ended_at = @now, last_activity_at = @now
+    WHERE id = @id AND state IN ('queued', 'running')`);
+  const usingImage = db.prepare<[number], { n: number }>(
+    `SELECT count(*) AS n FROM jobs WHERE image_id = ? AND state IN ('queued', 'running')`,
+  );
+
+  return {
+    create(values: { mac: string; kind: JobKind; token: string; imageId: number | null; bytesTotal: number | null }, now: number): JobRow {
+      const { lastInsertRowid } = insert.run({ ...values, now });
+      return byId.get(Number(lastInsertRowid))!;
+    },
+    get: (id: number) => byId.get(id),
+    activeFor: (mac: string) => activeForDevice.get(mac),
+    running: () => running.all(),
+    /** queued → running; false if the job was no longer queued. */
+    markStarted: (id: number, now: number) => start.run({ id, now }).changes === 1,
+    saveProgress: (id: number, bytesDone: number, phase: string | null, now: number) =>
+      progress.run({ id, bytesDone, phase, now }).changes === 1,
+    touch: (id: number, now: number) => activity.run({ id, now }).changes === 1,
+    /** A problem worth showing while the job goes on (e.g. an upload attempt that was cut). */
+    saveNote: (id: number, error: string | null, phase: string | null = null) => note.run({ id, error, phase }),
+    saveUpload: (id: number, bytes: number | null, sha256: string | null) => upload.run({ id, bytes, sha256 }),
+    /** Moves an active job to its final state; false if it had already ended. */
+    finish(
+      id: number,
+      outcome: { state: 'ok' | 'failed' | 'cancelled'; error?: string | null; sha256?: string | null; bytesDone?: number | null; backupId?: number | null },
+      now: number,
+    ): boolean {
+      return finish.run({
+        id,
+        state: outcome.state,
+        error: outcome.error ?? null,
+        sha256: outcome.sha256 ?? null,
+        bytesDone: outcome.bytesDone ?? null,
+        backupId: outcome.backupId ?? null,
+        now,
+      }).changes === 1;
+    },
+    list(filter: JobFilter): JobRow[] {
+      const where: string[] = [];
+      const params: Record<string, unknown> = { limit: filter.limit ?? 100 };
+      if (filter.mac) { where.push('device_mac = @mac'); params.mac = filter.mac; }
+      if (filter.state) { where.push('state = @state'); params.state = filter.state; }
+      if (filter.kind) { where.push('kind = @kind'); params.kind = filter.kind; }
+      const clause = where.length ? `WHERE ${where.join(' AND ')}` : '';
+      return db.prepare(`SELECT * FROM jobs ${clause} ORDER BY id DESC LIMIT @limit`).all(params) as JobRow[];
+    },
+    imageInUse: (imageId: number) => usingImage.get(imageId)!.n > 0,
+  };
+}
+
+export type JobStore = ReturnType<typeof createJobStore>;

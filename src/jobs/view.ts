@@ -1,0 +1,52 @@
+import type { ImageRow } from '../images/store.js';
+import type { JobRow } from './store.js';
+
+export interface JobView {
+  id: number;
+  device_mac: string;
+  kind: JobRow['kind'];
+  state: JobRow['state'];
+  phase: string | null;
+  image: { id: number; name: string; size: number; sha256: string } | null;
+  backup_id: number | null;
+  bytes_total: number | null;
+  bytes_done: number;
+  sha256: string | null;
+  error: string | null;
+  created_at: string;
+  started_at: string | null;
+  ended_at: string | null;
+  duration_seconds: number | null;
+  /** While running: the current rate of the current phase; once ended: the average over the job. */
+  rate_bytes_per_second: number | null;
+  eta_seconds: number | null;
+}
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+export function toJobView(job: JobRow, image: ImageRow | undefined, now: number, liveRate: number | null): JobView {
+  const end = job.ended_at ?? now;
+  const seconds = job.started_at === null ? null : Math.max(0, (end - job.started_at) / 1000);
+  const average = seconds && seconds > 0 && job.bytes_done > 0 ? job.bytes_done / seconds : null;
+  const rate = job.state === 'running' ? liveRate : job.state === 'ok' ? average : null;
+  const remaining = job.bytes_total === null ? null : Math.max(0, job.bytes_total - job.bytes_done);
+  return {
+    id: job.id,
+    device_mac: job.device_mac,
+    kind: job.kind,
+    state: job.state,
+    phase: job.phase,
+    image: image ? { id: image.id, name: image.name, size: image.size, sha256: image.sha256 } : null,
+    backup_id: job.backup_id,
+    bytes_total: job.bytes_total,
+    bytes_done: job.bytes_done,
+    sha256: job.sha256,
+    error: job.error,
+    created_at: iso(job.created_at)!,
+    started_at: iso(job.started_at),
+    ended_at: iso(job.ended_at),
+    duration_seconds: seconds === null ? null : Math.round(seconds * 10) / 10,
+    rate_bytes_per_second: rate === null ? null : Math.round(rate),
+    eta_seconds: job.state === 'running' && rate && remaining !== null ? Math.round(remaining / rate) : null,
+  };
+}

@@ -1,0 +1,52 @@
+import type { AddressInfo } from 'node:net';
+import pino, { type Logger } from 'pino';
+import { buildApp } from './app.js';
+import type { Config } from './config.js';
+import { createServices } from './services.js';
+import type { Clock } from './shared/clock.js';
+
+export interface RunningServer {
+  url: string;
+  port: number;
+  services: ReturnType<typeof createServices>;
+  close(): Promise<void>;
+}
+
+const WATCHDOG_INTERVAL_MS = 5_000;
+
+/**
+ * Runs the server: opens the data dir, finishes what a previous process left half-done,
+ * listens, and starts the background work (golden.img watcher, stalled-job watchdog).
+ */
+export async function startServer(config: Config, options: { log?: Logger; clock?: Clock } = {}): Promise<RunningServer> {
+  const log = options.log ?? pino({ level: config.logLevel, base: undefined });
+  const services = createServices({ config, log, clock: options.clock });
+  await services.recover();
+  const app = await buildApp({ services, log });
+  await app.listen({ host: config.host, port: config.port });
+  const { port } = app.server.address() as AddressInfo;
+
+  await services.golden.start();
+  const watchdog = setInterval(() => services.jobs.failStalled(), WATCHDOG_INTERVAL_MS);
+  watchdog.unref();
+
+  const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  log.info({ url, dataDir: config.dataDir, publicUrl: config.publicUrl ?? '(from each request)' }, 'cm4-provisioning server ready');
+
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    port,
+    services,
+    close() {
+      closing ??= (async () => {
+        clearInterval(watchdog);
+        await services.golden.stop();
+        await app.close();
+        services.close();
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,104 @@
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { ensureAdminToken } from './admin/token.js';
+import { createBackupService } from './backups/service.js';
+import { createBackupStore } from './backups/store.js';
+import type { Config } from './config.js';
+import { openDatabase, type Db } from './db/open.js';
+import { createDeviceService } from './devices/service.js';
+import { createDeviceStore } from './devices/store.js';
+import { createGoldenWatcher } from './images/golden.js';
+import { createImageLibrary } from './images/library.js';
+import { createImageStore } from './images/store.js';
+import { createJobService } from './jobs/service.js';
+import { createJobStore } from './jobs/store.js';
+import { createTransferRegistry } from './jobs/transfers.js';
+import { createWaiters } from './jobs/waiters.js';
+import { systemClock, type Clock } from './shared/clock.js';
+import { createEventBus } from './shared/events.js';
+import { ensureDir } from './shared/files.js';
+import { createTransferService } from './transfers/service.js';
+
+export interface ServiceOptions {
+  config: Config;
+  log: Logger;
+  clock?: Clock;
+}
+
+/** Wires the domain services around one database. No sockets, timers or signals here. */
+export function createServices({ config, log, clock = systemClock }: ServiceOptions) {
+  const { dataDir } = config;
+  for (const dir of ['', 'images', 'backups', 'tmp']) ensureDir(join(dataDir, dir));
+  const db: Db = openDatabase(join(dataDir, 'cm4prov.sqlite'));
+  const adminToken = ensureAdminToken(dataDir);
+  const bus = createEventBus();
+  const transfersInFlight = createTransferRegistry();
+
+  const jobStore = createJobStore(db);
+  const deviceStore = createDeviceStore(db);
+  const imageStore = createImageStore(db);
+  const images = createImageLibrary({
+    store: imageStore,
+    dataDir,
+    clock,
+    bus,
+    log: log.child({ module: 'images' }),
+    imageInUse: jobStore.imageInUse,
+  });
+  const jobs = createJobService({
+    store: jobStore,
+    devices: deviceStore,
+    images,
+    waiters: createWaiters(),
+    transfers: transfersInFlight,
+    clock,
+    bus,
+    log: log.child({ module: 'jobs' }),
+    stallTimeoutMs: config.jobStallTimeout * 1000,
+  });
+  const devices = createDeviceService({ store: deviceStore, jobs, clock, bus });
+  const backups = createBackupService({
+    db,
+    store: createBackupStore(db),
+    jobs,
+    transfers: transfersInFlight,
+    dataDir,
+    clock,
+    bus,
+    log: log.child({ module: 'backups' }),
+  });
+  const transfers = createTransferService({ jobs, images, backups, transfers: transfersInFlight });
+  const golden = createGoldenWatcher({ library: images, store: imageStore, dataDir, clock, log: log.child({ module: 'golden' }) });
+
+  // When a job ends, bytes it alone needed can go: a superseded image, an unpublished upload.
+  bus.on('job.changed', ({ jobId, state }) => {
+    if (state === 'queued' || state === 'running') return;
+    images.sweepRetired();
+    void backups.discardUnpublished(jobId);
+  });
+
+  return {
+    config,
+    db,
+    bus,
+    clock,
+    adminToken,
+    devices,
+    jobs,
+    images,
+    backups,
+    transfers,
+    golden,
+    /** Start-up housekeeping: what a previous process left half-done. */
+    async recover() {
+      const awaiting = new Set(jobStore.running().filter((job) => job.upload_sha256 !== null).map((job) => job.id));
+      await backups.sweepLeftovers(awaiting);
+      images.sweepRetired();
+    },
+    close() {
+      db.close();
+    },
+  };
+}
+
+export type Services = ReturnType<typeof createServices>;

@@ -1,0 +1,29 @@
+import { EventEmitter } from 'node:events';
+
+/** What changed, for listeners that keep views live (long-polls, SSE, `--wait`). */
+export interface DomainEvents {
+  'device.changed': { mac: string };
+  'job.changed': { jobId: number; mac: string; state: string };
+  'image.changed': { name: string };
+  'backup.changed': { backupId: number };
+}
+
+export interface EventBus {
+  emit<K extends keyof DomainEvents>(name: K, payload: DomainEvents[K]): void;
+  on<K extends keyof DomainEvents>(name: K, listener: (payload: DomainEvents[K]) => void): () => void;
+}
+
+export function createEventBus(): EventBus {
+  const emitter = new EventEmitter();
+  // Every long-polling device adds a listener; a thousand of them is normal, not a leak.
+  emitter.setMaxListeners(0);
+  return {
+    emit(name, payload) {
+      emitter.emit(name, payload);
+    },
+    on(name, listener) {
+      emitter.on(name, listener);
+      return () => emitter.off(name, listener);
+    },
+  };
+}

@@ -1,0 +1,32 @@
+import { mkdirSync } from 'node:fs';
+import { rm, statfs } from 'node:fs/promises';
+
+/** 1 MiB chunks: Node's 64 KiB default halves streaming throughput for multi-GB images. */
+export const STREAM_CHUNK_BYTES = 1024 * 1024;
+
+export function ensureDir(path: string): string {
+  mkdirSync(path, { recursive: true });
+  return path;
+}
+
+/** Removes a file if it is there; a clean-up path must never throw over a missing file. */
+export async function removeIfPresent(path: string): Promise<void> {
+  await rm(path, { force: true });
+}
+
+/** Bytes an unprivileged writer may still use on the filesystem holding `path`. */
+export async function freeBytes(path: string): Promise<number> {
+  const stats = await statfs(path);
+  return stats.bavail * stats.bsize;
+}
+
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return unit === 0 ? `${bytes} B` : `${value.toFixed(value < 10 ? 2 : 1)} ${units[unit]}`;
+}

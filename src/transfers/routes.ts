@@ -1,0 +1,64 @@
+import type { FastifyPluginAsyncTypebox, TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { acceptRawBodies } from '../http/raw-body.js';
+import { sendFile } from '../http/send-file.js';
+import type { JobService } from '../jobs/service.js';
+import { JobParams, ProgressBody, ResultBody, TokenQuery } from './schemas.js';
+import type { TransferService } from './service.js';
+
+export interface TransferRoutesOptions {
+  transfers: TransferService;
+  jobs: JobService;
+}
+
+const numberHeader = (value: string | string[] | undefined) =>
+  typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : undefined;
+
+/** Device-side job URLs, each authorised by the job's token: /api/device-jobs/:job/... */
+export const transferRoutes: FastifyPluginAsyncTypebox<TransferRoutesOptions> = async (app, { transfers, jobs }) => {
+  const access = (params: { job: number }, query: { token?: string; mac?: string }) => ({ job: params.job, token: query.token, mac: query.mac });
+  const summary = (id: number) => {
+    const job = jobs.view(jobs.get(id));
+    return { job: job.id, state: job.state, error: job.error, sha256: job.sha256 };
+  };
+
+  app.route({
+    method: ['GET', 'HEAD'],
+    url: '/api/device-jobs/:job/image',
+    schema: { params: JobParams, querystring: TokenQuery },
+    handler: async (request, reply) => {
+      const { job, file } = transfers.imageFor(access(request.params, request.query));
+      const stream = sendFile(request, reply, file);
+      if (stream) transfers.trackStream(job, stream);
+      return reply;
+    },
+  });
+
+  // Upload bodies are streamed to disk by the handler, never parsed or buffered here.
+  app.register(async (raw) => {
+    acceptRawBodies(raw);
+    raw.withTypeProvider<TypeBoxTypeProvider>().route({
+      method: ['PUT', 'POST'],
+      url: '/api/device-jobs/:job/upload',
+      schema: { params: JobParams, querystring: TokenQuery },
+      handler: async (request) => {
+        const sha = request.headers['x-content-sha256'];
+        const result = await transfers.upload(access(request.params, request.query), request.raw, {
+          declaredBytes: numberHeader(request.headers['content-length']),
+          declaredSha256: typeof sha === 'string' ? sha : undefined,
+          checksumFollows: request.headers['x-checksum-follows'] === 'sha256',
+        });
+        return { received_bytes: result.bytes, received_sha256: result.sha256, backup_id: result.stored?.id ?? null, ...summary(request.params.job) };
+      },
+    });
+  });
+
+  app.post('/api/device-jobs/:job/progress', { schema: { params: JobParams, querystring: TokenQuery, body: ProgressBody } }, async (request) => {
+    const job = transfers.progress(access(request.params, request.query), request.body);
+    return { job: job.id, state: job.state };
+  });
+
+  app.post('/api/device-jobs/:job/result', { schema: { params: JobParams, querystring: TokenQuery, body: ResultBody } }, async (request) => {
+    const job = await transfers.result(access(request.params, request.query), request.body);
+    return summary(job.id);
+  });
+};

@@ -1,0 +1,30 @@
+import { Type, type Static } from 'typebox';
+
+export const JobParams = Type.Object({ job: Type.Integer({ minimum: 1 }) });
+
+export const TokenQuery = Type.Object({
+  token: Type.Optional(Type.String({ maxLength: 200, description: "the job's token, from its URLs" })),
+  mac: Type.Optional(Type.String({ maxLength: 64 })),
+});
+
+export const ProgressBody = Type.Object(
+  {
+    bytes_done: Type.Integer({ minimum: 0, description: 'bytes written, read or verified so far in this phase' }),
+    phase: Type.Optional(Type.String({ maxLength: 40, description: 'e.g. writing, verifying, uploading' })),
+    mac: Type.Optional(Type.String({ maxLength: 64 })),
+  },
+  { additionalProperties: true },
+);
+export type ProgressBody = Static<typeof ProgressBody>;
+
+export const ResultBody = Type.Object(
+  {
+    status: Type.Union([Type.Literal('ok'), Type.Literal('failed')]),
+    sha256: Type.Optional(Type.String({ pattern: '^[0-9a-fA-F]{64}$', description: 'hash of what the device wrote (read back) or read' })),
+    bytes: Type.Optional(Type.Integer({ minimum: 0 })),
+    error: Type.Optional(Type.String({ maxLength: 2000 })),
+    mac: Type.Optional(Type.String({ maxLength: 64 })),
+  },
+  { additionalProperties: true },
+);
+export type ResultBody = Static<typeof ResultBody>;
