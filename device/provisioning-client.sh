@@ -16,6 +16,7 @@
 #   PROGRESS_INTERVAL    2    seconds between progress reports
 #   TRANSFER_RETRIES     5    attempts per transfer before the job fails (network drops)
 #   RETRY_MAX_DELAY      30   longest back-off between retries, seconds
+#   RATE_LIMIT           (none) cap per transfer, curl --limit-rate syntax (e.g. 20M), to share a LAN
 #   DEVICE_SERIAL, DEVICE_MODEL   override what is read from the device tree / cpuinfo
 #
 # Exit status: 0 after a successful action, 1 when the job failed, 2 on a bad setting.
@@ -88,6 +89,7 @@ load_settings() {
 	PROGRESS_INTERVAL=${PROGRESS_INTERVAL:-2}
 	TRANSFER_RETRIES=${TRANSFER_RETRIES:-5}
 	RETRY_MAX_DELAY=${RETRY_MAX_DELAY:-30}
+	TRANSFER_OPTIONS="--connect-timeout 10 --speed-limit 1024 --speed-time 60${RATE_LIMIT:+ --limit-rate $RATE_LIMIT}"
 
 	if [ -n "${DEVICE_MAC:-}" ]; then
 		MAC=$(echo "$DEVICE_MAC" | tr 'A-F-' 'a-f:')
@@ -245,9 +247,10 @@ is_running() {
 watch_transfer() { # pid fd phase
 	local pid=$1 fd=$2 phase=$3 ticks=0 pos rc=0
 	while is_running "$pid"; do
-		sleep 1
+		# Quarter-second ticks (busybox sleep takes fractions) so a short job is not kept waiting.
+		sleep 0.25 2>/dev/null || sleep 1
 		ticks=$((ticks + 1))
-		[ $((ticks % PROGRESS_INTERVAL)) -eq 0 ] || continue
+		[ $((ticks % (PROGRESS_INTERVAL * 4))) -eq 0 ] || continue
 		pos=$(fd_position "$pid" "$fd")
 		[ -n "$pos" ] || continue
 		if ! report_progress "$phase" "$pos"; then
@@ -270,10 +273,6 @@ kill_background() {
 	BACKGROUND=''
 }
 
-dd_bytes() { # bytes dd reported copying, from its stderr file
-	sed -n 's/^\([0-9][0-9]*\) bytes.*/\1/p' "$1" | tail -n 1
-}
-
 # ---------------------------------------------------------------- deploy
 
 # Writes the image from OFFSET on, resuming with a Range request after a network drop.
@@ -283,13 +282,14 @@ write_image() {
 		rm -f "$WORK/image.fifo" && mkfifo "$WORK/image.fifo"
 		range=''
 		[ "$offset" -eq 0 ] || range="--range $offset-"
-		# shellcheck disable=SC2086 # $range is empty or two words on purpose
-		curl -sS --fail --connect-timeout 10 --speed-limit 1024 --speed-time 60 \
-			$range -D "$WORK/image.headers" -o "$WORK/image.fifo" "$A_URL" 2>"$WORK/curl.err" &
+		# shellcheck disable=SC2086 # option lists split into words on purpose
+		curl -sS --fail $TRANSFER_OPTIONS $range \
+			-D "$WORK/image.headers" -o "$WORK/image.fifo" -w '%{size_download}' "$A_URL" \
+			>"$WORK/image.received" 2>"$WORK/curl.err" &
 		track $!
 		curl_pid=$LAST_PID
 		dd if="$WORK/image.fifo" of="$TARGET_DEVICE" bs=$DD_BLOCK seek="$offset" \
-			oflag=seek_bytes conv=notrunc,fsync 2>"$WORK/dd.err" &
+			iflag=fullblock oflag=seek_bytes conv=notrunc,fsync 2>"$WORK/dd.err" &
 		track $!
 		dd_rc=0
 		watch_transfer "$LAST_PID" 1 writing || dd_rc=$?
@@ -298,7 +298,8 @@ write_image() {
 		wait "$curl_pid" || curl_rc=$?
 		BACKGROUND=''
 		[ "$dd_rc" -eq 0 ] || fail_job "writing $TARGET_DEVICE failed: $(tail -n 1 "$WORK/dd.err")"
-		written=$(dd_bytes "$WORK/dd.err")
+		# dd wrote all that curl received (busybox dd does not print a byte count).
+		written=$(cat "$WORK/image.received" 2>/dev/null)
 		offset=$((offset + ${written:-0}))
 		[ "$curl_rc" -ne 0 ] || [ "$offset" -ge "$A_SIZE" ] || curl_rc=18 # a short body without an error
 		[ "$curl_rc" -ne 0 ] || break
@@ -343,8 +344,10 @@ run_deploy() {
 	fi
 	report_progress writing 0 || exit 1
 	write_image
+	report_progress writing "$A_SIZE" || exit 1
 	log "written; reading back to verify"
 	read_back "$A_SIZE" verifying
+	report_progress verifying "$A_SIZE" || exit 1
 	[ "$READ_BACK_SHA256" = "$A_SHA256" ] || log "read-back sha256 $READ_BACK_SHA256 differs from the image's $A_SHA256"
 	finish_job ok "$READ_BACK_SHA256" "$A_SIZE" ""
 }
@@ -360,7 +363,7 @@ upload_once() {
 	track $!
 	# The length is known, so send Content-Length instead of chunks; the checksum follows in the result.
 	curl -sS -T - -H "Content-Length: $TARGET_BYTES" -H 'Transfer-Encoding:' -H 'Expect:' \
-		-H 'X-Checksum-Follows: sha256' --connect-timeout 10 --speed-limit 1024 --speed-time 60 \
+		-H 'X-Checksum-Follows: sha256' $TRANSFER_OPTIONS \
 		-o "$WORK/body" -w '%{http_code}' "$A_UPLOAD_URL" < "$WORK/upload.fifo" > "$WORK/upload.status" 2>"$WORK/curl.err" &
 	track $!
 	curl_pid=$LAST_PID
@@ -386,6 +389,7 @@ run_backup() {
 	[ -n "$A_UPLOAD_URL" ] || fail_job "the server's backup order has no upload_url"
 	with_retries "$TRANSFER_RETRIES" "backup upload" upload_once || rc=$?
 	[ "$rc" -eq 0 ] || fail_job "backup upload failed: $HTTP_ERROR"
+	report_progress uploading "$TARGET_BYTES" || exit 1
 	sha=$(cut -d ' ' -f 1 < "$WORK/backup.sha")
 	received=$(json_field received_sha256)
 	[ -z "$received" ] || [ "$received" = "$sha" ] || log "the server received sha256 $received, the device read $sha"

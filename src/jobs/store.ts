@@ -79,7 +79,8 @@ export function createJobStore(db: Db) {
     markStarted: (id: number, now: number) => start.run({ id, now }).changes === 1,
     saveProgress: (id: number, bytesDone: number, phase: string | null, now: number) =>
       progress.run({ id, bytesDone, phase, now }).changes === 1,
-    touch: (id: number, now: number) => activity.run({ id, now }).changes === 1,
+    /** Best effort: a stream can close after shutdown has closed the database. */
+    touch: (id: number, now: number) => db.open && activity.run({ id, now }).changes === 1,
     /** A problem worth showing while the job goes on (e.g. an upload attempt that was cut). */
     saveNote: (id: number, error: string | null, phase: string | null = null) => note.run({ id, error, phase }),
     saveUpload: (id: number, bytes: number | null, sha256: string | null) => upload.run({ id, bytes, sha256 }),
