@@ -20,7 +20,9 @@
 #   DEVICE_SERIAL, DEVICE_MODEL   override what is read from the device tree / cpuinfo
 #
 # Exit status: 0 after a successful action, 1 when the job failed, 2 on a bad setting.
-# Uses only POSIX sh as busybox ash runs it (plus `local`), curl, and busybox applets.
+# Uses only POSIX sh as busybox ash runs it (plus `local`, which ash and dash have), curl, and
+# busybox applets.
+# shellcheck disable=SC3043
 
 set -eu
 
@@ -110,7 +112,7 @@ load_settings() {
 # http METHOD URL [curl options…]: the reply body goes to $WORK/body and the status to HTTP_STATUS.
 # Returns 0 for 2xx, 1 for what is worth retrying (no connection, 5xx, 408, 429), 2 for a refusal (4xx).
 http() {
-	local method=$1 url=$2 rc=0
+	local method="$1" url="$2" rc=0
 	shift 2
 	HTTP_STATUS=$(curl -sS -X "$method" -o "$WORK/body" -w '%{http_code}' --connect-timeout 10 "$@" "$url" 2>"$WORK/curl.err") || rc=$?
 	classify_reply "$rc"
@@ -145,7 +147,7 @@ json_field() { # name → value of "name":"…" or "name":123 in the reply body 
 # Retries a call while it fails for reasons worth retrying, with capped exponential back-off.
 # Gives up after $1 attempts (0 = never); returns the call's last status.
 with_retries() {
-	local attempts=$1 what=$2 tried=0 delay=1 rc
+	local attempts="$1" what="$2" tried=0 delay=1 rc
 	shift 2
 	while :; do
 		rc=0
@@ -245,7 +247,7 @@ is_running() {
 # Waits for PID while reporting PHASE progress from its fd FD; returns the process's exit status,
 # or 3 when the server ended the job meanwhile (cancelled), after stopping the transfer.
 watch_transfer() { # pid fd phase
-	local pid=$1 fd=$2 phase=$3 ticks=0 pos rc=0
+	local pid="$1" fd="$2" phase="$3" ticks=0 pos rc=0
 	while is_running "$pid"; do
 		# Quarter-second ticks (busybox sleep takes fractions) so a short job is not kept waiting.
 		sleep 0.25 2>/dev/null || sleep 1
@@ -338,7 +340,7 @@ read_back() { # bytes phase
 
 run_deploy() {
 	log "job $A_JOB: deploy ${A_IMAGE:-image} ($A_SIZE bytes, sha256 $A_SHA256) onto $TARGET_DEVICE"
-	[ -n "$A_URL" ] && [ -n "$A_SIZE" ] || fail_job "the server's deploy order has no url or size"
+	if [ -z "$A_URL" ] || [ -z "$A_SIZE" ]; then fail_job "the server's deploy order has no url or size"; fi
 	if [ "$A_SIZE" -gt "$TARGET_BYTES" ]; then
 		fail_job "the image ($A_SIZE bytes) is larger than $TARGET_DEVICE ($TARGET_BYTES bytes)"
 	fi
@@ -362,6 +364,7 @@ upload_once() {
 	sha256sum < "$WORK/hash.fifo" > "$WORK/backup.sha" &
 	track $!
 	# The length is known, so send Content-Length instead of chunks; the checksum follows in the result.
+	# shellcheck disable=SC2086 # option list split into words on purpose
 	curl -sS -T - -H "Content-Length: $TARGET_BYTES" -H 'Transfer-Encoding:' -H 'Expect:' \
 		-H 'X-Checksum-Follows: sha256' $TRANSFER_OPTIONS \
 		-o "$WORK/body" -w '%{http_code}' "$A_UPLOAD_URL" < "$WORK/upload.fifo" > "$WORK/upload.status" 2>"$WORK/curl.err" &

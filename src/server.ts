@@ -1,5 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
+import { adminTokenPath } from './admin/token.js';
 import { buildApp } from './app.js';
 import type { Config } from './config.js';
 import { createServices } from './services.js';
@@ -8,6 +9,7 @@ import type { Clock } from './shared/clock.js';
 export interface RunningServer {
   url: string;
   port: number;
+  httpServer: import('node:http').Server;
   services: ReturnType<typeof createServices>;
   close(): Promise<void>;
 }
@@ -32,12 +34,16 @@ export async function startServer(config: Config, options: { log?: Logger; clock
 
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
-  log.info({ url, dataDir: config.dataDir, publicUrl: config.publicUrl ?? '(from each request)' }, 'cm4-provisioning server ready');
+  log.info(
+    { url, dataDir: config.dataDir, adminToken: adminTokenPath(config.dataDir), publicUrl: config.publicUrl ?? '(the host each device used)' },
+    'cm4-provisioning server ready',
+  );
 
   let closing: Promise<void> | undefined;
   return {
     url,
     port,
+    httpServer: app.server,
     services,
     close() {
       closing ??= (async () => {

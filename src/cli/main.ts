@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { registerBackupCommands } from './backups.js';
 import { createCommandContext } from './context.js';
@@ -10,7 +11,7 @@ import { registerServeCommand } from './serve.js';
 export function buildProgram(env: NodeJS.ProcessEnv): Command {
   const program = new Command('cm4prov')
     .description('Provision Raspberry Pi CM4 eMMCs over the network: deploy images, take backups.')
-    .version('0.1.0')
+    .version(packageVersion())
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   const context = createCommandContext(env);
@@ -20,6 +21,11 @@ export function buildProgram(env: NodeJS.ProcessEnv): Command {
   registerJobCommands(program, context);
   registerImageCommands(program, context);
   return program;
+}
+
+function packageVersion(): string {
+  const manifest = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return manifest.version;
 }
 
 async function main() {

@@ -15,14 +15,7 @@ export interface ImageRow {
   file_removed: number;
 }
 
-export interface NewImage {
-  name: string;
-  file: string;
-  size: number;
-  sha256: string;
-  source: ImageSource;
-  origin: string | null;
-}
+export type NewImage = Pick<ImageRow, 'name' | 'file' | 'size' | 'sha256' | 'source' | 'origin'>;
 
 const DEFAULT_IMAGE_KEY = 'default_image';
 const GOLDEN_VERSION_KEY = 'golden_version';

@@ -4,7 +4,9 @@ import type { JobService } from './service.js';
 
 const JobsQuery = Type.Object({
   device: Type.Optional(Type.String({ maxLength: 64 })),
-  state: Type.Optional(Type.Union(['queued', 'running', 'ok', 'failed', 'cancelled'].map((s) => Type.Literal(s)))),
+  state: Type.Optional(
+    Type.Union([Type.Literal('queued'), Type.Literal('running'), Type.Literal('ok'), Type.Literal('failed'), Type.Literal('cancelled')]),
+  ),
   kind: Type.Optional(Type.Union([Type.Literal('deploy'), Type.Literal('backup')])),
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000, default: 100 })),
 });
@@ -14,7 +16,7 @@ const JobIdParams = Type.Object({ id: Type.Integer({ minimum: 1 }) });
 export const jobAdminRoutes: FastifyPluginAsyncTypebox<{ jobs: JobService }> = async (app, { jobs }) => {
   app.get('/api/jobs', { schema: { querystring: JobsQuery } }, async (request) => {
     const { device, state, kind, limit } = request.query;
-    const rows = jobs.list({ mac: device, state: state as never, kind, limit });
+    const rows = jobs.list({ mac: device, state, kind, limit });
     return { jobs: rows.map((job) => jobs.view(job)) };
   });
 
