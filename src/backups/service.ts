@@ -95,7 +95,7 @@ export function createBackupService(deps: BackupServiceDeps) {
   }
 
   async function receive(job: JobRow, body: Readable, options: UploadOptions, signal: AbortSignal): Promise<{ bytes: number; sha256: string; stored: BackupRow | null }> {
-    const expected = options.declaredBytes ?? undefined;
+    const expected = options.declaredBytes;
     if (expected !== undefined && job.bytes_total !== null && expected !== job.bytes_total) {
       throw badRequest(`the upload is ${expected} bytes but the device's storage is ${job.bytes_total}: a backup must be the whole device`);
     }
@@ -113,12 +113,10 @@ export function createBackupService(deps: BackupServiceDeps) {
     jobs.note(job.id, null, 'uploading');
     let result;
     try {
-      result = await writeHashed(body, temp, {
-        expectedBytes: expected ?? job.bytes_total ?? undefined,
-        signal,
-        onProgress: () => jobs.touch(job.id),
-      });
+      // While bytes flow the transfer registry keeps the job alive; no per-chunk database write.
+      result = await writeHashed(body, temp, { expectedBytes: needed, signal });
     } catch (error) {
+      jobs.touch(job.id);
       if (!(error instanceof StreamWriteError)) throw error;
       const message = `backup upload failed: ${error.message}`;
       log.warn({ job: job.id, bytes: error.bytes, failure: error.failure }, message);
@@ -131,6 +129,7 @@ export function createBackupService(deps: BackupServiceDeps) {
       throw badRequest(message);
     }
 
+    jobs.touch(job.id);
     const declared = options.declaredSha256?.toLowerCase();
     if (declared !== undefined) {
       if (declared !== result.sha256) {
