@@ -4,7 +4,7 @@
 # is installed, from the machine's own apt sources.
 set -eu
 
-PACKAGES="busybox curl shellcheck util-linux iproute2"
+PACKAGES="busybox curl shellcheck util-linux iproute2 chromium fonts-dejavu-core"
 
 missing=''
 for package in $PACKAGES; do

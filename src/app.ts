@@ -1,8 +1,9 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger } from 'pino';
-import { requireAdminToken } from './admin/auth.js';
 import { backupAdminRoutes } from './backups/routes.js';
+import { loadAssets } from './dashboard/assets.js';
+import { dashboardRoutes } from './dashboard/routes.js';
 import { deviceAdminRoutes } from './devices/admin-routes.js';
 import { deviceRoutes } from './devices/device-routes.js';
 import { deviceNetworkGuard } from './http/device-network.js';
@@ -65,11 +66,25 @@ export async function buildApp({ services, log }: AppOptions): Promise<FastifyIn
   });
 
   await app.register(async (adminApi) => {
-    adminApi.addHook('onRequest', requireAdminToken(services.adminToken, config.dataDir));
+    adminApi.addHook('onRequest', services.auth.requireOperator);
     await adminApi.register(deviceAdminRoutes, { devices: services.devices, jobs: services.jobs });
     await adminApi.register(jobAdminRoutes, { jobs: services.jobs });
     await adminApi.register(imageAdminRoutes, { images: services.images });
     await adminApi.register(backupAdminRoutes, { backups: services.backups });
+  });
+
+  await app.register(dashboardRoutes, {
+    auth: services.auth,
+    sessions: services.sessions,
+    passwords: services.passwords,
+    throttle: services.loginThrottle,
+    live: services.live,
+    assets: loadAssets(),
+    devices: services.devices,
+    jobs: services.jobs,
+    images: services.images,
+    backups: services.backups,
+    clock: services.clock,
   });
 
   return app;

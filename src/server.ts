@@ -20,10 +20,13 @@ const WATCHDOG_INTERVAL_MS = 5_000;
  * Runs the server: opens the data dir, finishes what a previous process left half-done,
  * listens, and starts the background work (golden.img watcher, stalled-job watchdog).
  */
-export async function startServer(config: Config, options: { log?: Logger; clock?: Clock } = {}): Promise<RunningServer> {
+export async function startServer(
+  config: Config,
+  options: { log?: Logger; clock?: Clock; initialAdminPassword?: string } = {},
+): Promise<RunningServer> {
   const log = options.log ?? pino({ level: config.logLevel, base: undefined });
   const services = createServices({ config, log, clock: options.clock });
-  await services.recover();
+  await services.recover(options.initialAdminPassword);
   const app = await buildApp({ services, log });
   await app.listen({ host: config.host, port: config.port });
   const { port } = app.server.address() as AddressInfo;

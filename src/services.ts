@@ -1,10 +1,15 @@
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { createAdminAuth } from './admin/auth.js';
+import { createLoginThrottle } from './admin/login-throttle.js';
+import { createPasswordStore } from './admin/passwords.js';
+import { createSessionStore } from './admin/sessions.js';
 import { ensureAdminToken } from './admin/token.js';
 import { createBackupService } from './backups/service.js';
 import { createBackupStore } from './backups/store.js';
 import type { Config } from './config.js';
 import { openDatabase, type Db } from './db/open.js';
+import { createLiveViews } from './dashboard/live.js';
 import { createDeviceService } from './devices/service.js';
 import { createDeviceStore } from './devices/store.js';
 import { createGoldenWatcher } from './images/golden.js';
@@ -59,6 +64,7 @@ export function createServices({ config, log, clock = systemClock }: ServiceOpti
   const devices = createDeviceService({ store: deviceStore, jobs, clock, bus });
   const backups = createBackupService({
     db,
+    images,
     store: createBackupStore(db),
     jobs,
     transfers: transfersInFlight,
@@ -68,6 +74,10 @@ export function createServices({ config, log, clock = systemClock }: ServiceOpti
     log: log.child({ module: 'backups' }),
   });
   const transfers = createTransferService({ jobs, images, backups, transfers: transfersInFlight });
+  const sessions = createSessionStore(db, clock);
+  const passwords = createPasswordStore(db);
+  const auth = createAdminAuth({ adminToken, sessions, dataDir });
+  const live = createLiveViews({ bus, devices, images, backups, clock });
   const golden = createGoldenWatcher({ library: images, store: imageStore, dataDir, clock, log: log.child({ module: 'golden' }) });
 
   // When a job ends, bytes it alone needed can go: a superseded image, an unpublished upload.
@@ -89,8 +99,17 @@ export function createServices({ config, log, clock = systemClock }: ServiceOpti
     backups,
     transfers,
     golden,
-    /** Start-up housekeeping: what a previous process left half-done. */
-    async recover() {
+    sessions,
+    passwords,
+    loginThrottle: createLoginThrottle(clock),
+    auth,
+    live,
+    /** Start-up housekeeping: what a previous process left half-done; a first admin password. */
+    async recover(initialAdminPassword?: string) {
+      if (initialAdminPassword && !passwords.isSet()) {
+        await passwords.set(initialAdminPassword);
+        log.info('admin password set from CM4PROV_ADMIN_PASSWORD');
+      }
       const awaiting = new Set(jobStore.running().filter((job) => job.upload_sha256 !== null).map((job) => job.id));
       await backups.sweepLeftovers(awaiting);
       images.sweepRetired();

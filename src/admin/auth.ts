@@ -1,20 +1,70 @@
-import type { onRequestHookHandler } from 'fastify';
+import type { FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify';
 import { AppError } from '../shared/errors.js';
 import { tokensEqual } from '../shared/tokens.js';
+import { readCookie, SESSION_COOKIE, type Session, type SessionStore } from './sessions.js';
 import { adminTokenPath } from './token.js';
 
-/** Requires `Authorization: Bearer <admin token>` on every admin API request. */
-export function requireAdminToken(token: string, dataDir: string): onRequestHookHandler {
-  return async (request, reply) => {
+export type Operator = { via: 'token' } | { via: 'session'; session: Session };
+
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+export const CSRF_HEADER = 'x-csrf-token';
+export const CSRF_FIELD = '_csrf';
+
+/**
+ * Who may use the admin API: a client with the bearer token (CLI, scripts), or a dashboard
+ * session. A session's state-changing requests must also carry its CSRF token (header
+ * X-CSRF-Token, or the `_csrf` form field for plain forms), which another site cannot read.
+ */
+export function createAdminAuth(deps: { adminToken: string; sessions: SessionStore; dataDir: string }) {
+  const { adminToken, sessions, dataDir } = deps;
+
+  function sessionOf(request: FastifyRequest): { token: string; session: Session } | undefined {
+    const token = readCookie(request.headers.cookie, SESSION_COOKIE);
+    const session = sessions.lookup(token);
+    return session && token ? { token, session } : undefined;
+  }
+
+  function operator(request: FastifyRequest, reply: FastifyReply): Operator {
     const header = request.headers.authorization;
-    if (!header) {
+    if (header) {
+      const match = /^Bearer\s+(\S+)$/i.exec(header);
+      if (!match || !tokensEqual(adminToken, match[1])) {
+        reply.header('www-authenticate', 'Bearer error="invalid_token"');
+        throw new AppError(401, 'unauthorized', 'the bearer token is not valid for this server');
+      }
+      return { via: 'token' };
+    }
+    const found = sessionOf(request);
+    if (!found) {
       reply.header('www-authenticate', 'Bearer');
-      throw new AppError(401, 'unauthorized', `this admin API needs "Authorization: Bearer <token>"; the token is in ${adminTokenPath(dataDir)}`);
+      throw new AppError(
+        401,
+        'unauthorized',
+        `this admin API needs "Authorization: Bearer <token>" (the token is in ${adminTokenPath(dataDir)}) or a dashboard login`,
+      );
     }
-    const match = /^Bearer\s+(\S+)$/i.exec(header);
-    if (!match || !tokensEqual(token, match[1])) {
-      reply.header('www-authenticate', 'Bearer error="invalid_token"');
-      throw new AppError(401, 'unauthorized', 'the bearer token is not valid for this server');
+    return { via: 'session', session: found.session };
+  }
+
+  /** For a session, checks the CSRF token of a state-changing request. */
+  function checkCsrf(request: FastifyRequest, session: Session, formValue?: unknown) {
+    if (SAFE_METHODS.has(request.method)) return;
+    const header = request.headers[CSRF_HEADER];
+    const given = typeof header === 'string' ? header : typeof formValue === 'string' ? formValue : undefined;
+    if (!tokensEqual(session.csrfToken, given)) {
+      throw new AppError(403, 'csrf', 'this request lacks the CSRF token of your session; reload the page and try again');
     }
+  }
+
+  return {
+    sessionOf,
+    checkCsrf,
+    /** onRequest hook of the admin API. */
+    requireOperator: (async (request, reply) => {
+      const who = operator(request, reply);
+      if (who.via === 'session') checkCsrf(request, who.session);
+    }) as onRequestHookHandler,
   };
 }
+
+export type AdminAuth = ReturnType<typeof createAdminAuth>;

@@ -24,6 +24,12 @@ export const backupAdminRoutes: FastifyPluginAsyncTypebox<{ backups: BackupServi
     },
   });
 
+  app.post(
+    '/api/backups/:id/promote',
+    { schema: { params: IdParams, body: Type.Object({ name: Type.String({ minLength: 1, maxLength: 128, description: 'name of the new image' }) }) } },
+    async (request, reply) => reply.code(201).send(await backups.promoteToImage(request.params.id, request.body.name)),
+  );
+
   app.delete('/api/backups/:id', { schema: { params: IdParams } }, async (request, reply) => {
     await backups.remove(request.params.id);
     return reply.code(204).send();

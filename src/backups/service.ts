@@ -4,19 +4,23 @@ import { join, relative } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Db } from '../db/open.js';
+import type { ImageLibrary } from '../images/library.js';
 import type { JobService } from '../jobs/service.js';
 import type { JobRow } from '../jobs/store.js';
 import type { TransferRegistry } from '../jobs/transfers.js';
 import type { Clock } from '../shared/clock.js';
 import { badRequest, conflict, insufficientStorage, notFound } from '../shared/errors.js';
 import type { EventBus } from '../shared/events.js';
-import { ensureDir, formatBytes, freeBytes, removeIfPresent } from '../shared/files.js';
+import { ensureDir, freeBytes, removeIfPresent } from '../shared/files.js';
+import { formatBytes } from '../shared/format.js';
 import { StreamWriteError, writeHashed } from '../shared/hashed-write.js';
 import { normalizeMac } from '../shared/mac.js';
 import type { BackupRow, BackupStore } from './store.js';
 
 export interface BackupServiceDeps {
   db: Db;
+  /** Where a backup goes when the operator turns it into an image. */
+  images: Pick<ImageLibrary, 'adoptVerifiedFile' | 'view'>;
   store: BackupStore;
   jobs: JobService;
   transfers: TransferRegistry;
@@ -52,7 +56,7 @@ const SHA256 = /^[0-9a-f]{64}$/;
  * recorded. Anything else leaves neither a row nor a file, and the job says why.
  */
 export function createBackupService(deps: BackupServiceDeps) {
-  const { db, store, jobs, transfers, dataDir, clock, bus, log } = deps;
+  const { db, store, jobs, images, transfers, dataDir, clock, bus, log } = deps;
   const tempDir = ensureDir(join(dataDir, 'tmp'));
   const receivedPath = (jobId: number) => join(tempDir, `backup-job${jobId}.received`);
 
@@ -197,6 +201,19 @@ export function createBackupService(deps: BackupServiceDeps) {
       }
       await publish(job, received, job.upload_bytes, job.upload_sha256);
       return jobs.get(job.id);
+    },
+
+    /** Makes a backup deployable to other devices, as an image named `name`. */
+    async promoteToImage(id: number, name: string) {
+      const backup = store.get(id);
+      if (!backup) throw notFound(`there is no backup ${id}`);
+      const image = await images.adoptVerifiedFile(join(dataDir, backup.file), {
+        name,
+        size: backup.size,
+        sha256: backup.sha256,
+        origin: `backup ${backup.id} of ${backup.device_mac}`,
+      });
+      return images.view(image);
     },
 
     async remove(id: number) {

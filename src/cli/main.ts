@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
+import { registerAdminCommands } from './admin.js';
 import { registerBackupCommands } from './backups.js';
 import { createCommandContext } from './context.js';
 import { registerDeviceCommands } from './devices.js';
@@ -20,6 +21,7 @@ export function buildProgram(env: NodeJS.ProcessEnv): Command {
   registerBackupCommands(program, context);
   registerJobCommands(program, context);
   registerImageCommands(program, context);
+  registerAdminCommands(program, env);
   return program;
 }
 

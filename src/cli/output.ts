@@ -1,4 +1,4 @@
-import { formatBytes } from '../shared/files.js';
+import { formatBytes, formatDuration, formatRate } from '../shared/format.js';
 
 /** Prints rows as aligned columns; an empty list prints `empty` instead. */
 export function printTable(headers: string[], rows: Array<Array<string | number | null | undefined>>, empty: string) {
@@ -24,14 +24,7 @@ export const shortHash = (sha256: string | null | undefined) => (sha256 ? sha256
 /** `2026-11-25T10:04:05.123Z` → `2026-11-25 10:04:05` (UTC, as stored). */
 export const when = (iso: string | null | undefined) => (iso ? iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z') : '-');
 
-export function duration(seconds: number | null | undefined): string {
-  if (seconds === null || seconds === undefined) return '-';
-  const s = Math.round(seconds);
-  const h = Math.floor(s / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  const rest = String(s % 60).padStart(2, '0');
-  return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${rest}` : `${m}:${rest}`;
-}
+export const duration = (seconds: number | null | undefined) =>
+  seconds === null || seconds === undefined ? '-' : formatDuration(seconds);
 
-export const rate = (bytesPerSecond: number | null | undefined) =>
-  bytesPerSecond ? `${(bytesPerSecond / 1e6).toFixed(1)} MB/s` : '-';
+export const rate = (bytesPerSecond: number | null | undefined) => (bytesPerSecond ? formatRate(bytesPerSecond) : '-');

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { CONFIG_KEYS, ConfigError, envName, flagName, loadConfig, type ConfigKey } from '../config.js';
+import { passwordProblem } from '../admin/passwords.js';
 import { startServer } from '../server.js';
 import { CliError, EXIT } from './errors.js';
 
@@ -29,9 +30,12 @@ export function registerServeCommand(program: Command, env: NodeJS.ProcessEnv) {
       if (error instanceof ConfigError) throw new CliError(error.message, EXIT.usage);
       throw error;
     }
+    const initialAdminPassword = env.CM4PROV_ADMIN_PASSWORD || undefined;
+    const weak = initialAdminPassword && passwordProblem(initialAdminPassword);
+    if (weak) throw new CliError(`Invalid CM4PROV_ADMIN_PASSWORD: ${weak}.`, EXIT.usage);
     let server;
     try {
-      server = await startServer(config);
+      server = await startServer(config, { initialAdminPassword });
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       if (code === 'EADDRINUSE') throw new CliError(`port ${config.port} on ${config.host} is already in use; pick another with --port`, EXIT.usage);

@@ -5,6 +5,7 @@ import type { EventBus } from '../shared/events.js';
 import { normalizeMac } from '../shared/mac.js';
 import { plainAddress } from '../shared/network.js';
 import type { JobService } from '../jobs/service.js';
+import type { JobView } from '../jobs/view.js';
 import type { DeviceRow, DeviceStore } from './store.js';
 import type { RegisterBody } from './schemas.js';
 
@@ -17,8 +18,15 @@ export interface DeviceView {
   client_version: string | null;
   first_seen_at: string;
   last_seen_at: string;
-  active_job: { id: number; kind: string; state: string } | null;
+  /** Not heard from (poll, registration, progress) for STALE_AFTER_MS: shown as stale, never deleted. */
+  stale: boolean;
+  active_job: JobView | null;
+  /** The most recent job, active or ended: what the dashboard shows for the device. */
+  latest_job: JobView | null;
 }
+
+/** Three missed 30 s long-polls. A device busy with a job reports progress every ~2 s instead. */
+export const STALE_AFTER_MS = 90_000;
 
 export interface DeviceServiceDeps {
   store: DeviceStore;
@@ -30,6 +38,7 @@ export interface DeviceServiceDeps {
 export function createDeviceService({ store, jobs, clock, bus }: DeviceServiceDeps) {
   function view(device: DeviceRow): DeviceView {
     const active = jobs.activeFor(device.mac);
+    const latest = jobs.latestFor(device.mac);
     return {
       mac: device.mac,
       ip: device.ip,
@@ -39,7 +48,9 @@ export function createDeviceService({ store, jobs, clock, bus }: DeviceServiceDe
       client_version: device.client_version,
       first_seen_at: new Date(device.first_seen_at).toISOString(),
       last_seen_at: new Date(device.last_seen_at).toISOString(),
-      active_job: active ? { id: active.id, kind: active.kind, state: active.state } : null,
+      stale: clock.now() - device.last_seen_at > STALE_AFTER_MS,
+      active_job: active ? jobs.view(active) : null,
+      latest_job: latest ? jobs.view(latest) : null,
     };
   }
 

@@ -32,7 +32,8 @@ export function createDeviceStore(db: Db) {
       client_version = coalesce(excluded.client_version, client_version),
       last_seen_at = excluded.last_seen_at`);
   const byMac = db.prepare<[string], DeviceRow>('SELECT * FROM devices WHERE mac = ?');
-  const all = db.prepare<[], DeviceRow>('SELECT * FROM devices ORDER BY last_seen_at DESC, mac');
+  const all = db.prepare<[], DeviceRow>('SELECT * FROM devices ORDER BY first_seen_at, mac');
+  const seen = db.prepare<{ mac: string; now: number }>('UPDATE devices SET last_seen_at = @now WHERE mac = @mac');
 
   return {
     /** Creates the device or refreshes what it told us; facts it did not send are kept. */
@@ -48,6 +49,8 @@ export function createDeviceStore(db: Db) {
       return byMac.get(facts.mac)!;
     },
     get: (mac: string) => byMac.get(mac),
+    /** The device did something (a progress report): it is alive. */
+    touch: (mac: string, now: number) => seen.run({ mac, now }),
     list: () => all.all(),
   };
 }

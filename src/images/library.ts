@@ -1,13 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { rename } from 'node:fs/promises';
+import { link, rename } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Clock } from '../shared/clock.js';
 import { badRequest, conflict, insufficientStorage, notFound } from '../shared/errors.js';
 import type { EventBus } from '../shared/events.js';
-import { formatBytes, freeBytes, removeIfPresent, STREAM_CHUNK_BYTES } from '../shared/files.js';
+import { freeBytes, removeIfPresent, STREAM_CHUNK_BYTES } from '../shared/files.js';
+import { formatBytes } from '../shared/format.js';
 import { StreamWriteError, writeHashed } from '../shared/hashed-write.js';
 import type { ImageRow, ImageSource, ImageStore } from './store.js';
 
@@ -175,8 +176,57 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
     }
   }
 
+  /**
+   * Publishes an existing immutable file whose size and sha256 are already known (a backup):
+   * hard-linked when it is on the same filesystem (no copy, no re-hash), else copied and checked.
+   */
+  async function adoptVerifiedFile(path: string, facts: { name: string; size: number; sha256: string; origin: string }): Promise<ImageRow> {
+    checkNewName(facts.name, 'backup');
+    const file = join('images', `${randomUUID()}.img`);
+    try {
+      await link(path, join(dataDir, file));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EXDEV') throw error;
+      const copied = await addFromStream(createReadStream(path, { highWaterMark: STREAM_CHUNK_BYTES }), {
+        name: facts.name,
+        origin: facts.origin,
+        source: 'backup',
+        expectedBytes: facts.size,
+      });
+      if (copied.sha256 !== facts.sha256) {
+        remove(facts.name);
+        throw conflict(`the copy of ${facts.origin} does not hash to its recorded sha256; the file is damaged`);
+      }
+      return copied;
+    }
+    let image: ImageRow;
+    try {
+      image = store.add({ name: facts.name, file, size: facts.size, sha256: facts.sha256, source: 'backup', origin: facts.origin }, clock.now());
+    } catch (error) {
+      await removeIfPresent(join(dataDir, file));
+      if ((error as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') throw conflict(`an image named '${facts.name}' already exists`);
+      throw error;
+    }
+    log.info({ image: facts.name, origin: facts.origin }, 'image added from a backup');
+    bus.emit('image.changed', { name: facts.name });
+    return image;
+  }
+
+  function remove(name: string) {
+    const image = requireImage(name);
+    if (imageInUse(image.id)) {
+      throw conflict(`image '${name}' is in use by a queued or running deploy; cancel or wait for it first`);
+    }
+    store.retire(image.id, clock.now());
+    if (store.defaultName() === name) store.setDefaultName(null);
+    sweepRetired();
+    bus.emit('image.changed', { name });
+    log.info({ image: name }, 'image removed');
+  }
+
   return {
     list: () => store.list().map(view),
+    adoptVerifiedFile,
     imports: () => [...imports.values()],
     view,
     get: (id: number) => store.get(id),
@@ -204,17 +254,7 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
       store.setDefaultName(name);
       bus.emit('image.changed', { name });
     },
-    remove(name: string) {
-      const image = requireImage(name);
-      if (imageInUse(image.id)) {
-        throw conflict(`image '${name}' is in use by a queued or running deploy; cancel or wait for it first`);
-      }
-      store.retire(image.id, clock.now());
-      if (store.defaultName() === name) store.setDefaultName(null);
-      sweepRetired();
-      bus.emit('image.changed', { name });
-      log.info({ image: name }, 'image removed');
-    },
+    remove,
     sweepRetired,
   };
 }

@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
+import { jobsToCsv } from './csv.js';
 import type { JobService } from './service.js';
 
 const JobsQuery = Type.Object({
@@ -8,7 +9,7 @@ const JobsQuery = Type.Object({
     Type.Union([Type.Literal('queued'), Type.Literal('running'), Type.Literal('ok'), Type.Literal('failed'), Type.Literal('cancelled')]),
   ),
   kind: Type.Optional(Type.Union([Type.Literal('deploy'), Type.Literal('backup')])),
-  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000, default: 100 })),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000, description: 'default 100 (10000 for CSV)' })),
 });
 const JobIdParams = Type.Object({ id: Type.Integer({ minimum: 1 }) });
 
@@ -16,8 +17,18 @@ const JobIdParams = Type.Object({ id: Type.Integer({ minimum: 1 }) });
 export const jobAdminRoutes: FastifyPluginAsyncTypebox<{ jobs: JobService }> = async (app, { jobs }) => {
   app.get('/api/jobs', { schema: { querystring: JobsQuery } }, async (request) => {
     const { device, state, kind, limit } = request.query;
-    const rows = jobs.list({ mac: device, state, kind, limit });
+    const rows = jobs.list({ mac: device, state, kind, limit: limit ?? 100 });
     return { jobs: rows.map((job) => jobs.view(job)) };
+  });
+
+  app.get('/api/jobs.csv', { schema: { querystring: JobsQuery } }, async (request, reply) => {
+    const { device, state, kind, limit } = request.query;
+    const rows = jobs.list({ mac: device, state, kind, limit: limit ?? 10_000 });
+    const stamp = new Date().toISOString().slice(0, 10);
+    return reply
+      .type('text/csv; charset=utf-8')
+      .header('content-disposition', `attachment; filename="cm4prov-jobs-${stamp}.csv"`)
+      .send(jobsToCsv(rows.map((job) => jobs.view(job))));
   });
 
   app.get('/api/jobs/:id', { schema: { params: JobIdParams } }, async (request) => jobs.view(jobs.get(request.params.id)));

@@ -5,7 +5,7 @@ import type { ImageRow } from '../images/store.js';
 import type { Clock } from '../shared/clock.js';
 import { badRequest, conflict, forbidden, gone, notFound } from '../shared/errors.js';
 import type { EventBus } from '../shared/events.js';
-import { formatBytes } from '../shared/files.js';
+import { formatBytes } from '../shared/format.js';
 import { normalizeMac } from '../shared/mac.js';
 import { newToken, tokensEqual } from '../shared/tokens.js';
 import { createRateMeter } from './rate-meter.js';
@@ -126,6 +126,7 @@ export function createJobService(deps: JobServiceDeps) {
     },
     list: (filter: JobFilter) => store.list({ ...filter, mac: filter.mac === undefined ? undefined : normalizeMac(filter.mac) }),
     activeFor: (mac: string) => store.activeFor(mac),
+    latestFor: (mac: string) => store.latestFor(mac),
 
     orderDeploy(macInput: string, imageName?: string): JobRow {
       const device = requireDevice(macInput);
@@ -203,6 +204,7 @@ export function createJobService(deps: JobServiceDeps) {
     reportProgress(job: JobRow, bytesDone: number, phase: string | null): JobRow {
       const now = clock.now();
       if (!store.saveProgress(job.id, bytesDone, phase, now)) throw gone(`job ${job.id} has ended`);
+      devices.touch(job.device_mac, now);
       rates.record(job.id, phase ?? job.phase, bytesDone, now);
       const updated = store.get(job.id)!;
       changed(updated);

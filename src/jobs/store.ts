@@ -41,6 +41,7 @@ export function createJobStore(db: Db) {
     `SELECT * FROM jobs WHERE device_mac = ? AND state IN ('queued', 'running')`,
   );
   const running = db.prepare<[], JobRow>(`SELECT * FROM jobs WHERE state = 'running'`);
+  const latestForDevice = db.prepare<[string], JobRow>('SELECT * FROM jobs WHERE device_mac = ? ORDER BY id DESC LIMIT 1');
   const start = db.prepare<{ id: number; now: number }>(`
     UPDATE jobs SET state = 'running', started_at = @now, last_activity_at = @now
     WHERE id = @id AND state = 'queued'`);
@@ -74,6 +75,7 @@ export function createJobStore(db: Db) {
     },
     get: (id: number) => byId.get(id),
     activeFor: (mac: string) => activeForDevice.get(mac),
+    latestFor: (mac: string) => latestForDevice.get(mac),
     running: () => running.all(),
     /** queued → running; false if the job was no longer queued. */
     markStarted: (id: number, now: number) => start.run({ id, now }).changes === 1,

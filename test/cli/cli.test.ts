@@ -159,3 +159,36 @@ test('on a terminal, deploy --wait draws a progress bar with bytes, rate and ETA
   assert.ok(midway, `a frame part-way through with rate and ETA; frames: ${JSON.stringify(frames)}`);
   assert.match(deploy.stdout, /job \d+ ok: deployed big/);
 });
+
+test('cm4prov admin password reads the password from stdin and stores only a scrypt hash', async (t) => {
+  const server = await startTestServer(t);
+  const env = { CM4PROV_DATA_DIR: server.dataDir };
+  const short = await runCliWithInput(['admin', 'password'], env, 'short\n');
+  assert.equal(short.code, 2);
+  assert.match(short.stderr, /at least 8 characters; nothing changed/);
+  assert.equal(server.server.services.passwords.isSet(), false);
+
+  const set = await runCliWithInput(['admin', 'password'], env, 'line-3 bench password\n');
+  assert.equal(set.code, 0, set.stderr);
+  const stored = server.server.services.passwords.hash()!;
+  assert.match(stored, /^scrypt\$32768\$8\$1\$/);
+  assert.ok(!stored.includes('bench'), 'not stored in clear');
+  assert.equal(await server.server.services.passwords.check('line-3 bench password'), true);
+  assert.equal(await server.server.services.passwords.check('line-3 bench passworD'), false);
+
+  const nowhere = await runCliWithInput(['admin', 'password', '--data-dir', join(tempDir(t), 'none')], {}, 'whatever-long\n');
+  assert.equal(nowhere.code, 2);
+  assert.match(nowhere.stderr, /no server database in/);
+});
+
+function runCliWithInput(args: string[], env: Record<string, string>, input: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI, ...args], { env: { PATH: process.env.PATH, ...env } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => (stdout += chunk));
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    child.on('exit', (code) => resolve({ code, stdout, stderr }));
+    child.stdin.end(input);
+  });
+}

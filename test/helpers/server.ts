@@ -27,12 +27,16 @@ export function tempDir(t: TestContext, prefix = 'cm4prov-test-'): string {
 }
 
 /** A real server on a loopback socket with its own data dir, closed when the test ends. */
-export async function startTestServer(t: TestContext, overrides: Partial<Record<keyof Config, unknown>> = {}): Promise<TestServer> {
+export async function startTestServer(
+  t: TestContext,
+  overrides: Partial<Record<keyof Config, unknown>> = {},
+  options: { adminPassword?: string } = {},
+): Promise<TestServer> {
   const dataDir = (overrides.dataDir as string | undefined) ?? join(tempDir(t), 'data');
   const makeConfig = (port: number) =>
     loadConfig({ flags: { host: '127.0.0.1', port, logLevel: 'silent', ...overrides, dataDir }, env: {} });
   const log = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
-  let server = await startServer(makeConfig(0), { log });
+  let server = await startServer(makeConfig(0), { log, initialAdminPassword: options.adminPassword });
   const port = server.port;
 
   async function call(method: string, path: string, body: unknown, headers: Record<string, string>) {

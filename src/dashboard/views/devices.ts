@@ -1,0 +1,103 @@
+import type { DeviceView } from '../../devices/service.js';
+import type { ImageView } from '../../images/library.js';
+import { ago, bytes, macId } from '../format.js';
+import { html, type SafeHtml } from '../html.js';
+import { jobStatus } from './jobs.js';
+
+function state(device: DeviceView): { key: string; label: string } {
+  const job = device.active_job;
+  if (job?.state === 'running') return { key: 'busy', label: job.kind === 'deploy' ? 'Deploying' : 'Backing up' };
+  if (job?.state === 'queued') return { key: 'queued', label: job.kind === 'deploy' ? 'Deploy queued' : 'Backup queued' };
+  if (device.stale) return { key: 'stale', label: 'Stale' };
+  return { key: 'ready', label: 'Waiting for work' };
+}
+
+/**
+ * One device's row; its id lets a live update replace exactly this row (`oob`: marked for an
+ * htmx out-of-band swap of the row already on the page).
+ */
+export function deviceRow(device: DeviceView, now: number, oob = false): SafeHtml {
+  const id = macId(device.mac);
+  const current = state(device);
+  const active = device.active_job;
+  return html`<tr id="device-${id}" data-mac="${device.mac}" data-state="${current.key}"${oob ? html` hx-swap-oob="outerHTML"` : ''}>
+  <th scope="row" data-label="Device"><code>${device.mac}</code><span class="sub">IP ${device.ip ?? '–'}</span></th>
+  <td data-label="Hardware">${device.model ?? html`<span class="muted">Model unknown</span>`}<span class="sub">Serial ${device.serial ?? '–'}</span></td>
+  <td data-label="eMMC" class="nowrap">${bytes(device.storage_bytes)}</td>
+  <td data-label="State"><span class="badge badge-${current.key}">${current.label}</span></td>
+  <td data-label="Last seen" class="nowrap"><time datetime="${device.last_seen_at}" data-relative>${ago(device.last_seen_at, now)}</time></td>
+  <td data-label="Job" class="job-cell">${device.latest_job ? jobStatus(device.latest_job) : html`<span class="muted">No job yet</span>`}</td>
+  <td class="actions">
+    ${active
+      ? html`<button type="button" id="cancel-${id}" class="button-quiet" hx-post="/api/jobs/${active.id}/cancel" hx-swap="none"
+          hx-confirm="Cancel job ${active.id} (${active.kind} on ${device.mac})?${active.kind === 'deploy' && active.state === 'running' ? ' The eMMC will hold a partial image.' : ''}"
+          data-toast="Job ${active.id} cancelled">Cancel</button>`
+      : html`<button type="button" id="deploy-${id}" class="button-primary" hx-get="/dashboard/deploy-dialog/${device.mac}"
+          hx-target="#dialog-body" hx-swap="innerHTML" aria-haspopup="dialog">Deploy…</button>
+        <button type="button" id="backup-${id}" hx-post="/api/devices/${device.mac}/backup" hx-swap="none"
+          data-toast="Backup of ${device.mac} queued">Backup</button>`}
+  </td>
+</tr>`;
+}
+
+export function deviceRows(devices: DeviceView[], now: number): SafeHtml {
+  return html`${devices.map((device) => deviceRow(device, now))}`;
+}
+
+export function devicesPage(devices: DeviceView[], now: number): SafeHtml {
+  return html`<h1>Devices</h1>
+<section aria-labelledby="detected-heading">
+  <h2 id="detected-heading">Device detected (Network)</h2>
+  <p class="hint">A CM4 appears here when its provisioning client registers, and updates live.
+    Devices not heard from for 90 s are marked stale.</p>
+  <div hx-ext="sse" sse-connect="/dashboard/events?view=devices" sse-swap="update" hx-swap="none" hidden></div>
+  <div class="table-wrap">
+    <table class="devices">
+      <thead><tr>
+        <th scope="col">Device (MAC, IP)</th><th scope="col">Hardware</th><th scope="col">eMMC</th>
+        <th scope="col">State</th><th scope="col">Last seen</th><th scope="col">Job</th>
+        <th scope="col"><span class="visually-hidden">Actions</span></th>
+      </tr></thead>
+      <tbody id="device-rows">${deviceRows(devices, now)}</tbody>
+    </table>
+  </div>
+  ${noDevicesNote(devices.length)}
+</section>`;
+}
+
+/** Shown while the list is empty; live updates hide it when the first device appears. */
+export function noDevicesNote(count: number, oob = false): SafeHtml {
+  return html`<p id="no-devices" class="empty"${oob ? html` hx-swap-oob="outerHTML"` : ''} ${count ? 'hidden' : ''}>No device has
+    registered yet. Power on a CM4 set to boot from the network, or run <code>device/provisioning-client.sh</code>.</p>`;
+}
+
+/** The Deploy dialog: pick the image, see exactly what it is, and confirm naming the device. */
+export function deployDialog(device: DeviceView, images: ImageView[]): SafeHtml {
+  const fits = (image: ImageView) => device.storage_bytes === null || image.size <= device.storage_bytes;
+  const usable = images.filter(fits);
+  const chosen = usable.find((image) => image.default) ?? usable[0];
+  if (!chosen) {
+    return html`<h2 id="dialog-title">Deploy to ${device.mac}</h2>
+      <p>${images.length ? 'No image fits this eMMC.' : 'There is no image yet.'} Add one on the <a href="/images">Images</a> page.</p>
+      <div class="dialog-actions"><button type="button" data-close-dialog autofocus>Close</button></div>`;
+  }
+  return html`<h2 id="dialog-title">Deploy to ${device.mac}</h2>
+<form hx-post="/api/devices/${device.mac}/deploy" hx-swap="none" data-close-dialog-on-success data-toast="Deploy to ${device.mac} queued">
+  <label for="deploy-image">Image</label>
+  <select id="deploy-image" name="image" data-image-facts>
+    ${usable.map((image) => html`<option value="${image.name}" data-size="${image.size}" data-size-text="${bytes(image.size)}"
+      data-sha256="${image.sha256}" ${image === chosen ? 'selected' : ''}>${image.name}${image.default ? ' (default)' : ''}</option>`)}
+  </select>
+  <dl class="facts">
+    <dt>Size</dt><dd data-fact="size">${bytes(chosen.size)}</dd>
+    <dt>sha256</dt><dd><code data-fact="sha256" class="hash">${chosen.sha256}</code></dd>
+  </dl>
+  <p class="warning" id="deploy-warning">Overwrite the eMMC of <strong>${device.mac}</strong>${device.serial ? html` (serial ${device.serial})` : ''}?
+    Everything on it is replaced.</p>
+  <p class="form-error" data-dialog-error role="alert" hidden></p>
+  <div class="dialog-actions">
+    <button type="button" data-close-dialog>Keep the eMMC</button>
+    <button type="submit" class="button-danger" aria-describedby="deploy-warning">Overwrite eMMC</button>
+  </div>
+</form>`;
+}

@@ -1,0 +1,69 @@
+import type { ImageView, ImportProgress } from '../../images/library.js';
+import { bytes, timestamp } from '../format.js';
+import { html, type SafeHtml } from '../html.js';
+
+export function imageRows(images: ImageView[], imports: ImportProgress[]): SafeHtml {
+  const rows = images.map(
+    (image) => html`<tr id="image-${image.id}">
+  <th scope="row" data-label="Name">${image.name}${image.default ? html` <span class="badge badge-default">default</span>` : ''}</th>
+  <td data-label="Size">${bytes(image.size)}</td>
+  <td data-label="sha256"><code class="hash" title="${image.sha256}">${image.sha256}</code></td>
+  <td data-label="From">${image.source === 'golden' ? 'golden.img' : image.source === 'backup' ? image.origin : image.origin ?? 'upload'}</td>
+  <td data-label="Added">${timestamp(image.created_at)}</td>
+  <td data-label="In use">${image.in_use ? 'yes' : 'no'}</td>
+  <td class="actions">
+    ${image.default ? '' : html`<button type="button" hx-post="/api/images/${image.name}/default" hx-swap="none"
+      data-toast="${image.name} is now the default">Make default</button>`}
+    <button type="button" id="delete-image-${image.id}" class="button-quiet" hx-delete="/api/images/${image.name}" hx-swap="none" ${image.in_use ? 'disabled title="A deploy is using it"' : ''}
+      hx-confirm="Delete image ${image.name}? Devices can no longer be deployed with it." data-toast="Image ${image.name} deleted">Delete</button>
+  </td>
+</tr>`,
+  );
+  const importing = imports.map(
+    (item) => html`<tr class="importing">
+  <th scope="row" data-label="Name">${item.name}</th>
+  <td colspan="6">Importing ${item.origin}: ${bytes(item.bytes_done)}${item.bytes_total ? html` of ${bytes(item.bytes_total)}` : ''}</td>
+</tr>`,
+  );
+  return html`${rows}${importing}`;
+}
+
+export function imagesPage(images: ImageView[], imports: ImportProgress[]): SafeHtml {
+  return html`<h1>Images</h1>
+<div hx-ext="sse" sse-connect="/dashboard/events?view=images" sse-swap="update" hx-swap="none" hidden></div>
+<section aria-labelledby="library-heading">
+  <h2 id="library-heading">Library</h2>
+  <div class="table-wrap">
+    <table class="images">
+      <thead><tr><th scope="col">Name</th><th scope="col">Size</th><th scope="col">sha256</th><th scope="col">From</th>
+        <th scope="col">Added</th><th scope="col">In use</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
+      <tbody id="image-rows">${imageRows(images, imports)}</tbody>
+    </table>
+  </div>
+  <p class="hint">Images never change once added. <code>golden.img</code> in the server's data folder is published as
+    <strong>golden</strong> and re-imported whenever the file is replaced.</p>
+</section>
+<section aria-labelledby="upload-heading">
+  <h2 id="upload-heading">Upload an image</h2>
+  <form id="image-upload" class="upload-form" data-upload-image>
+    <div class="field">
+      <label for="upload-file">Image file (.img)</label>
+      <input id="upload-file" name="file" type="file" required>
+    </div>
+    <div class="field">
+      <label for="upload-name">Name</label>
+      <input id="upload-name" name="name" required pattern="[A-Za-z0-9][A-Za-z0-9._+\\-]{0,127}"
+        aria-describedby="upload-name-hint" autocomplete="off">
+      <p id="upload-name-hint" class="hint">Letters, digits, <code>. _ + -</code>; filled in from the file name.</p>
+    </div>
+    <div class="field checkbox">
+      <input id="upload-default" name="default" type="checkbox"><label for="upload-default">Make it the default for Deploy</label>
+    </div>
+    <button type="submit" class="button-primary">Upload</button>
+    <div class="upload-progress" hidden>
+      <progress id="upload-progress" max="100" value="0" aria-label="Upload progress"></progress>
+      <span data-upload-status aria-live="polite"></span>
+    </div>
+  </form>
+</section>`;
+}

@@ -1,0 +1,46 @@
+import type { JobView } from '../../jobs/view.js';
+import { bytes, duration, rate, timestamp } from '../format.js';
+import { html, type SafeHtml } from '../html.js';
+
+const ACTION: Record<JobView['kind'], string> = { deploy: 'Deploy', backup: 'Backup' };
+const PHASE: Record<string, string> = {
+  writing: 'Writing',
+  verifying: 'Verifying',
+  uploading: 'Uploading',
+  'awaiting-checksum': 'Checking',
+};
+
+export function percent(job: JobView): number {
+  if (!job.bytes_total) return 0;
+  return Math.min(100, Math.floor((job.bytes_done / job.bytes_total) * 100));
+}
+
+/** What a device row shows of its job: live progress while it runs, then the result in words. */
+export function jobStatus(job: JobView): SafeHtml {
+  const action = ACTION[job.kind];
+  if (job.state === 'queued') {
+    return html`<span class="job-line">${action} queued; waiting for the device to poll</span>`;
+  }
+  if (job.state === 'running') {
+    const phase = PHASE[job.phase ?? ''] ?? 'Starting';
+    const value = percent(job);
+    const eta = job.eta_seconds === null ? '' : ` · ETA ${duration(job.eta_seconds)}`;
+    return html`<div class="progress" role="progressbar" aria-label="${action} progress" aria-valuemin="0" aria-valuemax="100"
+        aria-valuenow="${value}" aria-valuetext="${phase} ${value}%"><div class="progress-bar" style="width: ${value}%"></div></div>
+      <span class="job-line" data-job-progress>${phase} ${bytes(job.bytes_done)} / ${bytes(job.bytes_total)} · ${rate(job.rate_bytes_per_second)}${eta}</span>`;
+  }
+  if (job.state === 'ok') {
+    return html`<span class="job-line result-ok"><span aria-hidden="true">✓</span> ${action} ok · sha256
+      <code title="${job.sha256}">${job.sha256?.slice(0, 12)}…</code> verified · ${timestamp(job.ended_at)}</span>`;
+  }
+  const verb = job.state === 'cancelled' ? 'cancelled' : 'failed';
+  return html`<span class="job-line result-${job.state}"><span aria-hidden="true">✗</span> ${action} ${verb}: ${job.error ?? 'no reason given'}</span>`;
+}
+
+export function resultBadge(job: JobView): SafeHtml {
+  return html`<span class="badge badge-${job.state}">${job.state}</span>`;
+}
+
+export function throughput(job: JobView): string {
+  return job.state === 'ok' ? rate(job.rate_bytes_per_second) : '–';
+}

@@ -1,0 +1,103 @@
+import { html, type SafeHtml } from '../html.js';
+
+export type PageName = 'devices' | 'images' | 'backups' | 'history';
+
+export interface PageOptions {
+  title: string;
+  page: PageName;
+  csrfToken: string;
+  assetVersion: string;
+}
+
+const NAV: Array<[PageName, string, string]> = [
+  ['devices', '/', 'Devices'],
+  ['images', '/images', 'Images'],
+  ['backups', '/backups', 'Backups'],
+  ['history', '/history', 'History'],
+];
+
+/**
+ * htmx's default 20 ms settle delay leaves buttons in a freshly swapped row inert for that long;
+ * rows are redrawn every second during a job, so the dashboard settles at once.
+ */
+function head(title: string, assetVersion: string, csrfToken?: string): SafeHtml {
+  return html`<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
+<title>${title} · cm4-provisioning</title>
+${csrfToken ? html`<meta name="csrf-token" content="${csrfToken}">` : ''}
+<meta name="htmx-config" content='{"defaultSettleDelay":0}'>
+<link rel="stylesheet" href="/assets/app.css?v=${assetVersion}">
+<script src="/assets/htmx.min.js?v=${assetVersion}" defer></script>
+<script src="/assets/htmx-sse.js?v=${assetVersion}" defer></script>
+<script src="/assets/app.js?v=${assetVersion}" defer></script>`;
+}
+
+/** The page shell: skip link, navigation, main content, toast area and the one shared dialog. */
+export function page(options: PageOptions, content: SafeHtml): SafeHtml {
+  return html`<!doctype html>
+<html lang="en">
+<head>
+${head(options.title, options.assetVersion, options.csrfToken)}
+</head>
+<body>
+<a class="skip-link" href="#main">Skip to content</a>
+<header class="topbar">
+  <a class="brand" href="/">cm4-provisioning</a>
+  <nav aria-label="Main">
+    <ul>
+      ${NAV.map(([name, href, label]) => html`<li><a href="${href}"${name === options.page ? html` aria-current="page"` : ''}>${label}</a></li>`)}
+    </ul>
+  </nav>
+  <form class="logout" method="post" action="/logout">
+    <input type="hidden" name="_csrf" value="${options.csrfToken}">
+    <button type="submit" class="button-quiet">Log out</button>
+  </form>
+</header>
+<main id="main" tabindex="-1">
+${content}
+</main>
+<div id="toasts" class="toasts" role="status" aria-live="polite"></div>
+<dialog id="dialog" aria-labelledby="dialog-title">
+  <div id="dialog-body"></div>
+</dialog>
+</body>
+</html>`;
+}
+
+export interface LoginOptions {
+  assetVersion: string;
+  next: string;
+  error?: string;
+  /** No password has been set yet: say how to set one instead of showing a form. */
+  noPassword?: boolean;
+}
+
+export function loginPage(options: LoginOptions): SafeHtml {
+  return html`<!doctype html>
+<html lang="en">
+<head>
+${head('Log in', options.assetVersion)}
+</head>
+<body class="login-body">
+<main id="main" class="login">
+  <h1>cm4-provisioning</h1>
+  ${options.noPassword
+    ? html`<div class="notice" role="alert">
+        <h2>No admin password yet</h2>
+        <p>Set one on the server, then reload this page:</p>
+        <pre><code>npx cm4prov admin password</code></pre>
+        <p>or start the server once with <code>CM4PROV_ADMIN_PASSWORD</code> set.</p>
+      </div>`
+    : html`<form method="post" action="/login" class="login-form">
+        <input type="hidden" name="next" value="${options.next}">
+        <label for="password">Admin password</label>
+        <input id="password" name="password" type="password" autocomplete="current-password" required autofocus
+          ${options.error ? html`aria-invalid="true" aria-describedby="login-error"` : ''}>
+        ${options.error ? html`<p id="login-error" class="form-error" role="alert">${options.error}</p>` : ''}
+        <button type="submit" class="button-primary">Log in</button>
+      </form>`}
+</main>
+</body>
+</html>`;
+}

@@ -1,0 +1,31 @@
+import type { JobView } from './view.js';
+
+const COLUMNS: Array<[string, (job: JobView) => string | number | null | undefined]> = [
+  ['job', (j) => j.id],
+  ['device_mac', (j) => j.device_mac],
+  ['action', (j) => j.kind],
+  ['image', (j) => j.image?.name],
+  ['backup_id', (j) => j.backup_id],
+  ['state', (j) => j.state],
+  ['created_at', (j) => j.created_at],
+  ['started_at', (j) => j.started_at],
+  ['ended_at', (j) => j.ended_at],
+  ['duration_seconds', (j) => j.duration_seconds],
+  ['bytes', (j) => j.bytes_done],
+  ['throughput_mb_per_s', (j) => (j.state === 'ok' && j.rate_bytes_per_second ? (j.rate_bytes_per_second / 1e6).toFixed(2) : null)],
+  ['sha256', (j) => j.sha256],
+  ['error', (j) => j.error],
+];
+
+/** RFC 4180: quote a field holding a comma, quote or line break; double inner quotes. */
+function field(value: string | number | null | undefined): string {
+  if (value === null || value === undefined) return '';
+  const text = String(value);
+  return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+}
+
+export function jobsToCsv(jobs: JobView[]): string {
+  const lines = [COLUMNS.map(([name]) => name).join(',')];
+  for (const job of jobs) lines.push(COLUMNS.map(([, pick]) => field(pick(job))).join(','));
+  return `${lines.join('\r\n')}\r\n`;
+}
