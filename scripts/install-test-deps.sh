@@ -1,10 +1,12 @@
 #!/bin/sh
-# Installs the Debian packages the test suite runs for real (busybox for the device client,
-# curl, shellcheck, util-linux's `script` for terminal tests). Idempotent: only what is missing
-# is installed, from the machine's own apt sources.
+# Installs the Debian packages the test suite runs for real: busybox and curl (the device
+# client), shellcheck, util-linux (`script` for terminal tests), Chromium (dashboard tests),
+# cpio and binutils (the initramfs build), QEMU (booting it as an arm64 device), dnsmasq and
+# nftables (netboot in network namespaces). Idempotent: only what is missing is installed,
+# from the machine's own apt sources.
 set -eu
 
-PACKAGES="busybox curl shellcheck util-linux iproute2 chromium fonts-dejavu-core"
+PACKAGES="busybox curl shellcheck util-linux iproute2 chromium fonts-dejavu-core cpio binutils qemu-system-arm dnsmasq-base nftables"
 
 missing=''
 for package in $PACKAGES; do
