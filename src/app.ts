@@ -12,6 +12,7 @@ import { jobAdminRoutes } from './jobs/routes.js';
 import type { Services } from './services.js';
 import { AppError } from './shared/errors.js';
 import { createAllowList } from './shared/network.js';
+import { netbootAdminRoutes } from './netboot/routes.js';
 import { transferRoutes } from './transfers/routes.js';
 
 export interface AppOptions {
@@ -71,6 +72,7 @@ export async function buildApp({ services, log }: AppOptions): Promise<FastifyIn
     await adminApi.register(jobAdminRoutes, { jobs: services.jobs });
     await adminApi.register(imageAdminRoutes, { images: services.images });
     await adminApi.register(backupAdminRoutes, { backups: services.backups });
+    await adminApi.register(netbootAdminRoutes, { netboot: services.netboot, devices: services.devices });
   });
 
   await app.register(dashboardRoutes, {

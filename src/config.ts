@@ -16,6 +16,15 @@ export const ConfigSchema = Type.Object({
     Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'),
     Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent'),
   ]),
+  netbootInterface: Type.Optional(Type.String({ description: 'provisioning LAN interface; enables DHCP/TFTP netboot' })),
+  netbootAddress: Type.Optional(Type.String({ description: "this server's address on it, as CIDR (10.20.50.1/24)" })),
+  dhcpRange: Type.Optional(Type.String({ description: 'FIRST,LAST addresses handed out' })),
+  dhcpProxy: Type.Boolean({ description: 'proxy DHCP: another server gives addresses, dnsmasq adds the boot offer' }),
+  tftpRoot: Type.Optional(Type.String({ description: 'TFTP root (default <data-dir>/tftp)' })),
+  dnsmasq: Type.Union([Type.Literal('managed'), Type.Literal('external')], { description: 'run dnsmasq, or only write its config' }),
+  dnsmasqPath: Type.String({ description: 'the dnsmasq binary' }),
+  nonPiClients: Type.Union([Type.Literal('dhcp'), Type.Literal('ignore')], { description: 'what other hosts on the LAN get' }),
+  afterSuccess: Type.Union([Type.Literal('emmc'), Type.Literal('netboot')], { description: 'default next boot after a job ends ok' }),
 });
 export type Config = Static<typeof ConfigSchema>;
 export type LogLevel = Config['logLevel'];
@@ -29,6 +38,8 @@ type Parser<T> = (value: unknown) => T | { error: string };
 interface OptionSpec<T> {
   parse: Parser<T>;
   fallback: T;
+  /** A switch (`--dhcp-proxy`) rather than an option with a value. */
+  flag?: boolean;
 }
 
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -41,10 +52,20 @@ const OPTIONS = {
   deviceNetwork: { parse: parseCidrList, fallback: [] },
   jobStallTimeout: { parse: parseStallTimeout, fallback: 600 },
   logLevel: { parse: parseLogLevel, fallback: 'info' },
+  netbootInterface: { parse: parseInterfaceName, fallback: undefined },
+  netbootAddress: { parse: parseHostCidr, fallback: undefined },
+  dhcpRange: { parse: parseRange, fallback: undefined },
+  dhcpProxy: { parse: parseBoolean, fallback: false, flag: true },
+  tftpRoot: { parse: parseNonEmpty, fallback: undefined },
+  dnsmasq: { parse: oneOf(['managed', 'external'] as const), fallback: 'managed' },
+  dnsmasqPath: { parse: parseNonEmpty, fallback: 'dnsmasq' },
+  nonPiClients: { parse: oneOf(['dhcp', 'ignore'] as const), fallback: 'dhcp' },
+  afterSuccess: { parse: oneOf(['emmc', 'netboot'] as const), fallback: 'emmc' },
 } satisfies { [K in keyof Config]-?: OptionSpec<Config[K]> };
 
 export type ConfigKey = keyof typeof OPTIONS;
 export const CONFIG_KEYS = Object.keys(OPTIONS) as ConfigKey[];
+export const isSwitch = (key: ConfigKey) => (OPTIONS[key] as OptionSpec<unknown>).flag === true;
 
 /** `dataDir` → `--data-dir`, `CM4PROV_DATA_DIR`, and `data-dir` in a config file. */
 export const flagName = (key: ConfigKey) => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
@@ -87,6 +108,7 @@ export function loadConfig(sources: ConfigSources = {}): Config {
     config[key] = parsed;
   }
   config.dataDir = resolve(cwd, config.dataDir as string);
+  if (config.tftpRoot) config.tftpRoot = resolve(cwd, config.tftpRoot as string);
   return config as Config;
 }
 
@@ -171,6 +193,41 @@ function parseStallTimeout(value: unknown) {
   const seconds = Number(value);
   if (!Number.isInteger(seconds) || seconds < 10) return { error: `'${String(value)}' must be a whole number of seconds, at least 10` };
   return seconds;
+}
+
+function parseBoolean(value: unknown) {
+  if (typeof value === 'boolean') return value;
+  const text = String(value).trim().toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(text)) return true;
+  if (['0', 'false', 'no', 'off'].includes(text)) return false;
+  return { error: `'${String(value)}' is not true or false` };
+}
+
+function oneOf<T extends string>(choices: readonly T[]) {
+  return (value: unknown): T | { error: string } =>
+    choices.includes(String(value) as T) ? (String(value) as T) : { error: `'${String(value)}' is not one of ${choices.join(', ')}` };
+}
+
+function parseInterfaceName(value: unknown) {
+  // Linux interface names: at most 15 bytes, no slash or whitespace (IFNAMSIZ).
+  const name = String(value).trim();
+  return /^[^\s/:]{1,15}$/.test(name) ? name : { error: `'${name}' is not a network interface name` };
+}
+
+function parseHostCidr(value: unknown) {
+  const text = String(value).trim();
+  const parsed = parseCidr(text);
+  if (typeof parsed === 'string') return { error: parsed };
+  if (parsed.family !== 'ipv4' || !text.includes('/')) return { error: `'${text}' must be an IPv4 address with its prefix, like 10.20.50.1/24` };
+  return text;
+}
+
+function parseRange(value: unknown) {
+  const parts = String(value).split(',').map((part) => part.trim());
+  if (parts.length !== 2 || parts.some((part) => isIP(part) !== 4)) {
+    return { error: `'${String(value)}' is not a range: expected FIRST,LAST like 10.20.50.100,10.20.50.200` };
+  }
+  return parts.join(',');
 }
 
 function parseLogLevel(value: unknown) {

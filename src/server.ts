@@ -4,6 +4,7 @@ import { adminTokenPath } from './admin/token.js';
 import { buildApp } from './app.js';
 import type { Config } from './config.js';
 import { createServices } from './services.js';
+import type { InterfaceProbe } from './netboot/settings.js';
 import type { Clock } from './shared/clock.js';
 
 export interface RunningServer {
@@ -22,16 +23,17 @@ const WATCHDOG_INTERVAL_MS = 5_000;
  */
 export async function startServer(
   config: Config,
-  options: { log?: Logger; clock?: Clock; initialAdminPassword?: string } = {},
+  options: { log?: Logger; clock?: Clock; initialAdminPassword?: string; interfaces?: InterfaceProbe } = {},
 ): Promise<RunningServer> {
   const log = options.log ?? pino({ level: config.logLevel, base: undefined });
-  const services = createServices({ config, log, clock: options.clock });
+  const services = createServices({ config, log, clock: options.clock, interfaces: options.interfaces });
   await services.recover(options.initialAdminPassword);
   const app = await buildApp({ services, log });
   await app.listen({ host: config.host, port: config.port });
   const { port } = app.server.address() as AddressInfo;
 
   await services.golden.start();
+  services.netboot.start();
   const watchdog = setInterval(() => services.jobs.failStalled(), WATCHDOG_INTERVAL_MS);
   watchdog.unref();
 
@@ -52,6 +54,7 @@ export async function startServer(
       closing ??= (async () => {
         clearInterval(watchdog);
         await services.golden.stop();
+        await services.netboot.stop();
         await app.close();
         services.close();
       })();

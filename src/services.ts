@@ -11,6 +11,8 @@ import type { Config } from './config.js';
 import { openDatabase, type Db } from './db/open.js';
 import { createLiveViews } from './dashboard/live.js';
 import { createDeviceService } from './devices/service.js';
+import { createNetbootService } from './netboot/service.js';
+import { resolveNetbootSettings, type InterfaceProbe } from './netboot/settings.js';
 import { createDeviceStore } from './devices/store.js';
 import { createGoldenWatcher } from './images/golden.js';
 import { createImageLibrary } from './images/library.js';
@@ -28,10 +30,13 @@ export interface ServiceOptions {
   config: Config;
   log: Logger;
   clock?: Clock;
+  /** Which network interfaces exist (for checking --netboot-interface); the kernel's by default. */
+  interfaces?: InterfaceProbe;
 }
 
 /** Wires the domain services around one database. No sockets, timers or signals here. */
-export function createServices({ config, log, clock = systemClock }: ServiceOptions) {
+export function createServices(options: ServiceOptions) {
+  const { config, log, clock = systemClock } = options;
   const { dataDir } = config;
   for (const dir of ['', 'images', 'backups', 'tmp']) ensureDir(join(dataDir, dir));
   const db: Db = openDatabase(join(dataDir, 'cm4prov.sqlite'));
@@ -60,6 +65,15 @@ export function createServices({ config, log, clock = systemClock }: ServiceOpti
     bus,
     log: log.child({ module: 'jobs' }),
     stallTimeoutMs: config.jobStallTimeout * 1000,
+    defaultAfterSuccess: config.afterSuccess,
+  });
+  const netboot = createNetbootService({
+    settings: resolveNetbootSettings(config, options.interfaces),
+    db,
+    devices: deviceStore,
+    bus,
+    clock,
+    log: log.child({ module: 'netboot' }),
   });
   const devices = createDeviceService({ store: deviceStore, jobs, clock, bus });
   const backups = createBackupService({
@@ -80,11 +94,15 @@ export function createServices({ config, log, clock = systemClock }: ServiceOpti
   const live = createLiveViews({ bus, devices, images, backups, clock });
   const golden = createGoldenWatcher({ library: images, store: imageStore, dataDir, clock, log: log.child({ module: 'golden' }) });
 
-  // When a job ends, bytes it alone needed can go: a superseded image, an unpublished upload.
-  bus.on('job.changed', ({ jobId, state }) => {
+  bus.on('job.changed', ({ jobId, mac, state }) => {
+    // Work for a device means it must netboot to do it.
+    if (state === 'queued') netboot.setNetboot(mac, true);
     if (state === 'queued' || state === 'running') return;
+    // When a job ends, bytes it alone needed can go: a superseded image, an unpublished upload.
     images.sweepRetired();
     void backups.discardUnpublished(jobId);
+    // Its work done, a device boots from eMMC next unless the order said otherwise: no loop.
+    if (state === 'ok' && jobs.get(jobId).after_success === 'emmc') netboot.setNetboot(mac, false);
   });
 
   return {
@@ -99,6 +117,7 @@ export function createServices({ config, log, clock = systemClock }: ServiceOpti
     backups,
     transfers,
     golden,
+    netboot,
     sessions,
     passwords,
     loginThrottle: createLoginThrottle(clock),

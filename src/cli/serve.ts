@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { CONFIG_KEYS, ConfigError, envName, flagName, loadConfig, type ConfigKey } from '../config.js';
+import { CONFIG_KEYS, ConfigError, envName, flagName, isSwitch, loadConfig, type ConfigKey } from '../config.js';
 import { passwordProblem } from '../admin/passwords.js';
 import { startServer } from '../server.js';
 import { CliError, EXIT } from './errors.js';
@@ -12,6 +12,15 @@ const FLAG_HELP: Record<ConfigKey, string> = {
   deviceNetwork: 'comma-separated CIDRs allowed to use the device API, e.g. 10.20.50.0/24 (default: any)',
   jobStallTimeout: 'seconds without word from a device before its job fails (default 600)',
   logLevel: 'fatal, error, warn, info, debug, trace or silent (default info)',
+  netbootInterface: 'provisioning LAN interface (e.g. eth1): turns on DHCP + TFTP netboot with dnsmasq',
+  netbootAddress: "this server's address on that interface, e.g. 10.20.50.1/24",
+  dhcpRange: 'addresses to hand out, e.g. 10.20.50.100,10.20.50.200 (not with --dhcp-proxy)',
+  dhcpProxy: 'proxy DHCP: the LAN already has a DHCP server; only add the Raspberry Pi boot offer',
+  tftpRoot: 'TFTP root with the Pi boot files (default <data-dir>/tftp)',
+  dnsmasq: "managed (run dnsmasq as a child) or external (only write its config for a system dnsmasq)",
+  dnsmasqPath: 'the dnsmasq binary (default: dnsmasq on PATH)',
+  nonPiClients: 'dhcp (other hosts get plain DHCP) or ignore (only Raspberry Pis are answered)',
+  afterSuccess: 'after a job ends ok the device boots: emmc (no more PXE offer; default) or netboot',
 };
 
 export function registerServeCommand(program: Command, env: NodeJS.ProcessEnv) {
@@ -20,7 +29,8 @@ export function registerServeCommand(program: Command, env: NodeJS.ProcessEnv) {
     .description('run the provisioning server (device API and admin API)')
     .option('--config <file>', 'JSON settings file (env CM4PROV_CONFIG)');
   for (const key of CONFIG_KEYS) {
-    serve.option(`--${flagName(key)} <value>`, `${FLAG_HELP[key]} [env ${envName(key)}]`);
+    const value = isSwitch(key) ? '' : ' <value>';
+    serve.option(`--${flagName(key)}${value}`, `${FLAG_HELP[key]} [env ${envName(key)}]`);
   }
   serve.action(async (options: Record<string, string | undefined>) => {
     let config;
@@ -37,6 +47,7 @@ export function registerServeCommand(program: Command, env: NodeJS.ProcessEnv) {
     try {
       server = await startServer(config, { initialAdminPassword });
     } catch (error) {
+      if (error instanceof ConfigError) throw new CliError(error.message, EXIT.usage);
       const code = (error as NodeJS.ErrnoException).code;
       if (code === 'EADDRINUSE') throw new CliError(`port ${config.port} on ${config.host} is already in use; pick another with --port`, EXIT.usage);
       if (code === 'EACCES' || code === 'EROFS') throw new CliError(`cannot use ${config.dataDir} or the port: ${(error as Error).message}`, EXIT.usage);

@@ -5,10 +5,14 @@ import { Mac } from './schemas.js';
 import type { DeviceService } from './service.js';
 
 const MacParams = Type.Object({ mac: Mac });
+const After = Type.Optional(
+  Type.Union([Type.Literal('emmc'), Type.Literal('netboot')], { description: 'what the device boots after the job ends ok' }),
+);
 const DeployBody = Type.Union([
-  Type.Object({ image: Type.Optional(Type.String({ maxLength: 128, description: 'image name; default image when absent' })) }),
+  Type.Object({ image: Type.Optional(Type.String({ maxLength: 128, description: 'image name; default image when absent' })), after: After }),
   Type.Null(),
 ]);
+const BackupBody = Type.Union([Type.Object({ after: After }), Type.Null()]);
 
 /** Operator view and control of devices (admin token required). */
 export const deviceAdminRoutes: FastifyPluginAsyncTypebox<{ devices: DeviceService; jobs: JobService }> = async (app, { devices, jobs }) => {
@@ -17,12 +21,12 @@ export const deviceAdminRoutes: FastifyPluginAsyncTypebox<{ devices: DeviceServi
   app.get('/api/devices/:mac', { schema: { params: MacParams } }, async (request) => devices.view(devices.get(request.params.mac)));
 
   app.post('/api/devices/:mac/deploy', { schema: { params: MacParams, body: Type.Optional(DeployBody) } }, async (request, reply) => {
-    const job = jobs.orderDeploy(request.params.mac, request.body?.image);
+    const job = jobs.orderDeploy(request.params.mac, request.body?.image, request.body?.after);
     return reply.code(201).send(jobs.view(job));
   });
 
-  app.post('/api/devices/:mac/backup', { schema: { params: MacParams } }, async (request, reply) => {
-    const job = jobs.orderBackup(request.params.mac);
+  app.post('/api/devices/:mac/backup', { schema: { params: MacParams, body: Type.Optional(BackupBody) } }, async (request, reply) => {
+    const job = jobs.orderBackup(request.params.mac, request.body?.after);
     return reply.code(201).send(jobs.view(job));
   });
 

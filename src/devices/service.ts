@@ -20,6 +20,15 @@ export interface DeviceView {
   last_seen_at: string;
   /** Not heard from (poll, registration, progress) for STALE_AFTER_MS: shown as stale, never deleted. */
   stale: boolean;
+  /** false for a device seen only by DHCP/TFTP: it netbooted, but no client has spoken yet. */
+  registered: boolean;
+  netboot: {
+    /** false: its MAC gets no PXE offer, so it boots from its eMMC. */
+    enabled: boolean;
+    /** The last thing dnsmasq saw it do, in words ("loaded kernel8.img"). */
+    stage: string | null;
+    stage_at: string | null;
+  };
   active_job: JobView | null;
   /** The most recent job, active or ended: what the dashboard shows for the device. */
   latest_job: JobView | null;
@@ -49,6 +58,12 @@ export function createDeviceService({ store, jobs, clock, bus }: DeviceServiceDe
       first_seen_at: new Date(device.first_seen_at).toISOString(),
       last_seen_at: new Date(device.last_seen_at).toISOString(),
       stale: clock.now() - device.last_seen_at > STALE_AFTER_MS,
+      registered: device.registered_at !== null,
+      netboot: {
+        enabled: device.netboot_enabled === 1,
+        stage: device.boot_stage,
+        stage_at: device.boot_stage_at === null ? null : new Date(device.boot_stage_at).toISOString(),
+      },
       active_job: active ? jobs.view(active) : null,
       latest_job: latest ? jobs.view(latest) : null,
     };

@@ -25,6 +25,8 @@ export interface JobServiceDeps {
   log: Logger;
   /** A running job with no word from its device for this long fails. */
   stallTimeoutMs: number;
+  /** What a device boots after a job ends ok, unless the order says otherwise. */
+  defaultAfterSuccess: JobRow['after_success'];
 }
 
 export type PollOutcome =
@@ -67,12 +69,13 @@ export function createJobService(deps: JobServiceDeps) {
     return `job ${job.id} (${job.kind}, ${job.state})`;
   }
 
-  function order(mac: string, kind: JobKind, image: ImageRow | null, bytesTotal: number | null): JobRow {
+  function order(mac: string, kind: JobKind, image: ImageRow | null, bytesTotal: number | null, after: JobRow['after_success'] | undefined): JobRow {
     const active = store.activeFor(mac);
     if (active) throw conflict(`device ${mac} already has ${describe(active)}; cancel it first`);
     let job: JobRow;
     try {
-      job = store.create({ mac, kind, token: newToken(), imageId: image?.id ?? null, bytesTotal }, clock.now());
+      const afterSuccess = after ?? deps.defaultAfterSuccess;
+      job = store.create({ mac, kind, token: newToken(), imageId: image?.id ?? null, bytesTotal, afterSuccess }, clock.now());
     } catch (error) {
       if ((error as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
         throw conflict(`device ${mac} already has a queued or running job; cancel it first`);
@@ -128,7 +131,7 @@ export function createJobService(deps: JobServiceDeps) {
     activeFor: (mac: string) => store.activeFor(mac),
     latestFor: (mac: string) => store.latestFor(mac),
 
-    orderDeploy(macInput: string, imageName?: string): JobRow {
+    orderDeploy(macInput: string, imageName?: string, after?: JobRow['after_success']): JobRow {
       const device = requireDevice(macInput);
       const image = images.resolveForDeploy(imageName);
       if (device.storage_bytes !== null && image.size > device.storage_bytes) {
@@ -136,12 +139,12 @@ export function createJobService(deps: JobServiceDeps) {
           `image '${image.name}' (${formatBytes(image.size)}) is larger than the eMMC of ${device.mac} (${formatBytes(device.storage_bytes)})`,
         );
       }
-      return order(device.mac, 'deploy', image, image.size);
+      return order(device.mac, 'deploy', image, image.size, after);
     },
 
-    orderBackup(macInput: string): JobRow {
+    orderBackup(macInput: string, after?: JobRow['after_success']): JobRow {
       const device = requireDevice(macInput);
-      return order(device.mac, 'backup', null, device.storage_bytes);
+      return order(device.mac, 'backup', null, device.storage_bytes, after);
     },
 
     cancel(jobId: number): JobRow {

@@ -23,6 +23,17 @@ export interface JobRow {
   started_at: number | null;
   ended_at: number | null;
   last_activity_at: number | null;
+  /** What the device boots after this job ends ok: its eMMC (no more PXE offer) or the network. */
+  after_success: 'emmc' | 'netboot';
+}
+
+export interface NewJob {
+  mac: string;
+  kind: JobKind;
+  token: string;
+  imageId: number | null;
+  bytesTotal: number | null;
+  afterSuccess: JobRow['after_success'];
 }
 
 export interface JobFilter {
@@ -33,9 +44,9 @@ export interface JobFilter {
 }
 
 export function createJobStore(db: Db) {
-  const insert = db.prepare<{ mac: string; kind: JobKind; token: string; imageId: number | null; bytesTotal: number | null; now: number }>(`
-    INSERT INTO jobs (device_mac, kind, state, token, image_id, bytes_total, created_at)
-    VALUES (@mac, @kind, 'queued', @token, @imageId, @bytesTotal, @now)`);
+  const insert = db.prepare<NewJob & { now: number }>(`
+    INSERT INTO jobs (device_mac, kind, state, token, image_id, bytes_total, after_success, created_at)
+    VALUES (@mac, @kind, 'queued', @token, @imageId, @bytesTotal, @afterSuccess, @now)`);
   const byId = db.prepare<[number], JobRow>('SELECT * FROM jobs WHERE id = ?');
   const activeForDevice = db.prepare<[string], JobRow>(
     `SELECT * FROM jobs WHERE device_mac = ? AND state IN ('queued', 'running')`,
@@ -69,7 +80,7 @@ export function createJobStore(db: Db) {
   );
 
   return {
-    create(values: { mac: string; kind: JobKind; token: string; imageId: number | null; bytesTotal: number | null }, now: number): JobRow {
+    create(values: NewJob, now: number): JobRow {
       const { lastInsertRowid } = insert.run({ ...values, now });
       return byId.get(Number(lastInsertRowid))!;
     },

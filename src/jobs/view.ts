@@ -20,6 +20,7 @@ export interface JobView {
   /** While running: the current rate of the current phase; once ended: the average over the job. */
   rate_bytes_per_second: number | null;
   eta_seconds: number | null;
+  after_success: JobRow['after_success'];
 }
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
@@ -48,5 +49,6 @@ export function toJobView(job: JobRow, image: ImageRow | undefined, now: number,
     duration_seconds: seconds === null ? null : Math.round(seconds * 10) / 10,
     rate_bytes_per_second: rate === null ? null : Math.round(rate),
     eta_seconds: job.state === 'running' && rate && remaining !== null ? Math.round(remaining / rate) : null,
+    after_success: job.after_success,
   };
 }

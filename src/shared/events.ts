@@ -6,6 +6,7 @@ export interface DomainEvents {
   'job.changed': { jobId: number; mac: string; state: string };
   'image.changed': { name: string };
   'backup.changed': { backupId: number };
+  'netboot.changed': Record<string, never>;
 }
 
 export interface EventBus {
