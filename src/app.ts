@@ -87,6 +87,8 @@ export async function buildApp({ services, log }: AppOptions): Promise<FastifyIn
     images: services.images,
     backups: services.backups,
     clock: services.clock,
+    netboot: services.netboot,
+    defaultAfterSuccess: config.afterSuccess,
   });
 
   return app;

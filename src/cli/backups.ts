@@ -2,18 +2,19 @@ import type { Command } from 'commander';
 import type { BackupView } from '../backups/service.js';
 import type { JobView } from '../jobs/view.js';
 import type { CommandContext } from './context.js';
-import { reportJob } from './devices.js';
+import { afterOption, reportJob } from './devices.js';
 import { printJson, printTable, size, when } from './output.js';
 
 export function registerBackupCommands(program: Command, context: CommandContext) {
   const backup = context
     .command(program, 'backup', "read a device's eMMC into a stored backup (backup rm ID deletes one)")
     .argument('<mac>', 'the device, e.g. dc:a6:32:01:02:03')
+    .option('--then <boot>', 'after it ends ok, boot: emmc (default) or netboot')
     .option('--wait', 'follow the job to its end; exit 1 if it fails')
     .option('--json', 'print JSON')
-    .action(async (mac: string, options: { wait?: boolean; json?: boolean }) => {
+    .action(async (mac: string, options: { then?: string; wait?: boolean; json?: boolean }) => {
       const api = context.api(options);
-      const job = await api.post<JobView>(`/api/devices/${encodeURIComponent(mac)}/backup`);
+      const job = await api.post<JobView>(`/api/devices/${encodeURIComponent(mac)}/backup`, { after: afterOption(options.then) });
       await reportJob(job, options, api);
     });
 

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import type { DeviceView } from '../devices/service.js';
 import type { JobView } from '../jobs/view.js';
 import type { CommandContext } from './context.js';
+import { CliError, EXIT } from './errors.js';
 import { describeFinished, followJob } from './follow.js';
 import { printJson, printTable, size, when } from './output.js';
 
@@ -13,9 +14,11 @@ export function registerDeviceCommands(program: Command, context: CommandContext
       const { devices } = await context.api(options).get<{ devices: DeviceView[] }>('/api/devices');
       if (options.json) return printJson(devices);
       printTable(
-        ['MAC', 'IP', 'SERIAL', 'MODEL', 'EMMC', 'LAST SEEN', 'JOB'],
+        ['MAC', 'IP', 'SERIAL', 'MODEL', 'EMMC', 'LAST SEEN', 'NEXT BOOT', 'STAGE', 'JOB'],
         devices.map((d) => [
-          d.mac, d.ip, d.serial, d.model, size(d.storage_bytes), when(d.last_seen_at),
+          d.mac, d.ip, d.serial, d.model, size(d.storage_bytes), `${when(d.last_seen_at)}${d.stale ? ' (stale)' : ''}`,
+          d.netboot.enabled ? 'netboot' : 'eMMC',
+          [d.netboot.stage, d.registered ? '' : 'no client yet'].filter(Boolean).join(', '),
           d.active_job ? `${d.active_job.id} ${d.active_job.kind} ${d.active_job.state}` : '',
         ]),
         'No device has registered yet. Netboot one, or run device/provisioning-client.sh.',
@@ -26,11 +29,12 @@ export function registerDeviceCommands(program: Command, context: CommandContext
     .command(program, 'deploy', "write an image to a device's eMMC")
     .argument('<mac>', 'the device, e.g. dc:a6:32:01:02:03')
     .option('--image <name>', 'image to deploy (default: the default image)')
+    .option('--then <boot>', 'after it ends ok, boot: emmc (default) or netboot')
     .option('--wait', 'follow the job to its end; exit 1 if it fails')
     .option('--json', 'print JSON')
-    .action(async (mac: string, options: { image?: string; wait?: boolean; json?: boolean }) => {
+    .action(async (mac: string, options: { image?: string; then?: string; wait?: boolean; json?: boolean }) => {
       const api = context.api(options);
-      const job = await api.post<JobView>(`/api/devices/${encodeURIComponent(mac)}/deploy`, options.image ? { image: options.image } : {});
+      const job = await api.post<JobView>(`/api/devices/${encodeURIComponent(mac)}/deploy`, { image: options.image, after: afterOption(options.then) });
       await reportJob(job, options, api);
     });
 
@@ -43,6 +47,13 @@ export function registerDeviceCommands(program: Command, context: CommandContext
       if (options.json) return printJson(job);
       console.log(`Cancelled job ${job.id} (${job.kind} on ${job.device_mac}).`);
     });
+}
+
+/** `--then emmc|netboot` as the API's `after`; a wrong word is a usage error, not a request. */
+export function afterOption(then: string | undefined): 'emmc' | 'netboot' | undefined {
+  if (then === undefined) return undefined;
+  if (then === 'emmc' || then === 'netboot') return then;
+  throw new CliError(`--then takes emmc or netboot, not '${then}'`, EXIT.usage);
 }
 
 /** Prints a newly queued job, and follows it with --wait. */

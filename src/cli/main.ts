@@ -4,9 +4,11 @@ import { registerAdminCommands } from './admin.js';
 import { registerBackupCommands } from './backups.js';
 import { createCommandContext } from './context.js';
 import { registerDeviceCommands } from './devices.js';
+import { registerEepromCommands } from './eeprom.js';
 import { CliError, EXIT } from './errors.js';
 import { registerImageCommands } from './images.js';
 import { registerJobCommands } from './jobs.js';
+import { registerNetbootCommands } from './netboot.js';
 import { registerServeCommand } from './serve.js';
 
 export function buildProgram(env: NodeJS.ProcessEnv): Command {
@@ -21,7 +23,9 @@ export function buildProgram(env: NodeJS.ProcessEnv): Command {
   registerBackupCommands(program, context);
   registerJobCommands(program, context);
   registerImageCommands(program, context);
+  registerNetbootCommands(program, context);
   registerAdminCommands(program, env);
+  registerEepromCommands(program);
   return program;
 }
 

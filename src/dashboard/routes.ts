@@ -10,6 +10,7 @@ import type { BackupService } from '../backups/service.js';
 import type { DeviceService } from '../devices/service.js';
 import type { ImageLibrary } from '../images/library.js';
 import type { JobService } from '../jobs/service.js';
+import type { NetbootService } from '../netboot/service.js';
 import type { Clock } from '../shared/clock.js';
 import type { Assets } from './assets.js';
 import type { SafeHtml } from './html.js';
@@ -18,6 +19,7 @@ import { backupsPage, promoteDialog } from './views/backups.js';
 import { deployDialog, devicesPage } from './views/devices.js';
 import { historyPage } from './views/history.js';
 import { imagesPage } from './views/images.js';
+import { netbootPage } from './views/netboot.js';
 import { loginPage, page, type PageName } from './views/layout.js';
 
 export interface DashboardOptions {
@@ -32,6 +34,8 @@ export interface DashboardOptions {
   images: ImageLibrary;
   backups: BackupService;
   clock: Clock;
+  netboot: NetbootService;
+  defaultAfterSuccess: 'emmc' | 'netboot';
 }
 
 /** Only a path on this server may follow a login (no open redirect to another site). */
@@ -122,8 +126,12 @@ export const dashboardRoutes: FastifyPluginAsyncTypebox<DashboardOptions> = asyn
       },
     );
 
+    pages.get('/netboot', async (request, reply) =>
+      sendPage(request, reply, 'Netboot', 'netboot', netbootPage(options.netboot.status(), options.netboot.leases(), devices.list())),
+    );
+
     pages.get('/dashboard/deploy-dialog/:mac', { schema: { params: Type.Object({ mac: Type.String({ maxLength: 64 }) }) } }, async (request, reply) =>
-      sendHtml(reply, deployDialog(devices.view(devices.get(request.params.mac)), images.list())),
+      sendHtml(reply, deployDialog(devices.view(devices.get(request.params.mac)), images.list(), options.defaultAfterSuccess)),
     );
 
     pages.get('/dashboard/promote-dialog/:id', { schema: { params: Type.Object({ id: Type.Integer({ minimum: 1 }) }) } }, async (request, reply) =>

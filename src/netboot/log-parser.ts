@@ -31,37 +31,47 @@ const KINDS: Record<string, BootEventKind> = { DISCOVER: 'dhcp-discover', OFFER:
 export function createLogParser(tftpRoot: string) {
   const root = tftpRoot.replace(/\/+$/, '');
   const tagsByTransaction = new Map<string, boolean>();
-  const macByIp = new Map<string, { mac: string; raspberryPi: boolean }>();
+  const macByTransaction = new Map<string, string>();
+  /** MACs any exchange of which carried the rpi tag: a Pi stays a Pi across transactions. */
+  const raspberryPis = new Set<string>();
+  const macByIp = new Map<string, string>();
+  const remember = <K, V>(map: Map<K, V>, key: K, value: V) => {
+    map.set(key, value);
+    if (map.size > 1000) map.delete(map.keys().next().value!);
+  };
   const relative = (path: string) => (path.startsWith(`${root}/`) ? path.slice(root.length + 1) : path);
 
   return {
     /** Teaches the parser an address it did not see acked (e.g. from the lease file after a restart). */
     learn(ip: string, mac: string, raspberryPi = false) {
-      macByIp.set(ip, { mac: mac.toLowerCase(), raspberryPi });
+      macByIp.set(ip, mac.toLowerCase());
+      if (raspberryPi) raspberryPis.add(mac.toLowerCase());
     },
 
     parse(line: string): BootEvent | undefined {
       const tags = TAGS.exec(line);
       if (tags) {
         const isPi = tags[2]!.split(',').map((tag) => tag.trim()).includes('rpi');
-        tagsByTransaction.set(tags[1]!, isPi);
-        if (tagsByTransaction.size > 1000) tagsByTransaction.delete(tagsByTransaction.keys().next().value!);
+        remember(tagsByTransaction, tags[1]!, isPi);
+        const mac = macByTransaction.get(tags[1]!);
+        if (isPi && mac) raspberryPis.add(mac);
         return undefined;
       }
       const dhcp = DHCP.exec(line);
       if (dhcp) {
         const [, xid, kind, , ip, macText] = dhcp;
         const mac = macText!.toLowerCase();
-        const raspberryPi = tagsByTransaction.get(xid!) ?? macByIp.get(ip ?? '')?.raspberryPi ?? false;
-        if (kind === 'ACK' && ip) macByIp.set(ip, { mac, raspberryPi });
-        return { kind: KINDS[kind!.toUpperCase()]!, mac, ip: ip ?? null, file: null, raspberryPi };
+        remember(macByTransaction, xid!, mac);
+        if (tagsByTransaction.get(xid!)) raspberryPis.add(mac);
+        if (kind!.toUpperCase() === 'ACK' && ip) macByIp.set(ip, mac);
+        return { kind: KINDS[kind!.toUpperCase()]!, mac, ip: ip ?? null, file: null, raspberryPi: raspberryPis.has(mac) };
       }
       for (const [pattern, kind] of [[TFTP_SENT, 'tftp-sent'], [TFTP_MISSING, 'tftp-not-found'], [TFTP_FAILED, 'tftp-failed']] as const) {
         const match = pattern.exec(line);
         if (!match) continue;
-        const known = macByIp.get(match[2]!);
-        if (!known) return undefined; // an address we never gave out: not a device we track
-        return { kind, mac: known.mac, ip: match[2]!, file: relative(match[1]!), raspberryPi: known.raspberryPi };
+        const mac = macByIp.get(match[2]!);
+        if (!mac) return undefined; // an address we never gave out: not a device we track
+        return { kind, mac, ip: match[2]!, file: relative(match[1]!), raspberryPi: raspberryPis.has(mac) };
       }
       return undefined;
     },

@@ -20,7 +20,7 @@ export interface NetbootLab {
   /** How this test (in the host namespace) reaches the server: a private veth pair. */
   adminAddress: string;
   /** Starts a process inside a namespace; it is killed by PID when the test ends. */
-  spawnIn(ns: string, command: string, args: string[]): ChildProcess;
+  spawnIn(ns: string, command: string, args: string[], env?: Record<string, string>): ChildProcess;
 }
 
 function namespacePids(ns: string): number[] {
@@ -122,8 +122,8 @@ export function createNetbootLab(t: TestContext): NetbootLab {
     deviceNs,
     deviceInterface: 'eth0',
     adminAddress,
-    spawnIn(ns, command, args) {
-      const child = spawn('ip', ['netns', 'exec', ns, command, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    spawnIn(ns, command, args, env = {}) {
+      const child = spawn('ip', ['netns', 'exec', ns, command, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
       children.push(child);
       return child;
     },

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import pino from 'pino';
 import { loadConfig, type Config } from '../../src/config.js';
+import type { InterfaceProbe } from '../../src/netboot/settings.js';
 import { startServer, type RunningServer } from '../../src/server.js';
 
 export interface TestServer {
@@ -30,13 +31,14 @@ export function tempDir(t: TestContext, prefix = 'cm4prov-test-'): string {
 export async function startTestServer(
   t: TestContext,
   overrides: Partial<Record<keyof Config, unknown>> = {},
-  options: { adminPassword?: string } = {},
+  options: { adminPassword?: string; interfaces?: InterfaceProbe } = {},
 ): Promise<TestServer> {
   const dataDir = (overrides.dataDir as string | undefined) ?? join(tempDir(t), 'data');
   const makeConfig = (port: number) =>
     loadConfig({ flags: { host: '127.0.0.1', port, logLevel: 'silent', ...overrides, dataDir }, env: {} });
   const log = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
-  let server = await startServer(makeConfig(0), { log, initialAdminPassword: options.adminPassword });
+  const startOptions = { log, initialAdminPassword: options.adminPassword, interfaces: options.interfaces };
+  let server = await startServer(makeConfig(0), startOptions);
   const port = server.port;
 
   async function call(method: string, path: string, body: unknown, headers: Record<string, string>) {
@@ -75,7 +77,7 @@ export async function startTestServer(
     device: (method, path, body, headers = {}) => call(method, path, body, headers),
     async restart() {
       await server.close();
-      server = await startServer(makeConfig(port), { log });
+      server = await startServer(makeConfig(port), startOptions);
     },
     close: () => server.close(),
   };

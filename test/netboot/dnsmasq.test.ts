@@ -1,63 +1,9 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { test, type TestContext } from 'node:test';
-import { CLI } from '../helpers/cli.js';
-import { createNetbootLab, inNamespace, requireRoot, type NetbootLab } from '../helpers/netns.js';
+import { readFileSync } from 'node:fs';
+import { test } from 'node:test';
+import { createNetbootLab, inNamespace, requireRoot } from '../helpers/netns.js';
 import { waitFor } from '../helpers/wait.js';
-
-const PI_MAC = 'dc:a6:32:00:00:01';
-const PC_MAC = '52:54:00:12:34:56';
-const PROBE = resolve(import.meta.dirname, 'dhcp-probe.ts');
-const RASPBERRY_PI_BOOT = Buffer.from('Raspberry Pi Boot').toString('hex');
-
-interface Probe {
-  offer: { yiaddr: string; siaddr: string; options: Record<string, string> } | null;
-  ack: { yiaddr: string; options: Record<string, string> } | null;
-}
-
-function dhcp(lab: NetbootLab, mac: string, flavour: 'pi' | 'plain', mode: 'discover' | 'lease'): Probe {
-  return JSON.parse(inNamespace(lab.deviceNs, process.execPath, ['--import', 'tsx', PROBE, mac, flavour, mode]));
-}
-
-async function startNetbootServer(t: TestContext, lab: NetbootLab) {
-  const dataDir = mkdtempSync(join(tmpdir(), 'cm4prov-netboot-'));
-  t.after(() => rmSync(dataDir, { recursive: true, force: true }));
-  const tftp = join(dataDir, 'tftp');
-  mkdirSync(join(tftp, '1234abcd'), { recursive: true });
-  writeFileSync(join(tftp, '1234abcd', 'start4.elf'), 'pretend firmware\n');
-  writeFileSync(join(tftp, 'config.txt'), 'initramfs initrd.img followkernel\n');
-  writeFileSync(join(tftp, 'cmdline.txt'), 'console=serial0,115200 provisioning_server=http://10.20.50.1:5000\n');
-  const server = lab.spawnIn(lab.serverNs, process.execPath, [
-    CLI, 'serve', '--host', '0.0.0.0', '--port', '5000', '--data-dir', dataDir,
-    '--netboot-interface', 'br0', '--netboot-address', '10.20.50.1/24', '--dhcp-range', '10.20.50.100,10.20.50.150',
-    '--public-url', 'http://10.20.50.1:5000',
-  ]);
-  let output = '';
-  server.stdout!.on('data', (chunk) => (output += chunk));
-  server.stderr!.on('data', (chunk) => (output += chunk));
-  const base = `http://${lab.adminAddress}:5000`;
-  // (An admin call without the token: a poll would register the device.)
-  await waitFor('the server in its namespace', () => fetch(`${base}/api/netboot`).then((r) => r.status === 401, () => false), 30_000, 200)
-    .catch((error: Error) => {
-      throw new Error(`${error.message}\n${output}`);
-    });
-  const token = readFileSync(join(dataDir, 'admin-token'), 'utf8').trim();
-  const admin = async (method: string, path: string, body?: unknown) => {
-    const response = await fetch(`${base}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-      body: body ? JSON.stringify(body) : undefined,
-    });
-    return { status: response.status, body: (await response.json()) as any };
-  };
-  await waitFor('dnsmasq to run', async () => (await admin('GET', '/api/netboot')).body.dnsmasq?.state === 'running', 15_000)
-    .catch((error: Error) => {
-      throw new Error(`${error.message}\n${output}`);
-    });
-  return { admin, dataDir, output: () => output };
-}
+import { dhcp, PC_MAC, PI_MAC, RASPBERRY_PI_BOOT, startNetbootServer } from './lab-server.js';
 
 test('the server runs dnsmasq: a Pi gets the PXE offer, others plain DHCP, TFTP serves the boot files, and boot stages show', async (t) => {
   if (!requireRoot(t)) return;

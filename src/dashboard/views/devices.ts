@@ -9,7 +9,20 @@ function state(device: DeviceView): { key: string; label: string } {
   if (job?.state === 'running') return { key: 'busy', label: job.kind === 'deploy' ? 'Deploying' : 'Backing up' };
   if (job?.state === 'queued') return { key: 'queued', label: job.kind === 'deploy' ? 'Deploy queued' : 'Backup queued' };
   if (device.stale) return { key: 'stale', label: 'Stale' };
+  if (!device.registered) return { key: 'booting', label: 'Netbooting' };
   return { key: 'ready', label: 'Waiting for work' };
+}
+
+/** Boot stage and next-boot policy, with the switch between "netboot again" and "eMMC next". */
+function bootCell(device: DeviceView, id: string): SafeHtml {
+  const { netboot } = device;
+  const stage = netboot.stage
+    ? html`<span class="sub" data-boot-stage>Boot: ${netboot.stage}${device.registered ? '' : ', no client yet'}</span>`
+    : '';
+  const next = netboot.enabled ? 'netboot' : 'eMMC';
+  return html`${stage}<span class="sub">Next boot: <strong>${next}</strong>
+    <button type="button" id="netboot-${id}" class="button-link" hx-post="/api/devices/${device.mac}/netboot" hx-vals='{"enabled": ${netboot.enabled ? 'false' : 'true'}}'
+      hx-swap="none" data-toast="${device.mac} ${netboot.enabled ? 'boots from eMMC next' : 'netboots again'}">${netboot.enabled ? 'Boot eMMC next' : 'Netboot again'}</button></span>`;
 }
 
 /**
@@ -24,7 +37,7 @@ export function deviceRow(device: DeviceView, now: number, oob = false): SafeHtm
   <th scope="row" data-label="Device"><code>${device.mac}</code><span class="sub">IP ${device.ip ?? '–'}</span></th>
   <td data-label="Hardware">${device.model ?? html`<span class="muted">Model unknown</span>`}<span class="sub">Serial ${device.serial ?? '–'}</span></td>
   <td data-label="eMMC" class="nowrap">${bytes(device.storage_bytes)}</td>
-  <td data-label="State"><span class="badge badge-${current.key}">${current.label}</span></td>
+  <td data-label="State"><span class="badge badge-${current.key}">${current.label}</span>${bootCell(device, id)}</td>
   <td data-label="Last seen" class="nowrap"><time datetime="${device.last_seen_at}" data-relative>${ago(device.last_seen_at, now)}</time></td>
   <td data-label="Job" class="job-cell">${device.latest_job ? jobStatus(device.latest_job) : html`<span class="muted">No job yet</span>`}</td>
   <td class="actions">
@@ -72,7 +85,7 @@ export function noDevicesNote(count: number, oob = false): SafeHtml {
 }
 
 /** The Deploy dialog: pick the image, see exactly what it is, and confirm naming the device. */
-export function deployDialog(device: DeviceView, images: ImageView[]): SafeHtml {
+export function deployDialog(device: DeviceView, images: ImageView[], defaultAfter: 'emmc' | 'netboot'): SafeHtml {
   const fits = (image: ImageView) => device.storage_bytes === null || image.size <= device.storage_bytes;
   const usable = images.filter(fits);
   const chosen = usable.find((image) => image.default) ?? usable[0];
@@ -92,6 +105,11 @@ export function deployDialog(device: DeviceView, images: ImageView[]): SafeHtml 
     <dt>Size</dt><dd data-fact="size">${bytes(chosen.size)}</dd>
     <dt>sha256</dt><dd><code data-fact="sha256" class="hash">${chosen.sha256}</code></dd>
   </dl>
+  <fieldset class="choice">
+    <legend>When it has succeeded, the device boots</legend>
+    <label><input type="radio" name="after" value="emmc" ${defaultAfter === 'emmc' ? 'checked' : ''}> from its eMMC (no more netboot)</label>
+    <label><input type="radio" name="after" value="netboot" ${defaultAfter === 'netboot' ? 'checked' : ''}> from the network again</label>
+  </fieldset>
   <p class="warning" id="deploy-warning">Overwrite the eMMC of <strong>${device.mac}</strong>${device.serial ? html` (serial ${device.serial})` : ''}?
     Everything on it is replaced.</p>
   <p class="form-error" data-dialog-error role="alert" hidden></p>

@@ -1,6 +1,6 @@
 import { html, type SafeHtml } from '../html.js';
 
-export type PageName = 'devices' | 'images' | 'backups' | 'history';
+export type PageName = 'devices' | 'images' | 'backups' | 'history' | 'netboot';
 
 export interface PageOptions {
   title: string;
@@ -14,6 +14,7 @@ const NAV: Array<[PageName, string, string]> = [
   ['images', '/images', 'Images'],
   ['backups', '/backups', 'Backups'],
   ['history', '/history', 'History'],
+  ['netboot', '/netboot', 'Netboot'],
 ];
 
 /**
