@@ -26,6 +26,13 @@ const TFTP_SENT = /dnsmasq-tftp\[\d+\]: sent (\S+) to (\d+\.\d+\.\d+\.\d+)/;
 const TFTP_MISSING = /dnsmasq-tftp\[\d+\]: file (\S+) not found for (\d+\.\d+\.\d+\.\d+)/;
 const TFTP_FAILED = /dnsmasq-tftp\[\d+\]: failed sending (\S+) to (\d+\.\d+\.\d+\.\d+)/;
 
+/**
+ * Raspberry Pi Ltd's IEEE OUIs. A DHCP request from the netboot initramfs carries no option 97,
+ * so its Pi-ness comes from the MAC (or from the same MAC's bootloader exchange, when seen).
+ */
+const RASPBERRY_PI_OUIS = ['b8:27:eb', 'dc:a6:32', 'e4:5f:01', '28:cd:c1', 'd8:3a:dd', '2c:cf:67', '88:a2:9e'];
+export const hasRaspberryPiOui = (mac: string) => RASPBERRY_PI_OUIS.includes(mac.slice(0, 8).toLowerCase());
+
 const KINDS: Record<string, BootEventKind> = { DISCOVER: 'dhcp-discover', OFFER: 'dhcp-offer', REQUEST: 'dhcp-request', ACK: 'dhcp-ack' };
 
 export function createLogParser(tftpRoot: string) {
@@ -62,7 +69,7 @@ export function createLogParser(tftpRoot: string) {
         const [, xid, kind, , ip, macText] = dhcp;
         const mac = macText!.toLowerCase();
         remember(macByTransaction, xid!, mac);
-        if (tagsByTransaction.get(xid!)) raspberryPis.add(mac);
+        if (tagsByTransaction.get(xid!) || hasRaspberryPiOui(mac)) raspberryPis.add(mac);
         if (kind!.toUpperCase() === 'ACK' && ip) macByIp.set(ip, mac);
         return { kind: KINDS[kind!.toUpperCase()]!, mac, ip: ip ?? null, file: null, raspberryPi: raspberryPis.has(mac) };
       }

@@ -1,54 +1,31 @@
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { makeFakeEmmc, sha256OfFile } from '../helpers/files.js';
 import { addImage, MAC } from '../helpers/fixtures.js';
 import { startTestServer, tempDir, type TestServer } from '../helpers/server.js';
+import { QEMU, startVm, VM_LIMIT_MS } from '../helpers/qemu.js';
 import { waitFor } from '../helpers/wait.js';
 import { buildInitramfs, type Build } from './initramfs.js';
 
-const QEMU = 'qemu-system-aarch64';
-const VM_LIMIT_MS = 240_000;
 /** The address the guest sees the server at; QEMU relays it to the test server on loopback. */
 const GUEST_SERVER = '10.0.2.100:5000';
 
 /**
- * Boots Debian's arm64 kernel with the built initrd under QEMU (software emulation), a disk file
- * as /dev/vda standing in for the eMMC, and a NIC that reaches nothing but this test's server:
- * user networking with restrict=on, plus one guestfwd that runs `busybox nc` to the loopback
- * server for each connection the guest opens to GUEST_SERVER.
+ * The guest's NIC reaches nothing but this test's server: user networking with restrict=on, plus
+ * one guestfwd that runs `busybox nc` to the loopback server for each connection the guest opens.
  */
-function startVm(t: TestContext, build: Build, disk: string, server: TestServer, settings: string) {
+function startVmToLoopback(t: TestContext, build: Build, disk: string, server: TestServer, settings: string) {
   const port = new URL(server.url).port;
-  const args = [
-    '-M', 'virt', '-cpu', 'cortex-a72', '-m', '512', '-nographic', '-no-reboot',
-    '-kernel', build.kernel, '-initrd', build.initrd,
-    '-append', `console=ttyAMA0 panic=-1 ${settings}`,
-    '-drive', `file=${disk},format=raw,if=virtio`,
-    '-netdev', `user,id=net0,restrict=on,guestfwd=tcp:${GUEST_SERVER}-cmd:busybox nc 127.0.0.1 ${port}`,
-    '-device', `virtio-net-pci,netdev=net0,mac=${MAC},romfile=`,
-  ];
-  const vm = spawn(QEMU, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-  let output = '';
-  vm.stdout.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
-  vm.stderr.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
-  const exited = new Promise<number | null>((resolve) => vm.on('exit', (code) => resolve(code)));
-  // The VM is ours alone: killed by its PID at the time limit, or when the test ends.
-  const limit = setTimeout(() => vm.kill('SIGKILL'), VM_LIMIT_MS);
-  t.after(async () => {
-    clearTimeout(limit);
-    if (vm.exitCode === null && vm.signalCode === null) vm.kill('SIGKILL');
-    await exited;
+  return startVm(t, {
+    kernel: build.kernel,
+    initrd: build.initrd,
+    disk,
+    cmdline: settings,
+    netdev: `user,id=net0,restrict=on,guestfwd=tcp:${GUEST_SERVER}-cmd:busybox nc 127.0.0.1 ${port}`,
+    mac: MAC,
   });
-  return {
-    exited,
-    /** The serial console so far, attached to every failure. */
-    log: () => `\n----- VM console -----\n${output.slice(-12_000)}\n----- end of console -----`,
-    console: () => output,
-    /** Types on the serial console. */
-    type: (text: string) => vm.stdin.write(text),
-  };
 }
 
 test('QEMU boots the kernel with the initrd; the client registers, deploys onto /dev/vda, the job ends ok and the VM reboots', { timeout: 600_000 }, async (t) => {
@@ -60,16 +37,8 @@ test('QEMU boots the kernel with the initrd; the client registers, deploys onto 
   await makeFakeEmmc(disk, 64 * 1024 * 1024);
 
   const started = Date.now();
-  const vm = startVm(t, build, disk, server, `provisioning_server=http://${GUEST_SERVER} target_device=/dev/vda poll_interval=1`);
-  // Waits for what the VM should make happen; a VM that stops first gets one last look.
-  const within = async <T>(what: string, probe: () => Promise<T>) => {
-    const stopped = vm.exited.then(async (code) => (await probe()) || Promise.reject(new Error(`the VM stopped (exit ${code}) before ${what}`)));
-    try {
-      return (await Promise.race([waitFor(what, probe, VM_LIMIT_MS, 250), stopped])) as NonNullable<T>;
-    } catch (error) {
-      assert.fail(`${(error as Error).message}${vm.log()}`);
-    }
-  };
+  const vm = startVmToLoopback(t, build, disk, server, `provisioning_server=http://${GUEST_SERVER} target_device=/dev/vda poll_interval=1`);
+  const within = vm.within;
 
   const device = await within('the VM to register', async () => {
     const devices = (await server.admin('GET', '/api/devices')).body.devices as { mac: string; storage_bytes: number }[];
@@ -104,7 +73,7 @@ test('without provisioning_server= the VM says why on the console and, with on_f
   const server = await startTestServer(t);
   const disk = join(tempDir(t, 'cm4prov-vm-'), 'disk.img');
   await makeFakeEmmc(disk, 1024 * 1024);
-  const vm = startVm(t, build, disk, server, 'target_device=/dev/vda on_failure=shell');
+  const vm = startVmToLoopback(t, build, disk, server, 'target_device=/dev/vda on_failure=shell');
   const shown = (pattern: RegExp, from = 0) =>
     waitFor(`the console to show ${pattern}`, () => pattern.test(vm.console().slice(from)), VM_LIMIT_MS, 250).catch((error: Error) =>
       assert.fail(`${error.message}${vm.log()}`),

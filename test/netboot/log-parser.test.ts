@@ -16,7 +16,7 @@ test("dnsmasq's log becomes boot events: DHCP by MAC, TFTP mapped back from the 
   ];
   const events = lines.map((line) => parser.parse(line));
   assert.deepEqual(events.map((e) => e && [e.kind, e.mac, e.ip, e.file, e.raspberryPi]), [
-    ['dhcp-discover', 'dc:a6:32:01:02:03', null, null, false],
+    ['dhcp-discover', 'dc:a6:32:01:02:03', null, null, true], // a Raspberry Pi OUI
     undefined,
     ['dhcp-offer', 'dc:a6:32:01:02:03', '10.20.50.126', null, true],
     ['dhcp-ack', 'dc:a6:32:01:02:03', '10.20.50.126', null, true],
@@ -29,4 +29,8 @@ test("dnsmasq's log becomes boot events: DHCP by MAC, TFTP mapped back from the 
   assert.equal(describeBootEvent(events[5]!), 'asked for pieeprom.sig: not found');
   parser.learn('10.20.50.99', 'DC:A6:32:0A:0B:0C', true);
   assert.equal(parser.parse(lines[6]!)?.mac, 'dc:a6:32:0a:0b:0c', 'addresses from the lease file are learned');
+  const other = createLogParser('/srv/tftp');
+  assert.equal(other.parse('Nov 25 20:29:39 dnsmasq-dhcp[1]: 9 DHCPDISCOVER(eth1) 52:54:00:aa:bb:cc')?.raspberryPi, false);
+  other.parse('Nov 25 20:29:39 dnsmasq-dhcp[1]: 9 tags: rpi, eth1');
+  assert.equal(other.parse('Nov 25 20:29:39 dnsmasq-dhcp[1]: 9 DHCPOFFER(eth1) 10.20.50.140 52:54:00:aa:bb:cc')?.raspberryPi, true, 'the rpi tag counts for any MAC');
 });
