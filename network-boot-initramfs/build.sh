@@ -3,7 +3,7 @@
 # cpio) for arm64 from Debian packages, plus the kernel and CM4 device tree it pairs with.
 #
 #   network-boot-initramfs/build.sh [--out DIR] [--kernel-version V] [--extra-module NAME]…
-#                                   [--client PATH] [--cache DIR]
+#                                   [--client PATH] [--cache DIR] [--firmware]
 #
 # Packages come from the machine's own apt sources (their URIs are copied, never hard-coded),
 # fetched for arm64 by an apt-get that has its own state and cache: the host's dpkg state is
@@ -48,6 +48,8 @@ Options:
   --client PATH        the client script (default: device/provisioning-client.sh)
   --cache DIR          apt state, downloaded .debs and unpacked packages
                        (default: \${XDG_CACHE_HOME:-\$HOME/.cache}/cm4-provisioning)
+  --firmware           also copy the Pi 4 boot firmware (start4*.elf, fixup4*.dat) from
+                       Debian's raspi-firmware (non-free-firmware) into DIR/firmware/
   --help               this text
 
 Environment: SOURCE_DATE_EPOCH sets the mtime of every file in the archive (default 0).
@@ -61,6 +63,10 @@ KERNEL_VERSION=''
 EXTRA_MODULES=''
 CLIENT=$HERE/../device/provisioning-client.sh
 CACHE=${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/cm4-provisioning
+FIRMWARE=no
+# What the Pi 4 / CM4 bootloader loads over TFTP before the kernel: the full and the cut-down
+# (gpu_mem=16) GPU firmware, each with its memory-split fixup file.
+FIRMWARE_FILES='start4.elf start4cd.elf fixup4.dat fixup4cd.dat'
 
 need_value() { [ "$2" -ge 2 ] || die "$1 needs a value (see --help)"; }
 
@@ -71,6 +77,7 @@ while [ $# -gt 0 ]; do
 		--extra-module) need_value "$1" $#; EXTRA_MODULES="$EXTRA_MODULES $2"; shift 2 ;;
 		--client) need_value "$1" $#; CLIENT=$2; shift 2 ;;
 		--cache) need_value "$1" $#; CACHE=$2; shift 2 ;;
+		--firmware) FIRMWARE=yes; shift ;;
 		--help | -h) usage; exit 0 ;;
 		*) die "unknown option '$1' (see --help)" ;;
 	esac
@@ -149,6 +156,20 @@ host_sources() {
 	done
 }
 
+# With --firmware, every stanza that has Debian's `main` also gets `non-free-firmware`, where
+# raspi-firmware lives (Debian 12 and later); the host's own sources often list only main.
+apt_sources() {
+	if [ "$FIRMWARE" = no ]; then
+		host_sources
+		return
+	fi
+	host_sources | awk '
+		tolower($1) == "components:" && $0 ~ /[ \t]main([ \t]|$)/ && $0 !~ /[ \t]non-free-firmware([ \t]|$)/ {
+			$0 = $0 " non-free-firmware"
+		}
+		{ print }'
+}
+
 have_package_lists() { ls "$APT_DIR"/state/lists/*_Packages* >/dev/null 2>&1; }
 
 # Writes the private apt configuration and refreshes its package lists when they are missing,
@@ -159,7 +180,7 @@ prepare_apt() {
 	mkdir -p "$APT_DIR/etc/apt.conf.d" "$APT_DIR/etc/preferences.d" "$APT_DIR/etc/sources.list.d" \
 		"$APT_DIR/state/lists/partial" "$APT_DIR/cache/archives/partial"
 	: > "$APT_DIR/etc/sources.list"
-	sources=$(host_sources)
+	sources=$(apt_sources)
 	[ -n "$sources" ] || die "no deb sources found in /etc/apt/sources.list or /etc/apt/sources.list.d/: apt must be configured on this machine"
 	have_package_lists || stale=yes
 	[ "$sources" = "$(cat "$APT_DIR/etc/sources.list.d/host.sources" 2>/dev/null)" ] || stale=yes
@@ -452,6 +473,33 @@ copy_boot_files() {
 	printf '%s\n' "$KERNEL_VERSION" > "$OUT/kernel-version"
 }
 
+# The Pi 4 boot firmware from raspi-firmware (non-free-firmware), fetched on its own: it is not
+# part of the initrd, so etc/cm4-provisioning-release and the initrd bytes stay the same.
+copy_firmware() {
+	local file root name path
+	file=$(cd "$APT_DIR/print-uris" && private_apt apt-get -q --print-uris download raspi-firmware 2>/dev/null |
+		sed -n "s/^'[^']*' \([^ ]*\.deb\) .*/\1/p")
+	[ -n "$file" ] || die "raspi-firmware is not in the $ARCH package index even with the non-free-firmware component added to the host's sources (it needs a Debian 12 or newer mirror)"
+	if [ ! -f "$CACHE/debs/$file" ]; then
+		say "downloading $file"
+		(cd "$CACHE/debs" && private_apt apt-get -q download raspi-firmware > "$APT_DIR/download.log" 2>&1) || {
+			cat "$APT_DIR/download.log" >&2
+			die "downloading raspi-firmware failed (see above)"
+		}
+	fi
+	root=$(unpacked "$file")
+	mkdir -p "$OUT/firmware" || die "cannot create $OUT/firmware"
+	# Debian 12 puts them in usr/lib/raspi-firmware/; found by name so a moved folder still works.
+	for name in $FIRMWARE_FILES; do
+		path=$(find "$root" -type f -name "$name" | awk '{ print length, $0 }' | sort -n | head -n 1 | cut -d ' ' -f 2-)
+		[ -n "$path" ] || die "${file%.deb} has no $name"
+		install -m 0644 "$path" "$OUT/firmware/$name.partial"
+		mv "$OUT/firmware/$name.partial" "$OUT/firmware/$name"
+	done
+	printf '%s\n' "${file%.deb}" > "$OUT/firmware/package"
+	say "firmware: $FIRMWARE_FILES from ${file%.deb} ($(dirname "${path#"$root"/}")/)"
+}
+
 # ---------------------------------------------------------------- main
 
 main() {
@@ -481,6 +529,7 @@ main() {
 	unpacked_bytes=$(du -sb "$STAGE" | cut -f 1)
 	pack_initrd
 	copy_boot_files
+	[ "$FIRMWARE" = no ] || copy_firmware
 	bytes=$(stat -c %s "$OUT/initrd.img")
 	say "wrote $OUT/initrd.img: $bytes bytes ($(mib "$bytes") MiB) compressed, $(mib "$unpacked_bytes") MiB unpacked, in $(($(date +%s) - STARTED)) s"
 	say "also wrote kernel8.img, bcm2711-rpi-cm4-io.dtb and bcm2711-rpi-cm4.dtb (kernel $KERNEL_VERSION)"

@@ -9,6 +9,7 @@ import { CliError, EXIT } from './errors.js';
 import { registerImageCommands } from './images.js';
 import { registerJobCommands } from './jobs.js';
 import { registerNetbootCommands } from './netboot.js';
+import { registerBootFileCommands } from './netboot-files.js';
 import { registerServeCommand } from './serve.js';
 
 export function buildProgram(env: NodeJS.ProcessEnv): Command {
@@ -23,7 +24,7 @@ export function buildProgram(env: NodeJS.ProcessEnv): Command {
   registerBackupCommands(program, context);
   registerJobCommands(program, context);
   registerImageCommands(program, context);
-  registerNetbootCommands(program, context);
+  registerBootFileCommands(registerNetbootCommands(program, context), env);
   registerAdminCommands(program, env);
   registerEepromCommands(program);
   return program;
