@@ -8,7 +8,8 @@
 # Packages come from the machine's own apt sources (their URIs are copied, never hard-coded),
 # fetched for arm64 by an apt-get that has its own state and cache: the host's dpkg state is
 # neither read nor changed. What goes in is derived, not listed by hand:
-#   - curl's shared libraries: the ELF NEEDED entries of curl, resolved recursively (readelf -d);
+#   - the shared libraries of curl and zstd: their ELF NEEDED entries, resolved recursively
+#     (readelf -d);
 #   - kernel modules: each .ko's own depends= and softdep pre: (its .modinfo section, read with
 #     readelf), resolved recursively and ordered with tsort;
 #   - busybox applets: the applet name table inside the busybox binary itself.
@@ -22,6 +23,9 @@ ARCH=arm64
 TRIPLET=aarch64-linux-gnu
 LIBDIR=lib/$TRIPLET
 SIZE_TARGET=$((12 * 1000 * 1000))
+# Dynamically linked tools shipped as bin/NAME with every library they need, PACKAGE:PATH:
+# curl for the client's HTTP, zstd for compressed images and backups.
+ELF_BINARIES='curl:usr/bin/curl zstd:usr/bin/zstd'
 # Ethernet of the CM4 (bcmgenet, its MDIO bus and PHY), its eMMC controller, virtio for QEMU,
 # and netconsole (loaded by /init only when netconsole= is on the kernel command line).
 DEFAULT_MODULES='genet mdio-bcm-unimac broadcom sdhci-iproc virtio_pci virtio_mmio virtio_net virtio_blk netconsole'
@@ -36,7 +40,7 @@ usage() {
 	cat <<EOF
 Usage: $0 [options]
 
-Builds initrd.img (gzip-compressed newc cpio) for arm64 with busybox, curl, the provisioning
+Builds initrd.img (gzip-compressed newc cpio) for arm64 with busybox, curl, zstd, the provisioning
 client and the kernel modules the CM4 (and QEMU virt) need, and copies the paired kernel
 (kernel8.img) and CM4 device tree next to it.
 
@@ -215,11 +219,14 @@ resolve_kernel_version() {
 	fi
 }
 
-# Package names of curl and busybox-static plus everything they depend on (virtual names and
-# alternatives resolved by apt), and the kernel package alone.
+# Package names of busybox-static and the ELF_BINARIES packages plus everything they depend on
+# (virtual names and alternatives resolved by apt), and the kernel package alone.
 package_set() {
+	local binary packages='busybox-static'
+	for binary in $ELF_BINARIES; do packages="$packages ${binary%%:*}"; done
+	# shellcheck disable=SC2086 # package list split into words on purpose
 	private_apt apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
-		--no-replaces --no-enhances curl busybox-static | sed -n 's/^\([a-z0-9][^ <>]*\)$/\1/p' | sort -u
+		--no-replaces --no-enhances $packages | sed -n 's/^\([a-z0-9][^ <>]*\)$/\1/p' | sort -u
 	echo "linux-image-$KERNEL_VERSION"
 }
 
@@ -328,40 +335,77 @@ find_library() {
 	return 1
 }
 
-# curl and, transitively, every library named by an ELF NEEDED entry, under its SONAME.
-stage_curl() {
-	local file root todo done_list='' name path interp count=0 bytes
-	LIB_ROOTS=''
+# LIB_ROOTS: the unpacked packages (all but the kernel) that find_library searches; set once.
+set_lib_roots() {
+	local file
+	[ -z "$LIB_ROOTS" ] || return 0
 	for file in $DEB_FILES; do
 		case $file in linux-image-*) continue ;; esac
 		LIB_ROOTS="$LIB_ROOTS $(unpacked "$file")"
 	done
-	root=$(unpacked_package curl)
-	install -m 0755 -D "$root/usr/bin/curl" "$STAGE/bin/curl"
-	interp=$(interpreter_of "$STAGE/bin/curl")
-	[ -n "$interp" ] || die "curl has no ELF interpreter: is this the $ARCH package?"
-	todo=$(needed_of "$STAGE/bin/curl")
+}
+
+# Copies a library into lib/TRIPLET under its SONAME, once per build; LIBRARY_PATH is where in
+# the unpacked packages it came from (a variable, not output: STAGED_LIBS must not be in a subshell).
+stage_library() { # soname what-needs-it
+	LIBRARY_PATH=$(find_library "$1") || die "library $1 (needed by $2) is in none of the downloaded packages"
+	case " $STAGED_LIBS " in
+		*" $1 "*) ;;
+		*)
+			install -m 0644 -D "$LIBRARY_PATH" "$STAGE/$LIBDIR/$1"
+			STAGED_LIBS="$STAGED_LIBS $1"
+			;;
+	esac
+}
+
+# PACKAGE's binary PATH as bin/NAME and, transitively, every library named by an ELF NEEDED
+# entry, under its SONAME (libraries shared with an earlier binary are shipped once); then the
+# ELF interpreter where the binary asks for it, and the package's symlinks to the binary next to
+# it (zstd: unzstd, zstdcat, zstdmt), which replace busybox applets of the same name.
+stage_elf_binary() { # package path
+	local package="$1" file="$2" name root binary interp todo soname seen='' before links='' link bytes
+	name=${file##*/}
+	root=$(unpacked_package "$package")
+	binary=$(resolve_in_root "$root" "$file") || die "$package has no $file"
+	install -m 0755 -D "$binary" "$STAGE/bin/$name"
+	interp=$(interpreter_of "$STAGE/bin/$name")
+	[ -n "$interp" ] || die "$name has no ELF interpreter: is this the $ARCH package?"
+	set_lib_roots
+	before=$(echo "$STAGED_LIBS" | wc -w)
+	todo=$(needed_of "$STAGE/bin/$name")
 	while [ -n "$todo" ]; do
-		name=$(printf '%s\n' "$todo" | head -n 1)
+		soname=$(printf '%s\n' "$todo" | head -n 1)
 		todo=$(printf '%s\n' "$todo" | sed 1d)
-		case " $done_list " in *" $name "*) continue ;; esac
-		done_list="$done_list $name"
-		path=$(find_library "$name") || die "library $name (needed by curl) is in none of the downloaded packages"
-		install -m 0644 -D "$path" "$STAGE/$LIBDIR/$name"
-		count=$((count + 1))
-		todo=$(printf '%s\n%s\n' "$todo" "$(needed_of "$path")" | sed '/^$/d')
+		case " $seen " in *" $soname "*) continue ;; esac
+		seen="$seen $soname"
+		stage_library "$soname" "$name"
+		todo=$(printf '%s\n%s\n' "$todo" "$(needed_of "$LIBRARY_PATH")" | sed '/^$/d')
 	done
-	# The loader, where curl asks for it (/lib/ld-linux-aarch64.so.1).
-	name=${interp##*/}
-	if [ ! -e "$STAGE/$LIBDIR/$name" ]; then
-		path=$(find_library "$name") || die "the ELF interpreter $interp is in none of the downloaded packages"
-		install -m 0644 -D "$path" "$STAGE/$LIBDIR/$name"
-		count=$((count + 1))
+	# The loader, where the binary asks for it (/lib/ld-linux-aarch64.so.1).
+	soname=${interp##*/}
+	stage_library "$soname" "$name as its ELF interpreter"
+	chmod 0755 "$STAGE/$LIBDIR/$soname"
+	if [ "$interp" != "/$LIBDIR/$soname" ] && [ ! -L "$STAGE$interp" ]; then
+		mkdir -p "$STAGE${interp%/*}"
+		ln -s "/$LIBDIR/$soname" "$STAGE$interp"
 	fi
-	chmod 0755 "$STAGE/$LIBDIR/$name"
-	[ "$interp" = "/$LIBDIR/$name" ] || { mkdir -p "$STAGE${interp%/*}"; ln -s "/$LIBDIR/$name" "$STAGE$interp"; }
-	bytes=$(du -cb "$STAGE/bin/curl" "$STAGE/$LIBDIR" | tail -n 1 | cut -f 1)
-	say "curl: $count shared libraries from ELF NEEDED, $((bytes / 1024)) KiB with curl"
+	for link in "$root/${file%/*}"/*; do
+		[ -L "$link" ] || continue
+		[ "$(resolve_in_root "$root" "${link#"$root"/}")" = "$binary" ] || continue
+		rm -f "$STAGE/bin/${link##*/}"
+		ln -s "$name" "$STAGE/bin/${link##*/}"
+		links="$links ${link##*/}"
+	done
+	# shellcheck disable=SC2086 # the SONAMEs split into words on purpose
+	bytes=$(cd "$STAGE/$LIBDIR" && du -cb "$STAGE/bin/$name" $seen "$soname" | tail -n 1 | cut -f 1)
+	say "$name: $(echo "$seen" | wc -w) shared libraries from ELF NEEDED ($(($(echo "$STAGED_LIBS" | wc -w) - before)) not shipped before), $((bytes / 1024)) KiB with $name${links:+; links:$links}"
+}
+
+stage_elf_binaries() {
+	local binary
+	LIB_ROOTS=''
+	STAGED_LIBS=''
+	for binary in $ELF_BINARIES; do stage_elf_binary "${binary%%:*}" "${binary#*:}"; done
 }
 
 # ---------------------------------------------------------------- kernel, modules and their order
@@ -523,7 +567,7 @@ main() {
 	trap 'exit 130' INT TERM
 	chmod 0755 "$STAGE"
 	stage_busybox
-	stage_curl
+	stage_elf_binaries
 	stage_modules
 	stage_files
 	unpacked_bytes=$(du -sb "$STAGE" | cut -f 1)

@@ -6,7 +6,7 @@
 # from the machine's own apt sources.
 set -eu
 
-PACKAGES="busybox curl shellcheck util-linux iproute2 chromium fonts-dejavu-core cpio binutils qemu-system-arm dnsmasq-base nftables"
+PACKAGES="busybox curl shellcheck util-linux iproute2 chromium fonts-dejavu-core cpio binutils qemu-system-arm dnsmasq-base nftables zstd xz-utils e2fsprogs bmap-tools"
 
 missing=''
 for package in $PACKAGES; do

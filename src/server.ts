@@ -56,7 +56,7 @@ export async function startServer(
         await services.golden.stop();
         await services.netboot.stop();
         await app.close();
-        services.close();
+        await services.close();
       })();
       return closing;
     },

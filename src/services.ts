@@ -5,6 +5,8 @@ import { createLoginThrottle } from './admin/login-throttle.js';
 import { createPasswordStore } from './admin/passwords.js';
 import { createSessionStore } from './admin/sessions.js';
 import { ensureAdminToken } from './admin/token.js';
+import { createCacheBuilder } from './blockmap/cache-builder.js';
+import { createBlockMapStore } from './blockmap/store.js';
 import { createBackupService } from './backups/service.js';
 import { createBackupStore } from './backups/store.js';
 import type { Config } from './config.js';
@@ -47,8 +49,17 @@ export function createServices(options: ServiceOptions) {
   const jobStore = createJobStore(db);
   const deviceStore = createDeviceStore(db);
   const imageStore = createImageStore(db);
+  const blockMaps = createBlockMapStore(db);
+  const caches = createCacheBuilder({
+    store: blockMaps,
+    dataDir,
+    log: log.child({ module: 'cache' }),
+    onReady: () => bus.emit('image.changed', { name: '' }),
+  });
   const images = createImageLibrary({
     store: imageStore,
+    blockMaps,
+    caches,
     dataDir,
     clock,
     bus,
@@ -123,8 +134,16 @@ export function createServices(options: ServiceOptions) {
     loginThrottle: createLoginThrottle(clock),
     auth,
     live,
+    blockMaps,
+    caches,
     /** Start-up housekeeping: what a previous process left half-done; a first admin password. */
     async recover(initialAdminPassword?: string) {
+      // Compressed caches that a previous run did not finish, and maps for images older than maps.
+      for (const mapId of blockMaps.needingCache()) {
+        const file = blockMaps.fileFor(mapId);
+        if (file) caches.enqueue({ mapId, rawPath: join(dataDir, file) });
+      }
+      void images.mapOldImages();
       if (initialAdminPassword && !passwords.isSet()) {
         await passwords.set(initialAdminPassword);
         log.info('admin password set from CM4PROV_ADMIN_PASSWORD');
@@ -133,7 +152,8 @@ export function createServices(options: ServiceOptions) {
       await backups.sweepLeftovers(awaiting);
       images.sweepRetired();
     },
-    close() {
+    async close() {
+      await caches.stop();
       db.close();
     },
   };

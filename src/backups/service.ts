@@ -212,6 +212,7 @@ export function createBackupService(deps: BackupServiceDeps) {
         size: backup.size,
         sha256: backup.sha256,
         origin: `backup ${backup.id} of ${backup.device_mac}`,
+        blockMapId: backup.block_map_id,
       });
       return images.view(image);
     },

@@ -9,6 +9,7 @@ export interface BackupRow {
   sha256: string;
   created_at: number;
   deleted_at: number | null;
+  block_map_id: number | null;
 }
 
 export function createBackupStore(db: Db) {

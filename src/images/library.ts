@@ -9,7 +9,12 @@ import { badRequest, conflict, insufficientStorage, notFound } from '../shared/e
 import type { EventBus } from '../shared/events.js';
 import { freeBytes, removeIfPresent, STREAM_CHUNK_BYTES } from '../shared/files.js';
 import { formatBytes } from '../shared/format.js';
-import { StreamWriteError, writeHashed } from '../shared/hashed-write.js';
+import { StreamWriteError } from '../shared/hashed-write.js';
+import { BmapError, parseBmap, type Bmap } from '../blockmap/bmap.js';
+import type { CacheBuilder } from '../blockmap/cache-builder.js';
+import { consumeDecoded, DecodeError, decodeImage } from '../blockmap/decode.js';
+import { writeBlockImage } from '../blockmap/image-writer.js';
+import type { BlockMapStore } from '../blockmap/store.js';
 import type { ImageRow, ImageSource, ImageStore } from './store.js';
 
 /** The library name under which the data dir's golden.img is published. */
@@ -26,6 +31,16 @@ export interface ImageView {
   created_at: string;
   default: boolean;
   in_use: boolean;
+  /** What a device must write: the ranges that hold data (the rest it may leave discarded). */
+  block_map: BlockMapView | null;
+}
+
+export interface BlockMapView {
+  source: 'zeros' | 'bmap';
+  mapped_bytes: number;
+  chunks: number;
+  /** zstd cache: ready (with its size), building (chunks done), or queued. */
+  compression: { state: 'ready'; bytes: number } | { state: 'building' | 'queued'; done: number; total: number } | { state: 'none' };
 }
 
 export interface ImportProgress {
@@ -38,6 +53,8 @@ export interface ImportProgress {
 
 export interface ImageLibraryDeps {
   store: ImageStore;
+  blockMaps: BlockMapStore;
+  caches: CacheBuilder;
   dataDir: string;
   clock: Clock;
   bus: EventBus;
@@ -54,11 +71,15 @@ export interface AddImageOptions {
   expectedBytes?: number;
   /** Last check before the image becomes visible; throw to discard it (e.g. the source changed). */
   beforePublish?: () => Promise<void>;
+  /** The image's bmap (bmaptool format): its ranges are the block map, their checksums checked. */
+  bmap?: Bmap;
 }
 
 export function createImageLibrary(deps: ImageLibraryDeps) {
-  const { store, dataDir, clock, bus, log, imageInUse } = deps;
+  const { store, blockMaps, caches, dataDir, clock, bus, log, imageInUse } = deps;
   const imports = new Map<string, ImportProgress>();
+  /** bmaps uploaded ahead of their image (two requests: the XML, then the image naming it). */
+  const pendingBmaps = new Map<string, { bmap: Bmap; expires: number }>();
   const absolute = (image: Pick<ImageRow, 'file'>) => join(dataDir, image.file);
 
   function view(image: ImageRow): ImageView {
@@ -72,6 +93,23 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
       created_at: new Date(image.created_at).toISOString(),
       default: image.name === effectiveDefaultName(),
       in_use: imageInUse(image.id),
+      block_map: image.block_map_id === null ? null : mapView(image.block_map_id),
+    };
+  }
+
+  function mapView(mapId: number): BlockMapView | null {
+    const map = blockMaps.get(mapId);
+    if (!map) return null;
+    const building = caches.progressOf(mapId);
+    return {
+      source: map.source,
+      mapped_bytes: map.mapped_bytes,
+      chunks: map.chunk_count,
+      compression: map.cache_file
+        ? { state: 'ready', bytes: map.cache_bytes! }
+        : building
+          ? { state: building.state, done: building.done, total: building.total }
+          : { state: 'none' },
     };
   }
 
@@ -97,8 +135,10 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
   }
 
   /**
-   * Streams bytes into a new immutable image file. Nothing is visible until the whole body
-   * is on disk with its sha256; a failed or cut transfer leaves no row and no file.
+   * Streams bytes (raw, or .gz/.xz/.zst, told apart by content) into a new immutable image file,
+   * recording its size, sha256 and block map on the way. Nothing is visible until all of that
+   * is on disk; a failed or cut transfer leaves no row and no file. The compressed chunk cache
+   * follows in the background.
    */
   async function addFromStream(source: Readable, options: AddImageOptions): Promise<ImageRow> {
     const { name } = options;
@@ -117,10 +157,15 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
     };
     imports.set(temp, progress);
     try {
-      const written = await writeHashed(source, temp, {
-        expectedBytes: options.expectedBytes,
-        onProgress: (bytes) => (progress.bytes_done = bytes),
-      });
+      const decoded = await decodeImage(source);
+      const written = await consumeDecoded(decoded, (raw) =>
+        writeBlockImage(raw, temp, {
+          bmap: options.bmap,
+          // A compressed upload's Content-Length is not the image's size.
+          expectedBytes: decoded.encoding === 'raw' ? options.expectedBytes : undefined,
+          onProgress: (bytes) => (progress.bytes_done = bytes),
+        }),
+      );
       await options.beforePublish?.().catch(async (error: unknown) => {
         await removeIfPresent(temp);
         throw error;
@@ -128,8 +173,9 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
       await rename(temp, join(dataDir, file));
       let image: ImageRow;
       try {
+        const mapId = blockMaps.add(written, clock.now());
         image = store.add(
-          { name, file, size: written.bytes, sha256: written.sha256, source: options.source ?? 'upload', origin: options.origin },
+          { name, file, size: written.size, sha256: written.sha256, source: options.source ?? 'upload', origin: options.origin, block_map_id: mapId },
           clock.now(),
           replacing?.id,
         );
@@ -139,15 +185,18 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
         throw error;
       }
       if (options.makeDefault) store.setDefaultName(name);
-      log.info({ image: name, size: image.size, sha256: image.sha256 }, 'image added');
+      log.info({ image: name, size: image.size, sha256: image.sha256, mapped: written.mappedBytes, from: decoded.encoding }, 'image added');
+      caches.enqueue({ mapId: image.block_map_id!, rawPath: absolute(image) });
       bus.emit('image.changed', { name });
       sweepRetired();
       return image;
     } catch (error) {
+      await removeIfPresent(temp);
       if (error instanceof StreamWriteError) {
         if (error.failure === 'disk_full') throw insufficientStorage(`image '${name}' was not added: ${error.message}`);
         throw badRequest(`image '${name}' was not added: ${error.message}`);
       }
+      if (error instanceof BmapError || error instanceof DecodeError) throw badRequest(`image '${name}' was not added: ${error.message}`);
       throw error;
     } finally {
       imports.delete(temp);
@@ -180,7 +229,10 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
    * Publishes an existing immutable file whose size and sha256 are already known (a backup):
    * hard-linked when it is on the same filesystem (no copy, no re-hash), else copied and checked.
    */
-  async function adoptVerifiedFile(path: string, facts: { name: string; size: number; sha256: string; origin: string }): Promise<ImageRow> {
+  async function adoptVerifiedFile(
+    path: string,
+    facts: { name: string; size: number; sha256: string; origin: string; blockMapId: number | null },
+  ): Promise<ImageRow> {
     checkNewName(facts.name, 'backup');
     const file = join('images', `${randomUUID()}.img`);
     try {
@@ -201,7 +253,10 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
     }
     let image: ImageRow;
     try {
-      image = store.add({ name: facts.name, file, size: facts.size, sha256: facts.sha256, source: 'backup', origin: facts.origin }, clock.now());
+      image = store.add(
+        { name: facts.name, file, size: facts.size, sha256: facts.sha256, source: 'backup', origin: facts.origin, block_map_id: facts.blockMapId },
+        clock.now(),
+      );
     } catch (error) {
       await removeIfPresent(join(dataDir, file));
       if ((error as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') throw conflict(`an image named '${facts.name}' already exists`);
@@ -224,8 +279,46 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
     log.info({ image: name }, 'image removed');
   }
 
+  /** Images stored before block maps existed get theirs, in the background, once. */
+  async function mapOldImages() {
+    for (const image of store.withoutBlockMap()) {
+      try {
+        const scanned = await writeBlockImage(createReadStream(absolute(image), { highWaterMark: STREAM_CHUNK_BYTES }), null);
+        const mapId = blockMaps.add(scanned, clock.now());
+        store.setBlockMap(image.id, mapId);
+        caches.enqueue({ mapId, rawPath: absolute(image) });
+        bus.emit('image.changed', { name: image.name });
+      } catch (error) {
+        log.warn({ err: error, image: image.name }, 'could not map an image; it is deployed whole');
+      }
+    }
+  }
+
   return {
     list: () => store.list().map(view),
+    /** Keeps a parsed bmap for an hour; the image upload names it with `?bmap=ID`. */
+    addPendingBmap(xml: string) {
+      let bmap: Bmap;
+      try {
+        bmap = parseBmap(xml);
+      } catch (error) {
+        if (error instanceof BmapError) throw badRequest(`bmap refused: ${error.message}`);
+        throw error;
+      }
+      const now = clock.now();
+      for (const [key, entry] of pendingBmaps) if (entry.expires < now) pendingBmaps.delete(key);
+      const id = randomUUID();
+      pendingBmaps.set(id, { bmap, expires: now + 3600_000 });
+      return { id, bmap };
+    },
+    takePendingBmap(id: string): Bmap {
+      const entry = pendingBmaps.get(id);
+      if (!entry || entry.expires < clock.now()) throw badRequest(`there is no uploaded bmap '${id}' (upload it first; it is kept for an hour)`);
+      pendingBmaps.delete(id);
+      return entry.bmap;
+    },
+    mapOldImages,
+    mapView,
     adoptVerifiedFile,
     imports: () => [...imports.values()],
     view,

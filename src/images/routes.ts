@@ -8,6 +8,7 @@ const UploadQuery = Type.Object({
   name: Type.String({ minLength: 1, maxLength: 128 }),
   default: Type.Optional(Type.Boolean({ description: 'make it the image Deploy uses by default' })),
   origin: Type.Optional(Type.String({ maxLength: 500, description: 'where the bytes came from, e.g. the file name' })),
+  bmap: Type.Optional(Type.String({ maxLength: 64, description: 'id of a bmap uploaded to /api/images/bmaps' })),
 });
 
 /** The image library (admin token required). Uploads stream straight to disk. */
@@ -26,6 +27,17 @@ export const imageAdminRoutes: FastifyPluginAsyncTypebox<{ images: ImageLibrary 
     return images.view(images.requireImage(request.params.name));
   });
 
+  // A bmap (bmaptool's XML) for the image about to be uploaded.
+  app.register(async (xml) => {
+    xml.removeAllContentTypeParsers();
+    xml.addContentTypeParser('*', { parseAs: 'string', bodyLimit: 16 * 1024 * 1024 }, (_request, body, done) => done(null, body));
+    xml.post('/api/images/bmaps', async (request, reply) => {
+      const { id, bmap } = images.addPendingBmap(String(request.body ?? ''));
+      const mapped = bmap.ranges.reduce((sum, range) => sum + range.end - range.start, 0);
+      return reply.code(201).send({ bmap: id, image_size: bmap.imageSize, mapped_bytes: mapped, ranges: bmap.ranges.length });
+    });
+  });
+
   app.register(async (raw) => {
     acceptRawBodies(raw);
     raw.withTypeProvider<TypeBoxTypeProvider>().post('/api/images', { schema: { querystring: UploadQuery } }, async (request, reply) => {
@@ -34,6 +46,7 @@ export const imageAdminRoutes: FastifyPluginAsyncTypebox<{ images: ImageLibrary 
         name: request.query.name,
         origin: request.query.origin ?? null,
         makeDefault: request.query.default ?? false,
+        bmap: request.query.bmap ? images.takePendingBmap(request.query.bmap) : undefined,
         expectedBytes: length === undefined ? undefined : Number(length),
       });
       return reply.code(201).send(images.view(image));

@@ -13,17 +13,19 @@ export interface ImageRow {
   created_at: number;
   retired_at: number | null;
   file_removed: number;
+  /** Its block map (chunks and their sha256); null only for images added before maps existed. */
+  block_map_id: number | null;
 }
 
-export type NewImage = Pick<ImageRow, 'name' | 'file' | 'size' | 'sha256' | 'source' | 'origin'>;
+export type NewImage = Pick<ImageRow, 'name' | 'file' | 'size' | 'sha256' | 'source' | 'origin' | 'block_map_id'>;
 
 const DEFAULT_IMAGE_KEY = 'default_image';
 const GOLDEN_VERSION_KEY = 'golden_version';
 
 export function createImageStore(db: Db) {
   const insert = db.prepare<NewImage & { now: number }>(`
-    INSERT INTO images (name, file, size, sha256, source, origin, created_at)
-    VALUES (@name, @file, @size, @sha256, @source, @origin, @now)`);
+    INSERT INTO images (name, file, size, sha256, source, origin, block_map_id, created_at)
+    VALUES (@name, @file, @size, @sha256, @source, @origin, @block_map_id, @now)`);
   const byId = db.prepare<[number], ImageRow>('SELECT * FROM images WHERE id = ?');
   const activeByName = db.prepare<[string], ImageRow>('SELECT * FROM images WHERE name = ? AND retired_at IS NULL');
   const active = db.prepare<[], ImageRow>('SELECT * FROM images WHERE retired_at IS NULL ORDER BY name');
@@ -39,6 +41,8 @@ export function createImageStore(db: Db) {
     'INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
   );
   const deleteSetting = db.prepare<[string]>('DELETE FROM settings WHERE key = ?');
+  const unmapped = db.prepare<[], ImageRow>('SELECT * FROM images WHERE retired_at IS NULL AND block_map_id IS NULL');
+  const setMap = db.prepare<[number, number]>('UPDATE images SET block_map_id = ? WHERE id = ?');
 
   return {
     /** Adds an image; when `replacing` is given that version is retired in the same transaction. */
@@ -52,6 +56,8 @@ export function createImageStore(db: Db) {
     list: () => active.all(),
     retire: (id: number, now: number) => retire.run({ id, now }).changes === 1,
     retiredWithFiles: () => retiredWithFiles.all(),
+    withoutBlockMap: () => unmapped.all(),
+    setBlockMap: (imageId: number, mapId: number) => setMap.run(mapId, imageId),
     markFileRemoved: (id: number) => markFileRemoved.run(id),
     defaultName: () => getSetting.get(DEFAULT_IMAGE_KEY)?.value,
     setDefaultName: (name: string | null) =>

@@ -21,12 +21,14 @@ function modinfo(ko: Buffer, field: string): string {
 
 const moduleName = (path: string) => path.replace(/^.*\//, '').replace(/\.ko$/, '').replaceAll('-', '_');
 
-function neededLibraries(dir: string, entry: CpioEntry): string[] {
+function readelf(dir: string, entry: CpioEntry, option: string): string {
   const file = join(dir, entry.name.replaceAll('/', '_'));
   writeFileSync(file, entry.data);
-  const dynamic = execFileSync('readelf', ['-d', file], { encoding: 'utf8' });
-  return [...dynamic.matchAll(/\(NEEDED\).*\[(.+)\]/g)].map((match) => match[1]!);
+  return execFileSync('readelf', [option, file], { encoding: 'utf8' });
 }
+
+const neededLibraries = (dir: string, entry: CpioEntry) => [...readelf(dir, entry, '-d').matchAll(/\(NEEDED\).*\[(.+)\]/g)].map((match) => match[1]!);
+const interpreterOf = (dir: string, entry: CpioEntry) => /\[Requesting program interpreter: (.+)\]/.exec(readelf(dir, entry, '-l'))?.[1];
 
 test('build.sh and init pass shellcheck as POSIX sh and parse under busybox ash', () => {
   for (const script of [BUILD_SCRIPT, join(INITRAMFS_DIR, 'init')]) {
@@ -37,7 +39,7 @@ test('build.sh and init pass shellcheck as POSIX sh and parse under busybox ash'
   }
 });
 
-test('build.sh builds an arm64 initrd: busybox, curl with every library it needs, the client, the modules in dependency order; under 12 MB; the same bytes twice', async (t) => {
+test('build.sh builds an arm64 initrd: busybox, curl and zstd with every library they need, the client, the modules in dependency order; under 12 MB; the same bytes twice', async (t) => {
   const build = await buildInitramfs(t);
   t.diagnostic(`build: ${build.seconds.toFixed(1)} s, initrd ${statSync(build.initrd).size} bytes`);
   const entries = readInitrd(build.initrd);
@@ -57,20 +59,33 @@ test('build.sh builds an arm64 initrd: busybox, curl with every library it needs
   }
   assert.deepEqual(entry('bin/provisioning-client.sh').data, readFileSync(CLIENT), 'the client script, unchanged');
 
-  // curl and the closure of its ELF NEEDED entries, all in lib/aarch64-linux-gnu.
+  // curl and zstd, each with the closure of its ELF NEEDED entries, all in lib/aarch64-linux-gnu.
   const elfDir = tempDir(t, 'cm4prov-elf-');
-  const pending = [entry('bin/curl')];
-  const seen = new Set<string>();
-  while (pending.length > 0) {
-    for (const soname of neededLibraries(elfDir, pending.pop()!)) {
-      if (seen.has(soname)) continue;
-      seen.add(soname);
-      pending.push(entry(`lib/aarch64-linux-gnu/${soname}`));
+  const libraryClosure = (binary: string) => {
+    const start = entry(binary);
+    assert.ok(isFile(start) && (start.mode & 0o111) !== 0, `${binary} is an executable file`);
+    assert.equal(interpreterOf(elfDir, start), '/lib/ld-linux-aarch64.so.1', `${binary}'s ELF interpreter`);
+    const pending = [start];
+    const seen = new Set<string>();
+    while (pending.length > 0) {
+      for (const soname of neededLibraries(elfDir, pending.pop()!)) {
+        if (seen.has(soname)) continue;
+        seen.add(soname);
+        pending.push(entry(`lib/aarch64-linux-gnu/${soname}`));
+      }
     }
+    return seen;
+  };
+  const curlLibraries = libraryClosure('bin/curl');
+  for (const library of ['libcurl.so.4', 'libc.so.6', 'libssl.so.3', 'libz.so.1', 'libnghttp2.so.14']) assert.ok(curlLibraries.has(library), `curl: ${library}`);
+  const zstdLibraries = libraryClosure('bin/zstd');
+  for (const library of ['libc.so.6', 'libz.so.1', 'liblzma.so.5', 'liblz4.so.1']) assert.ok(zstdLibraries.has(library), `zstd: ${library}`);
+  for (const name of ['unzstd', 'zstdcat']) {
+    const link = entry(`bin/${name}`);
+    assert.ok(isSymlink(link) && link.data.toString() === 'zstd', `bin/${name} → zstd`);
   }
-  for (const library of ['libcurl.so.4', 'libc.so.6', 'libssl.so.3', 'libz.so.1', 'libnghttp2.so.14']) assert.ok(seen.has(library), library);
   const loader = entry('lib/ld-linux-aarch64.so.1');
-  assert.ok(isSymlink(loader), 'the ELF interpreter curl asks for');
+  assert.ok(isSymlink(loader), 'the ELF interpreter curl and zstd ask for, a link to the loader in lib/aarch64-linux-gnu');
   entry(loader.data.toString().replace(/^\//, ''));
 
   // The modules, and an order in which each comes after what it depends on.

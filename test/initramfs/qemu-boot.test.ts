@@ -87,3 +87,39 @@ test('without provisioning_server= the VM says why on the console and, with on_f
   await shown(/cm4-provisioning: FAILED: no provisioning_server=/, before);
   assert.equal((await server.admin('GET', '/api/devices')).body.devices.length, 0, 'nothing registered');
 });
+
+test('in the booted VM zstd runs: it reports its version, round-trips a pipe, writes real zstd frames, and unzstd/zstdcat work', { timeout: 600_000 }, async (t) => {
+  const build = await buildInitramfs(t);
+  const server = await startTestServer(t);
+  const disk = join(tempDir(t, 'cm4prov-vm-'), 'disk.img');
+  await makeFakeEmmc(disk, 1024 * 1024);
+  // No provisioning_server=: /init fails at once and, with on_failure=shell, gives the console a shell.
+  const vm = startVmToLoopback(t, build, disk, server, 'target_device=/dev/vda on_failure=shell');
+  let from = 0;
+  /** Types a command and waits for its output (matched only after what was typed before it). */
+  const run = async (command: string, expected: RegExp) => {
+    from = vm.console().length;
+    vm.type(`${command}\n`);
+    await waitFor(`${JSON.stringify(command)} to print ${expected}`, () => expected.test(vm.console().slice(from)), VM_LIMIT_MS, 250).catch(
+      (error: Error) => assert.fail(`${error.message}${vm.log()}`),
+    );
+  };
+  await waitFor('the shell', () => /on_failure=shell: here is a shell/.test(vm.console()), VM_LIMIT_MS, 250).catch((error: Error) =>
+    assert.fail(`${error.message}${vm.log()}`),
+  );
+
+  await run('zstd -V', /Zstandard CLI .*v\d+\.\d+\.\d+/);
+  t.diagnostic(/Zstandard CLI .*v\d+\.\d+\.\d+/.exec(vm.console().slice(from))![0]);
+  // Output lines begin the line; the echoed command begins with the prompt.
+  await run('echo hello | zstd -c | zstd -dc', /^hello\r?$/m);
+  await run('echo hello | zstd -c | od -An -tx1 -N4', /28 b5 2f fd/); // the zstd frame magic
+  // What the client will do with images and backups: megabytes through pipes, with every library
+  // (liblzma: --format=xz, read back by busybox's unxz).
+  await run('dd if=/dev/urandom of=/tmp/r bs=64k count=64 2>/dev/null; sha256sum < /tmp/r', /^[0-9a-f]{64}/m);
+  const sha256 = /^([0-9a-f]{64})/m.exec(vm.console().slice(from))![1]!;
+  await run('zstd -q -3 -c < /tmp/r > /tmp/r.zst; echo "zst-rc=$?"', /zst-rc=0/);
+  await run('unzstd -c < /tmp/r.zst | sha256sum', new RegExp(`^${sha256}`, 'm'));
+  await run('zstdcat /tmp/r.zst | sha256sum', new RegExp(`^${sha256}`, 'm'));
+  await run('echo xz-ok | zstd -q -c --format=xz | unxz', /^xz-ok\r?$/m);
+  await run('echo lz4-ok | zstd -q -c --format=lz4 | zstd -dc', /^lz4-ok\r?$/m);
+});

@@ -1,0 +1,150 @@
+import { createHash } from 'node:crypto';
+import { open } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
+import { removeIfPresent } from '../shared/files.js';
+import { StreamWriteError } from '../shared/hashed-write.js';
+import { BmapError, type Bmap } from './bmap.js';
+import { createChunker, type Chunk } from './chunker.js';
+
+/** What the import of an image (or a backup) learned, once, as its bytes went by. */
+export interface BlockImage {
+  size: number;
+  sha256: string;
+  /** The image with unmapped ranges as zeros: what a full-image byte match must hash to. */
+  sparseSha256: string;
+  mappedBytes: number;
+  chunks: Chunk[];
+  mapSource: 'zeros' | 'bmap';
+}
+
+const STAGE_BYTES = 1024 * 1024;
+const ZERO_STAGE = Buffer.alloc(STAGE_BYTES);
+
+export interface BlockImageOptions {
+  bmap?: Bmap;
+  /** When known, a body of any other length is refused. */
+  expectedBytes?: number;
+  onProgress?: (bytes: number) => void;
+}
+
+/**
+ * Streams an image into a new sparse file (all-zero MiBs become holes, so a mostly empty eMMC
+ * backup takes little disk) while hashing it whole, chunking its mapped data and hashing each
+ * chunk, and checking the bmap's range checksums when there is one. One pass, a few MiB of
+ * memory whatever the size. On any failure the file is removed and a StreamWriteError says why.
+ * With `path` null it only reads: the block map of a file already stored.
+ */
+export async function writeBlockImage(source: Readable | AsyncIterable<Buffer>, path: string | null, options: BlockImageOptions = {}): Promise<BlockImage> {
+  const { bmap, expectedBytes, onProgress } = options;
+  const whole = createHash('sha256');
+  const chunker = createChunker(bmap?.ranges);
+  const rangeCheck = bmap && createRangeChecker(bmap);
+  const file = path === null ? undefined : await open(path, 'wx', 0o640);
+  let size = 0;
+  let stage = Buffer.allocUnsafe(STAGE_BYTES);
+  let staged = 0;
+
+  const flush = async () => {
+    if (staged === 0) return;
+    const piece = stage.subarray(0, staged);
+    whole.update(piece);
+    chunker.push(size, piece);
+    rangeCheck?.push(size, piece);
+    // An all-zero MiB is left as a hole: the file stays sparse.
+    if (file && !piece.equals(ZERO_STAGE.subarray(0, staged))) await file.write(piece, 0, staged, size);
+    size += staged;
+    staged = 0;
+    stage = Buffer.allocUnsafe(STAGE_BYTES);
+    onProgress?.(size);
+  };
+
+  try {
+    for await (const data of source as AsyncIterable<Buffer>) {
+      let at = 0;
+      while (at < data.length) {
+        const n = Math.min(data.length - at, STAGE_BYTES - staged);
+        data.copy(stage, staged, at, at + n);
+        staged += n;
+        at += n;
+        if (staged === STAGE_BYTES) await flush();
+      }
+      if (expectedBytes !== undefined && size + staged > expectedBytes) {
+        throw new StreamWriteError('too_long', size + staged, `body is longer than the announced ${expectedBytes} bytes`);
+      }
+    }
+    await flush();
+    if (expectedBytes !== undefined && size !== expectedBytes) {
+      throw new StreamWriteError('too_short', size, `body ended after ${size} of the announced ${expectedBytes} bytes`);
+    }
+    if (bmap && bmap.imageSize !== size) throw new BmapError(`the bmap describes a ${bmap.imageSize}-byte image, this one has ${size} bytes`);
+    rangeCheck?.finish();
+    if (file) {
+      await file.truncate(size); // the trailing holes count too
+      await file.sync();
+      await file.close();
+    }
+  } catch (error) {
+    await file?.close().catch(() => undefined);
+    if (path !== null) await removeIfPresent(path);
+    throw asWriteError(error, size + staged, expectedBytes);
+  }
+  const mapped = chunker.finish(size);
+  return {
+    size,
+    sha256: whole.digest('hex'),
+    sparseSha256: mapped.sparseSha256,
+    mappedBytes: mapped.mappedBytes,
+    chunks: mapped.chunks,
+    mapSource: bmap ? 'bmap' : 'zeros',
+  };
+}
+
+/** Checks each bmap range's checksum as the image streams past (bmaptool's own guarantee). */
+function createRangeChecker(bmap: Bmap) {
+  let index = 0;
+  let hash = bmap.checksumType ? createHash(bmap.checksumType) : undefined;
+  const check = () => {
+    const range = bmap.ranges[index]!;
+    if (hash && range.checksum && hash.digest('hex') !== range.checksum) {
+      const blocks = `${range.start / bmap.blockSize}-${Math.ceil(range.end / bmap.blockSize) - 1}`;
+      throw new BmapError(`the image does not match its bmap: range ${blocks} has another checksum`);
+    }
+    index += 1;
+    hash = bmap.checksumType ? createHash(bmap.checksumType) : undefined;
+  };
+  return {
+    push(offset: number, data: Buffer) {
+      let at = 0;
+      while (at < data.length && index < bmap.ranges.length) {
+        const range = bmap.ranges[index]!;
+        const position = offset + at;
+        if (position >= range.end) {
+          check();
+          continue;
+        }
+        if (position < range.start) {
+          at += Math.min(range.start - position, data.length - at);
+          continue;
+        }
+        const n = Math.min(range.end - position, data.length - at);
+        hash?.update(data.subarray(at, at + n));
+        at += n;
+        if (position + n === range.end) check();
+      }
+    },
+    finish() {
+      if (index < bmap.ranges.length) throw new BmapError('the image ended before the last range of its bmap');
+    },
+  };
+}
+
+function asWriteError(error: unknown, bytes: number, expectedBytes: number | undefined): Error {
+  if (error instanceof StreamWriteError || error instanceof BmapError) return error;
+  const code = (error as NodeJS.ErrnoException).code;
+  const of = expectedBytes === undefined ? '' : ` of ${expectedBytes}`;
+  if (code === 'ENOSPC' || code === 'EDQUOT') return new StreamWriteError('disk_full', bytes, `the server's disk is full (after ${bytes}${of} bytes)`);
+  if (code === 'ECONNRESET' || code === 'ERR_STREAM_PREMATURE_CLOSE' || code === 'ABORT_ERR' || (error as Error).message === 'aborted') {
+    return new StreamWriteError('cut', bytes, `the connection was cut after ${bytes}${of} bytes`);
+  }
+  return new StreamWriteError('io', bytes, `writing failed after ${bytes}${of} bytes: ${(error as Error).message}`);
+}
