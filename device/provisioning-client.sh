@@ -17,6 +17,8 @@
 #   TRANSFER_RETRIES     5    attempts per transfer before the job fails (network drops)
 #   RETRY_MAX_DELAY      30   longest back-off between retries, seconds
 #   RATE_LIMIT           (none) cap per transfer, curl --limit-rate syntax (e.g. 20M), to share a LAN
+#   DEPLOY_MODE          auto   auto: only the image's mapped chunks (zstd when available), each
+#                               read back and checked; full: the whole image, one sha256
 #   DEVICE_SERIAL, DEVICE_MODEL   override what is read from the device tree / cpuinfo
 #
 # Exit status: 0 after a successful action, 1 when the job failed, 2 on a bad setting.
@@ -26,7 +28,7 @@
 
 set -eu
 
-CLIENT_VERSION=0.2.0
+CLIENT_VERSION=0.3.0
 CMDLINE_FILE=${PROVISIONING_CMDLINE:-/proc/cmdline}
 DD_BLOCK=4M
 
@@ -169,14 +171,27 @@ register() {
 		--data-urlencode "storage_bytes=$TARGET_BYTES" --data-urlencode "client_version=$CLIENT_VERSION"
 }
 
+# What this client can do, offered in every poll: write chunks at offsets (`sparse`), and
+# decompress zstd when the zstd program is there. DEPLOY_MODE=full asks for whole images.
+client_features() {
+	if [ "${DEPLOY_MODE:-auto}" = full ]; then
+		echo none
+	elif command -v zstd >/dev/null 2>&1; then
+		echo sparse,zstd
+	else
+		echo sparse
+	fi
+}
+
 poll() {
-	http GET "$SERVER/api/device-action-poll?mac=$MAC&format=env&wait=$POLL_WAIT" --max-time $((POLL_WAIT + 30))
+	http GET "$SERVER/api/device-action-poll?mac=$MAC&format=env&wait=$POLL_WAIT&features=$FEATURES" --max-time $((POLL_WAIT + 30))
 }
 
 # Reads the KEY='value' lines of a poll reply into A_<KEY> variables, without eval.
 read_action() {
 	local line key value
 	A_ACTION='' A_JOB='' A_URL='' A_UPLOAD_URL='' A_PROGRESS_URL='' A_RESULT_URL='' A_SIZE='' A_SHA256='' A_IMAGE='' A_MESSAGE=''
+	A_MODE='' A_ENCODING='' A_MANIFEST_URL='' A_CHUNKS_URL='' A_FULL_MATCH=''
 	while IFS= read -r line || [ -n "$line" ]; do
 		key=${line%%=*}
 		value=${line#*=}
@@ -188,15 +203,21 @@ read_action() {
 			UPLOAD_URL) A_UPLOAD_URL=$value ;; PROGRESS_URL) A_PROGRESS_URL=$value ;;
 			RESULT_URL) A_RESULT_URL=$value ;; SIZE) A_SIZE=$value ;; SHA256) A_SHA256=$value ;;
 			IMAGE) A_IMAGE=$value ;; MESSAGE) A_MESSAGE=$value ;;
+			MODE) A_MODE=$value ;; ENCODING) A_ENCODING=$value ;; MANIFEST_URL) A_MANIFEST_URL=$value ;;
+			CHUNKS_URL) A_CHUNKS_URL=$value ;; FULL_MATCH) A_FULL_MATCH=$value ;;
 		esac
 	done < "$WORK/body"
 }
 
-# report_progress PHASE BYTES: best effort, except that a job the server has ended stops us.
+# report_progress PHASE BYTES [FIELD=VALUE…]: best effort, except that a job the server has
+# ended stops us. Extra fields: bytes_written, bytes_verified, rate, discarded.
 report_progress() {
-	local rc=0
-	http POST "$A_PROGRESS_URL" --max-time 10 --data-urlencode "phase=$1" \
-		--data-urlencode "bytes_done=$2" --data-urlencode "mac=$MAC" || rc=$?
+	local rc=0 phase="$1" bytes="$2" field extra=''
+	shift 2
+	for field in "$@"; do extra="$extra --data-urlencode $field"; done
+	# shellcheck disable=SC2086 # each extra field is one word (no spaces in names or numbers)
+	http POST "$A_PROGRESS_URL" --max-time 10 --data-urlencode "phase=$phase" \
+		--data-urlencode "bytes_done=$bytes" --data-urlencode "mac=$MAC" $extra || rc=$?
 	if [ "$rc" -eq 2 ] && { [ "$HTTP_STATUS" = 410 ] || [ "$HTTP_STATUS" = 404 ]; }; then
 		JOB_ENDED_BY_SERVER=$(reply_message)
 		return 2
@@ -204,13 +225,14 @@ report_progress() {
 	return 0
 }
 
-send_result() { # status sha256 bytes error
+send_result() { # status sha256 bytes error [ranges_sha256]
 	http POST "$A_RESULT_URL" --max-time 120 --data-urlencode "status=$1" --data-urlencode "sha256=$2" \
-		--data-urlencode "bytes=$3" --data-urlencode "error=$4" --data-urlencode "mac=$MAC"
+		--data-urlencode "bytes=$3" --data-urlencode "error=$4" --data-urlencode "ranges_sha256=${5:-}" \
+		--data-urlencode "mac=$MAC"
 }
 
 # Reports the outcome (retrying through server restarts) and turns the server's verdict into ours.
-finish_job() { # status sha256 bytes error
+finish_job() { # status sha256 bytes error [ranges_sha256]
 	local rc=0 state
 	with_retries 0 "reporting the result" send_result "$@" || rc=$?
 	if [ "$rc" -ne 0 ]; then
@@ -339,6 +361,10 @@ read_back() { # bytes phase
 }
 
 run_deploy() {
+	if [ "$A_MODE" = sparse ]; then
+		run_sparse_deploy
+		return
+	fi
 	log "job $A_JOB: deploy ${A_IMAGE:-image} ($A_SIZE bytes, sha256 $A_SHA256) onto $TARGET_DEVICE"
 	if [ -z "$A_URL" ] || [ -z "$A_SIZE" ]; then fail_job "the server's deploy order has no url or size"; fi
 	if [ "$A_SIZE" -gt "$TARGET_BYTES" ]; then
@@ -352,6 +378,188 @@ run_deploy() {
 	report_progress verifying "$A_SIZE" || exit 1
 	[ "$READ_BACK_SHA256" = "$A_SHA256" ] || log "read-back sha256 $READ_BACK_SHA256 differs from the image's $A_SHA256"
 	finish_job ok "$READ_BACK_SHA256" "$A_SIZE" ""
+}
+
+# ---------------------------------------------------------------- sparse deploy (mapped chunks only)
+
+# Fetches the chunk list: M_* settings, and $WORK/chunks with "IDX OFFSET LENGTH SHA256 ZOFF ZLEN".
+fetch_manifest() {
+	local rc=0 key value
+	with_retries "$TRANSFER_RETRIES" "fetching the chunk list" http GET "$A_MANIFEST_URL" --max-time 120 || rc=$?
+	[ "$rc" -eq 0 ] || fail_job "could not fetch the chunk list: $HTTP_ERROR"
+	sed -n 's/^chunk //p' "$WORK/body" > "$WORK/chunks"
+	M_CHUNKS=0 M_IMAGE_SIZE='' M_SPARSE_SHA256='' M_MAPPED=0
+	while IFS='=' read -r key value; do
+		case $key in
+			CHUNKS) M_CHUNKS=$value ;; IMAGE_SIZE) M_IMAGE_SIZE=$value ;;
+			SPARSE_SHA256) M_SPARSE_SHA256=$value ;; MAPPED_BYTES) M_MAPPED=$value ;;
+		esac
+	done < "$WORK/body"
+	[ "$(wc -l < "$WORK/chunks")" -eq "$M_CHUNKS" ] || fail_job "the chunk list is incomplete"
+}
+
+# Discards the whole target first, so that ranges the image leaves empty read as an eMMC reads
+# discarded blocks (see docs): zeros on most eMMCs (EXT_CSD ERASED_MEM_CONT=0), 0xff on others.
+# A file standing in for an eMMC is emptied and regrown, which reads as zeros.
+discard_target() {
+	DISCARDED=0
+	if [ -b "$TARGET_DEVICE" ]; then
+		if blkdiscard "$TARGET_DEVICE" 2>"$WORK/discard.err"; then DISCARDED=1; else log "the target cannot discard: $(cat "$WORK/discard.err")"; fi
+	elif [ -f "$TARGET_DEVICE" ]; then
+		truncate -s 0 "$TARGET_DEVICE" && truncate -s "$TARGET_BYTES" "$TARGET_DEVICE" && DISCARDED=1
+	fi
+}
+
+# Writes chunks FROM on, reading their decoded bytes in order from stdin: one dd per chunk at
+# its offset (busybox dd reads exactly count bytes from a pipe with iflag=count_bytes,fullblock).
+write_chunks() { # from
+	local idx off len sha rest
+	while read -r idx off len sha rest <&3; do
+		[ "$idx" -ge "$1" ] || continue
+		dd of="$TARGET_DEVICE" bs=$DD_BLOCK count="$len" seek="$off" iflag=count_bytes,fullblock \
+			oflag=seek_bytes conv=notrunc 2>>"$WORK/write.err" || return 1
+		echo "$idx $len" >> "$WORK/written"
+	done 3< "$WORK/chunks"
+}
+
+# Streams chunks FROM..last onto the target. Sets STREAM_OK=yes when every byte arrived.
+stream_chunks() { # from
+	local from="$1" zoff curl_rc=0 decode_rc=0 writer_rc=0 curl_pid decoder_pid ticks=0 written started
+	rm -f "$WORK/z.fifo" "$WORK/raw.fifo" "$WORK/written" && : > "$WORK/written"
+	mkfifo "$WORK/raw.fifo"
+	if [ "$A_ENCODING" = zstd ]; then
+		mkfifo "$WORK/z.fifo"
+		zoff=$(awk -v from="$from" '$1 == from { print $5 }' "$WORK/chunks")
+		# shellcheck disable=SC2086 # option list split into words on purpose
+		curl -sS --fail $TRANSFER_OPTIONS -r "$zoff-" -o "$WORK/z.fifo" "$A_CHUNKS_URL" 2>"$WORK/curl.err" &
+		track $!
+		curl_pid=$LAST_PID
+		zstd -dcq < "$WORK/z.fifo" > "$WORK/raw.fifo" 2>"$WORK/zstd.err" &
+		track $!
+		decoder_pid=$LAST_PID
+	else
+		# The image's own ranges, one request each, over one connection (curl --next blocks,
+		# each repeating the options, which --next resets).
+		awk -v from="$from" -v url="$A_URL" -v limit="${RATE_LIMIT:-}" '$1 >= from {
+			if (n++) print "next"
+			printf "silent\nshow-error\nfail\nconnect-timeout = 10\nspeed-limit = 1024\nspeed-time = 60\n"
+			if (limit != "") printf "limit-rate = %s\n", limit
+			printf "url = \"%s\"\nrange = \"%d-%d\"\n", url, $2, $2 + $3 - 1 }' "$WORK/chunks" > "$WORK/ranges.cfg"
+		curl -K "$WORK/ranges.cfg" > "$WORK/raw.fifo" 2>"$WORK/curl.err" &
+		track $!
+		curl_pid=$LAST_PID
+		decoder_pid=''
+	fi
+	started=$(date +%s)
+	write_chunks "$from" < "$WORK/raw.fifo" &
+	track $!
+	while is_running "$LAST_PID"; do
+		sleep 0.25 2>/dev/null || sleep 1
+		ticks=$((ticks + 1))
+		[ $((ticks % (PROGRESS_INTERVAL * 4))) -eq 0 ] || continue
+		written=$((WRITTEN_BEFORE + $(awk '{ s += $2 } END { print s + 0 }' "$WORK/written")))
+		if ! report_progress writing "$written" "bytes_written=$written" "rate=$(rate_since "$started" $((written - WRITTEN_BEFORE)))"; then
+			log "the server ended job $A_JOB: $JOB_ENDED_BY_SERVER"
+			kill_background
+			exit 1
+		fi
+	done
+	wait "$LAST_PID" || writer_rc=$?
+	wait "$curl_pid" || curl_rc=$?
+	[ -z "$decoder_pid" ] || wait "$decoder_pid" || decode_rc=$?
+	BACKGROUND=''
+	WRITTEN_BEFORE=$((WRITTEN_BEFORE + $(awk '{ s += $2 } END { print s + 0 }' "$WORK/written")))
+	STREAM_OK=no
+	if [ "$curl_rc" -eq 0 ] && [ "$decode_rc" -eq 0 ] && [ "$writer_rc" -eq 0 ]; then STREAM_OK=yes; fi
+	STREAM_ERROR="$(cat "$WORK/curl.err" "$WORK/zstd.err" 2>/dev/null | head -n 3 | tr '\n' ' ')"
+	[ "$writer_rc" -eq 0 ] || [ "$curl_rc" -ne 0 ] || fail_job "writing $TARGET_DEVICE failed: $(tail -n 1 "$WORK/write.err")"
+}
+
+rate_since() { # started_epoch bytes → bytes per second
+	local seconds=$(($(date +%s) - $1))
+	[ "$seconds" -gt 0 ] || seconds=1
+	echo $(($2 / seconds))
+}
+
+# Reads chunks FROM..last back from the target and checks each sha256 (bmap semantics). Verified
+# hashes go to $WORK/verified; FIRST_BAD is the first chunk that did not match, empty if none.
+verify_chunks() { # from
+	local idx off len sha rest got ticks=0 started
+	FIRST_BAD=''
+	started=$(date +%s)
+	sync
+	if [ -b "$TARGET_DEVICE" ]; then echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; fi
+	while read -r idx off len sha rest; do
+		[ "$idx" -ge "$1" ] || continue
+		got=$(dd if="$TARGET_DEVICE" bs=$DD_BLOCK skip="$off" count="$len" iflag=skip_bytes,count_bytes 2>/dev/null | sha256sum | cut -d ' ' -f 1)
+		if [ "$got" != "$sha" ]; then
+			FIRST_BAD=$idx BAD_OFFSET=$off BAD_LENGTH=$len BAD_GOT=$got BAD_WANT=$sha
+			return 0
+		fi
+		echo "$sha" >> "$WORK/verified"
+		VERIFIED=$((VERIFIED + len))
+		ticks=$((ticks + 1))
+		[ $((ticks % 16)) -eq 0 ] || continue
+		report_progress verifying "$VERIFIED" "bytes_verified=$VERIFIED" "rate=$(rate_since "$started" "$VERIFIED")" || {
+			log "the server ended job $A_JOB: $JOB_ENDED_BY_SERVER"
+			exit 1
+		}
+	done < "$WORK/chunks"
+}
+
+# Full byte match asked: the ranges the image leaves empty must read as zeros, and the whole
+# target (image size) must hash to the image with those ranges as zeros.
+match_full_image() {
+	local end=0 idx off len rest
+	if [ "$DISCARDED" = 1 ] && [ -f "$TARGET_DEVICE" ]; then
+		log "the target file was emptied: unmapped ranges are zeros already"
+	else
+		log "zeroing the unmapped ranges (full byte match asked)"
+		while read -r idx off len rest; do
+			[ "$off" -le "$end" ] || dd if=/dev/zero of="$TARGET_DEVICE" bs=$DD_BLOCK seek="$end" count=$((off - end)) \
+				iflag=count_bytes oflag=seek_bytes conv=notrunc 2>/dev/null || fail_job "zeroing $TARGET_DEVICE failed"
+			end=$((off + len))
+		done < "$WORK/chunks"
+		[ "$end" -ge "$M_IMAGE_SIZE" ] || dd if=/dev/zero of="$TARGET_DEVICE" bs=$DD_BLOCK seek="$end" count=$((M_IMAGE_SIZE - end)) \
+			iflag=count_bytes oflag=seek_bytes conv=notrunc 2>/dev/null || fail_job "zeroing $TARGET_DEVICE failed"
+	fi
+	read_back "$M_IMAGE_SIZE" verifying-full
+	[ "$READ_BACK_SHA256" = "$M_SPARSE_SHA256" ] || log "the whole target hashes to $READ_BACK_SHA256, not $M_SPARSE_SHA256"
+}
+
+# Deploy by block map: discard, write only the mapped chunks (zstd frames or plain ranges),
+# read each back and check its sha256. A cut stream resumes at the first chunk that does not
+# verify, not at byte 0; a chunk that arrived whole but reads back wrong fails the job by name.
+run_sparse_deploy() {
+	local next=0 attempt=0 ranges
+	log "job $A_JOB: deploy ${A_IMAGE:-image} ($A_SIZE bytes; mapped chunks only, $A_ENCODING) onto $TARGET_DEVICE"
+	if [ "$A_SIZE" -gt "$TARGET_BYTES" ]; then
+		fail_job "the image ($A_SIZE bytes) is larger than $TARGET_DEVICE ($TARGET_BYTES bytes)"
+	fi
+	fetch_manifest
+	discard_target
+	report_progress writing 0 "discarded=$DISCARDED" || exit 1
+	WRITTEN_BEFORE=0 VERIFIED=0
+	: > "$WORK/verified"
+	while :; do
+		stream_chunks "$next"
+		verify_chunks "$next"
+		[ -n "$FIRST_BAD" ] || break
+		if [ "$STREAM_OK" = yes ]; then
+			fail_job "range $FIRST_BAD (offset $BAD_OFFSET, length $BAD_LENGTH) reads back as sha256 $BAD_GOT, not $BAD_WANT"
+		fi
+		attempt=$((attempt + 1))
+		[ "$attempt" -lt "$TRANSFER_RETRIES" ] || fail_job "the chunk download failed $attempt times: $STREAM_ERROR"
+		log "chunk stream cut at range $FIRST_BAD of $M_CHUNKS ($STREAM_ERROR); resuming from it"
+		sleep "$attempt"
+		next=$FIRST_BAD
+	done
+	report_progress verifying "$M_MAPPED" "bytes_written=$M_MAPPED" "bytes_verified=$M_MAPPED" || exit 1
+	ranges=$(sha256sum < "$WORK/verified" | cut -d ' ' -f 1)
+	READ_BACK_SHA256=''
+	[ "$A_FULL_MATCH" != 1 ] || match_full_image
+	log "all $M_CHUNKS mapped ranges ($M_MAPPED bytes) verified"
+	finish_job ok "$READ_BACK_SHA256" "" "" "$ranges"
 }
 
 # ---------------------------------------------------------------- backup
@@ -409,6 +617,7 @@ cleanup() {
 main() {
 	local rc started
 	load_settings
+	FEATURES=$(client_features)
 	WORK=$(mktemp -d /tmp/provisioning.XXXXXX)
 	trap cleanup EXIT
 	trap 'exit 130' INT TERM

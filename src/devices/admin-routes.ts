@@ -9,7 +9,11 @@ const After = Type.Optional(
   Type.Union([Type.Literal('emmc'), Type.Literal('netboot')], { description: 'what the device boots after the job ends ok' }),
 );
 const DeployBody = Type.Union([
-  Type.Object({ image: Type.Optional(Type.String({ maxLength: 128, description: 'image name; default image when absent' })), after: After }),
+  Type.Object({
+    image: Type.Optional(Type.String({ maxLength: 128, description: 'image name; default image when absent' })),
+    after: After,
+    full_match: Type.Optional(Type.Boolean({ description: 'make the whole target equal the image, unmapped ranges zeroed' })),
+  }),
   Type.Null(),
 ]);
 const BackupBody = Type.Union([Type.Object({ after: After }), Type.Null()]);
@@ -21,12 +25,12 @@ export const deviceAdminRoutes: FastifyPluginAsyncTypebox<{ devices: DeviceServi
   app.get('/api/devices/:mac', { schema: { params: MacParams } }, async (request) => devices.view(devices.get(request.params.mac)));
 
   app.post('/api/devices/:mac/deploy', { schema: { params: MacParams, body: Type.Optional(DeployBody) } }, async (request, reply) => {
-    const job = jobs.orderDeploy(request.params.mac, request.body?.image, request.body?.after);
+    const job = jobs.orderDeploy(request.params.mac, request.body?.image, { after: request.body?.after, fullMatch: request.body?.full_match });
     return reply.code(201).send(jobs.view(job));
   });
 
   app.post('/api/devices/:mac/backup', { schema: { params: MacParams, body: Type.Optional(BackupBody) } }, async (request, reply) => {
-    const job = jobs.orderBackup(request.params.mac, request.body?.after);
+    const job = jobs.orderBackup(request.params.mac, { after: request.body?.after });
     return reply.code(201).send(jobs.view(job));
   });
 

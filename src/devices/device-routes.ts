@@ -29,11 +29,12 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<DeviceRoutesOptions> = asyn
 
   app.get('/api/device-action-poll', { schema: { querystring: PollQuery } }, async (request, reply) => {
     const { mac, format, wait = 0 } = request.query;
+    const features = new Set((request.query.features ?? '').split(',').map((feature) => feature.trim()).filter(Boolean));
     const device = devices.seen(mac, request.ip);
     // The poll ends early if the device hangs up, so no job is handed to a closed socket.
     const hangUp = new AbortController();
     reply.raw.on('close', () => hangUp.abort());
-    const outcome = await jobs.poll(device.mac, wait * 1000, hangUp.signal);
+    const outcome = await jobs.poll(device.mac, wait * 1000, hangUp.signal, features);
     if (hangUp.signal.aborted && outcome.action !== 'none') {
       request.log.warn({ mac: device.mac, job: outcome.job.id }, 'device hung up as its job was handed out');
     }

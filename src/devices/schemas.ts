@@ -29,5 +29,8 @@ export const PollQuery = Type.Object({
   wait: Type.Optional(
     Type.Integer({ minimum: 0, maximum: MAX_POLL_WAIT_SECONDS, description: 'long-poll: seconds to wait for an action' }),
   ),
+  features: Type.Optional(
+    Type.String({ maxLength: 200, description: "what the client can do, comma-separated: 'sparse' (write chunks at offsets), 'zstd'" }),
+  ),
 });
 export type PollQuery = Static<typeof PollQuery>;

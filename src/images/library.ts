@@ -43,6 +43,14 @@ export interface BlockMapView {
   compression: { state: 'ready'; bytes: number } | { state: 'building' | 'queued'; done: number; total: number } | { state: 'none' };
 }
 
+/** How a deploy travels, decided when it is handed to a device that said what it can do. */
+export interface TransferPlan {
+  mode: 'full' | 'sparse';
+  encoding: 'zstd' | 'identity';
+  /** What the progress bar counts to: the image size, or the mapped bytes. */
+  bytesTotal: number;
+}
+
 export interface ImportProgress {
   name: string;
   origin: string;
@@ -296,6 +304,19 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
 
   return {
     list: () => store.list().map(view),
+    /**
+     * A client that can write chunks at offsets (`sparse`) gets only the mapped ranges, zstd
+     * frames from the cache if it can decompress them (`zstd`) and the cache is built; any other
+     * client gets the whole image, as the original protocol had it.
+     */
+    transferPlan(image: ImageRow, features: ReadonlySet<string>): TransferPlan {
+      const map = image.block_map_id === null ? undefined : blockMaps.get(image.block_map_id);
+      if (!map || !features.has('sparse')) return { mode: 'full', encoding: 'identity', bytesTotal: image.size };
+      const zstd = features.has('zstd') && map.cache_file !== null;
+      return { mode: 'sparse', encoding: zstd ? 'zstd' : 'identity', bytesTotal: map.mapped_bytes };
+    },
+    blockMapOf: (image: ImageRow) => (image.block_map_id === null ? undefined : blockMaps.get(image.block_map_id)),
+    chunksOf: (image: ImageRow) => (image.block_map_id === null ? [] : blockMaps.chunks(image.block_map_id)),
     /** Keeps a parsed bmap for an hour; the image upload names it with `?bmap=ID`. */
     addPendingBmap(xml: string) {
       let bmap: Bmap;
@@ -324,6 +345,7 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
     view,
     get: (id: number) => store.get(id),
     pathOf: absolute,
+    dataPath: (relativePath: string) => join(dataDir, relativePath),
     requireImage,
     addFromStream,
     /** Copies a file on this host into the library (used for golden.img). */

@@ -6,7 +6,14 @@ export type PollAnswer = Record<string, string | number | null | undefined> & { 
 /** The URLs of one job, for the device holding its token. They stop working when the job ends. */
 export function jobUrls(job: Pick<JobRow, 'id' | 'token'>, baseUrl: string) {
   const at = (leaf: string) => `${baseUrl}/api/device-jobs/${job.id}/${leaf}?token=${encodeURIComponent(job.token)}`;
-  return { image: at('image'), upload: at('upload'), progress: at('progress'), result: at('result') };
+  return {
+    image: at('image'),
+    manifest: at('manifest'),
+    chunks: at('chunks'),
+    upload: at('upload'),
+    progress: at('progress'),
+    result: at('result'),
+  };
 }
 
 /** What `GET /api/device-action-poll` answers: the public contract existing clients parse. */
@@ -20,6 +27,8 @@ export function pollAnswer(outcome: PollOutcome, baseUrl: string): PollAnswer {
   const urls = jobUrls(outcome.job, baseUrl);
   const common = { job: outcome.job.id, progress_url: urls.progress, result_url: urls.result };
   if (outcome.action === 'deploy') {
+    const { plan } = outcome;
+    // url/size/sha256 are always there: what a client that writes the whole image needs.
     return {
       action: 'deploy',
       ...common,
@@ -27,6 +36,15 @@ export function pollAnswer(outcome: PollOutcome, baseUrl: string): PollAnswer {
       size: outcome.image.size,
       sha256: outcome.image.sha256,
       image: outcome.image.name,
+      ...(plan.mode === 'sparse'
+        ? {
+            mode: 'sparse',
+            encoding: plan.encoding,
+            manifest_url: urls.manifest,
+            chunks_url: plan.encoding === 'zstd' ? urls.chunks : undefined,
+            full_match: outcome.job.full_match,
+          }
+        : { mode: 'full' }),
     };
   }
   return { action: 'backup', ...common, upload_url: urls.upload, size: outcome.job.bytes_total };

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { DeviceStore } from '../devices/store.js';
-import type { ImageLibrary } from '../images/library.js';
+import type { ImageLibrary, TransferPlan } from '../images/library.js';
 import type { ImageRow } from '../images/store.js';
 import type { Clock } from '../shared/clock.js';
 import { badRequest, conflict, forbidden, gone, notFound } from '../shared/errors.js';
@@ -8,6 +8,7 @@ import type { EventBus } from '../shared/events.js';
 import { formatBytes } from '../shared/format.js';
 import { normalizeMac } from '../shared/mac.js';
 import { newToken, tokensEqual } from '../shared/tokens.js';
+import { createHash } from 'node:crypto';
 import { createRateMeter } from './rate-meter.js';
 import type { JobFilter, JobKind, JobRow, JobStore } from './store.js';
 import type { TransferRegistry } from './transfers.js';
@@ -31,8 +32,30 @@ export interface JobServiceDeps {
 
 export type PollOutcome =
   | { action: 'none'; abandoned?: JobRow }
-  | { action: 'deploy'; job: JobRow; image: ImageRow }
+  | { action: 'deploy'; job: JobRow; image: ImageRow; plan: TransferPlan }
   | { action: 'backup'; job: JobRow };
+
+export interface OrderOptions {
+  after?: JobRow['after_success'];
+  /** Deploy: the whole target must equal the image afterwards (unmapped ranges zeroed, one full hash). */
+  fullMatch?: boolean;
+}
+
+/** What a device says at the end of a deploy. */
+export interface DeployReport {
+  status: 'ok' | 'failed';
+  /** Full mode (or full match): sha256 of the target's first image-size bytes, read back. */
+  sha256?: string;
+  bytes?: number;
+  error?: string;
+  /** Sparse mode: sha256 over the read-back chunk hashes, one lower-case hex line each. */
+  ranges_sha256?: string;
+}
+
+/** The digest a sparse deploy's read-back must reproduce: each chunk's sha256 and a newline. */
+export function rangesDigest(chunks: Array<{ sha256: string }>): string {
+  return createHash('sha256').update(chunks.map((chunk) => `${chunk.sha256}\n`).join('')).digest('hex');
+}
 
 export interface FinalOutcome {
   state: 'ok' | 'failed' | 'cancelled';
@@ -69,13 +92,14 @@ export function createJobService(deps: JobServiceDeps) {
     return `job ${job.id} (${job.kind}, ${job.state})`;
   }
 
-  function order(mac: string, kind: JobKind, image: ImageRow | null, bytesTotal: number | null, after: JobRow['after_success'] | undefined): JobRow {
+  function order(mac: string, kind: JobKind, image: ImageRow | null, bytesTotal: number | null, options: OrderOptions): JobRow {
     const active = store.activeFor(mac);
     if (active) throw conflict(`device ${mac} already has ${describe(active)}; cancel it first`);
     let job: JobRow;
     try {
-      const afterSuccess = after ?? deps.defaultAfterSuccess;
-      job = store.create({ mac, kind, token: newToken(), imageId: image?.id ?? null, bytesTotal, afterSuccess }, clock.now());
+      const afterSuccess = options.after ?? deps.defaultAfterSuccess;
+      const fullMatch = options.fullMatch ? 1 : 0;
+      job = store.create({ mac, kind, token: newToken(), imageId: image?.id ?? null, bytesTotal, afterSuccess, fullMatch }, clock.now());
     } catch (error) {
       if ((error as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
         throw conflict(`device ${mac} already has a queued or running job; cancel it first`);
@@ -108,14 +132,42 @@ export function createJobService(deps: JobServiceDeps) {
   }
 
   /** Hands the device its queued job, if any: the one moment a job moves queued → running. */
-  function takeQueued(mac: string): PollOutcome | undefined {
+  function takeQueued(mac: string, features: ReadonlySet<string>): PollOutcome | undefined {
     const job = store.activeFor(mac);
     if (job?.state !== 'queued' || !store.markStarted(job.id, clock.now())) return undefined;
+    if (job.kind === 'backup') {
+      store.saveTransfer(job.id, 'full', features.has('zstd') ? 'zstd' : 'identity', null);
+      const started = store.get(job.id)!;
+      changed(started);
+      return { action: 'backup', job: started };
+    }
+    const image = images.get(job.image_id!)!;
+    const plan = images.transferPlan(image, features);
+    store.saveTransfer(job.id, plan.mode, plan.encoding, plan.bytesTotal);
     const started = store.get(job.id)!;
     changed(started);
-    if (started.kind === 'backup') return { action: 'backup', job: started };
-    const image = images.get(started.image_id!)!;
-    return { action: 'deploy', job: started, image };
+    return { action: 'deploy', job: started, image, plan };
+  }
+
+  /**
+   * A sparse deploy is ok when the device read back every mapped chunk and each hashed to the
+   * map (bmap semantics), proven by the digest over the chunk hashes; with a full match also
+   * when the whole target hashes to the image with unmapped ranges as zeros.
+   */
+  function finishSparseDeploy(job: JobRow, image: ImageRow, report: DeployReport): JobRow {
+    const digest = report.ranges_sha256?.toLowerCase();
+    if (!digest || !SHA256.test(digest)) throw badRequest('an ok sparse deploy needs ranges_sha256: the digest over the read-back chunk hashes');
+    if (digest !== rangesDigest(images.chunksOf(image))) {
+      return finish(job.id, { state: 'failed', error: 'the read-back of the mapped ranges does not match the image map' })!;
+    }
+    if (job.full_match) {
+      const map = images.blockMapOf(image)!;
+      const whole = report.sha256?.toLowerCase();
+      if (whole !== map.sparse_sha256) {
+        return finish(job.id, { state: 'failed', error: `full match asked: the target hashes to ${whole ?? 'nothing reported'}, the image (unmapped as zeros) to ${map.sparse_sha256}` })!;
+      }
+    }
+    return finish(job.id, { state: 'ok', sha256: image.sha256, bytesDone: job.bytes_total })!;
   }
 
   return {
@@ -131,7 +183,7 @@ export function createJobService(deps: JobServiceDeps) {
     activeFor: (mac: string) => store.activeFor(mac),
     latestFor: (mac: string) => store.latestFor(mac),
 
-    orderDeploy(macInput: string, imageName?: string, after?: JobRow['after_success']): JobRow {
+    orderDeploy(macInput: string, imageName?: string, options: OrderOptions = {}): JobRow {
       const device = requireDevice(macInput);
       const image = images.resolveForDeploy(imageName);
       if (device.storage_bytes !== null && image.size > device.storage_bytes) {
@@ -139,12 +191,12 @@ export function createJobService(deps: JobServiceDeps) {
           `image '${image.name}' (${formatBytes(image.size)}) is larger than the eMMC of ${device.mac} (${formatBytes(device.storage_bytes)})`,
         );
       }
-      return order(device.mac, 'deploy', image, image.size, after);
+      return order(device.mac, 'deploy', image, image.size, options);
     },
 
-    orderBackup(macInput: string, after?: JobRow['after_success']): JobRow {
+    orderBackup(macInput: string, options: OrderOptions = {}): JobRow {
       const device = requireDevice(macInput);
-      return order(device.mac, 'backup', null, device.storage_bytes, after);
+      return order(device.mac, 'backup', null, device.storage_bytes, { after: options.after });
     },
 
     cancel(jobId: number): JobRow {
@@ -171,11 +223,11 @@ export function createJobService(deps: JobServiceDeps) {
      * A device asks for work. Answers at once when there is some; otherwise waits up to
      * `waitMs` for the operator to order it (long-poll), then answers "none".
      */
-    async poll(mac: string, waitMs: number, signal?: AbortSignal): Promise<PollOutcome> {
+    async poll(mac: string, waitMs: number, signal?: AbortSignal, features: ReadonlySet<string> = new Set()): Promise<PollOutcome> {
       const abandoned = abandonRunning(mac, 'the device polled for new work (its client restarted)');
       const deadline = clock.now() + waitMs;
       for (;;) {
-        const taken = takeQueued(mac);
+        const taken = takeQueued(mac, features);
         if (taken) return taken;
         const left = deadline - clock.now();
         if (left <= 0 || signal?.aborted) return { action: 'none', abandoned };
@@ -204,9 +256,15 @@ export function createJobService(deps: JobServiceDeps) {
       return job;
     },
 
-    reportProgress(job: JobRow, bytesDone: number, phase: string | null): JobRow {
+    reportProgress(
+      job: JobRow,
+      bytesDone: number,
+      phase: string | null,
+      detail: { written?: number; verified?: number; rate?: number; discarded?: boolean } = {},
+    ): JobRow {
       const now = clock.now();
       if (!store.saveProgress(job.id, bytesDone, phase, now)) throw gone(`job ${job.id} has ended`);
+      store.saveDetail(job.id, detail);
       devices.touch(job.device_mac, now);
       rates.record(job.id, phase ?? job.phase, bytesDone, now);
       const updated = store.get(job.id)!;
@@ -228,11 +286,12 @@ export function createJobService(deps: JobServiceDeps) {
     recordUpload: (jobId: number, bytes: number | null, sha256: string | null) => store.saveUpload(jobId, bytes, sha256),
 
     /** The device's verdict on a deploy: ok only if what it read back hashes to the image. */
-    finishDeploy(job: JobRow, report: { status: 'ok' | 'failed'; sha256?: string; bytes?: number; error?: string }): JobRow {
+    finishDeploy(job: JobRow, report: DeployReport): JobRow {
       if (report.status === 'failed') {
         return finish(job.id, { state: 'failed', error: report.error || 'the device reported a failure without a reason', sha256: report.sha256 })!;
       }
       const image = images.get(job.image_id!)!;
+      if (job.transfer_mode === 'sparse') return finishSparseDeploy(job, image, report);
       const sha256 = report.sha256?.toLowerCase();
       if (!sha256 || !SHA256.test(sha256)) throw badRequest('an ok result needs sha256: the 64-hex-digit hash the device read back');
       if (report.bytes !== undefined && report.bytes !== image.size) {

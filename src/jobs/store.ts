@@ -25,6 +25,15 @@ export interface JobRow {
   last_activity_at: number | null;
   /** What the device boots after this job ends ok: its eMMC (no more PXE offer) or the network. */
   after_success: 'emmc' | 'netboot';
+  /** Decided when handed out: 'full' (whole image, one hash) or 'sparse' (mapped chunks, each read back). */
+  transfer_mode: 'full' | 'sparse' | null;
+  encoding: 'zstd' | 'identity' | null;
+  /** The operator asked for the whole target to equal the image, unmapped ranges as zeros. */
+  full_match: number;
+  bytes_written: number | null;
+  bytes_verified: number | null;
+  device_rate: number | null;
+  discarded: number | null;
 }
 
 export interface NewJob {
@@ -34,6 +43,7 @@ export interface NewJob {
   imageId: number | null;
   bytesTotal: number | null;
   afterSuccess: JobRow['after_success'];
+  fullMatch: number;
 }
 
 export interface JobFilter {
@@ -45,8 +55,15 @@ export interface JobFilter {
 
 export function createJobStore(db: Db) {
   const insert = db.prepare<NewJob & { now: number }>(`
-    INSERT INTO jobs (device_mac, kind, state, token, image_id, bytes_total, after_success, created_at)
-    VALUES (@mac, @kind, 'queued', @token, @imageId, @bytesTotal, @afterSuccess, @now)`);
+    INSERT INTO jobs (device_mac, kind, state, token, image_id, bytes_total, after_success, full_match, created_at)
+    VALUES (@mac, @kind, 'queued', @token, @imageId, @bytesTotal, @afterSuccess, @fullMatch, @now)`);
+  const transfer = db.prepare<{ id: number; mode: string; encoding: string | null; bytesTotal: number | null }>(
+    'UPDATE jobs SET transfer_mode = @mode, encoding = @encoding, bytes_total = coalesce(@bytesTotal, bytes_total) WHERE id = @id',
+  );
+  const detail = db.prepare<{ id: number; written: number | null; verified: number | null; rate: number | null; discarded: number | null }>(`
+    UPDATE jobs SET bytes_written = coalesce(@written, bytes_written), bytes_verified = coalesce(@verified, bytes_verified),
+      device_rate = coalesce(@rate, device_rate), discarded = coalesce(@discarded, discarded)
+    WHERE id = @id AND state = 'running'`);
   const byId = db.prepare<[number], JobRow>('SELECT * FROM jobs WHERE id = ?');
   const activeForDevice = db.prepare<[string], JobRow>(
     `SELECT * FROM jobs WHERE device_mac = ? AND state IN ('queued', 'running')`,
@@ -94,6 +111,16 @@ export function createJobStore(db: Db) {
       progress.run({ id, bytesDone, phase, now }).changes === 1,
     /** Best effort: a stream can close after shutdown has closed the database. */
     touch: (id: number, now: number) => db.open && activity.run({ id, now }).changes === 1,
+    saveTransfer: (id: number, mode: 'full' | 'sparse', encoding: string | null, bytesTotal: number | null) =>
+      transfer.run({ id, mode, encoding, bytesTotal }),
+    saveDetail: (id: number, values: { written?: number; verified?: number; rate?: number; discarded?: boolean }) =>
+      detail.run({
+        id,
+        written: values.written ?? null,
+        verified: values.verified ?? null,
+        rate: values.rate ?? null,
+        discarded: values.discarded === undefined ? null : values.discarded ? 1 : 0,
+      }),
     /** A problem worth showing while the job goes on (e.g. an upload attempt that was cut). */
     saveNote: (id: number, error: string | null, phase: string | null = null) => note.run({ id, error, phase }),
     saveUpload: (id: number, bytes: number | null, sha256: string | null) => upload.run({ id, bytes, sha256 }),

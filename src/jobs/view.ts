@@ -21,6 +21,13 @@ export interface JobView {
   rate_bytes_per_second: number | null;
   eta_seconds: number | null;
   after_success: JobRow['after_success'];
+  /** How the bytes travel: the whole image, or its mapped chunks (zstd or plain). */
+  transfer: { mode: JobRow['transfer_mode']; encoding: JobRow['encoding']; full_match: boolean };
+  /** What the device reports: bytes written, bytes read back and checked, its current rate. */
+  bytes_written: number | null;
+  bytes_verified: number | null;
+  device_rate_bytes_per_second: number | null;
+  discarded: boolean | null;
 }
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
@@ -50,5 +57,10 @@ export function toJobView(job: JobRow, image: ImageRow | undefined, now: number,
     rate_bytes_per_second: rate === null ? null : Math.round(rate),
     eta_seconds: job.state === 'running' && rate && remaining !== null ? Math.round(remaining / rate) : null,
     after_success: job.after_success,
+    transfer: { mode: job.transfer_mode, encoding: job.encoding, full_match: job.full_match === 1 },
+    bytes_written: job.bytes_written,
+    bytes_verified: job.bytes_verified,
+    device_rate_bytes_per_second: job.device_rate,
+    discarded: job.discarded === null ? null : job.discarded === 1,
   };
 }

@@ -33,6 +33,22 @@ export const transferRoutes: FastifyPluginAsyncTypebox<TransferRoutesOptions> = 
     },
   });
 
+  app.get('/api/device-jobs/:job/manifest', { schema: { params: JobParams, querystring: TokenQuery } }, async (request, reply) =>
+    reply.type('text/plain; charset=utf-8').send(transfers.manifestFor(access(request.params, request.query))),
+  );
+
+  app.route({
+    method: ['GET', 'HEAD'],
+    url: '/api/device-jobs/:job/chunks',
+    schema: { params: JobParams, querystring: TokenQuery },
+    handler: async (request, reply) => {
+      const { job, file } = transfers.chunksFor(access(request.params, request.query));
+      const stream = sendFile(request, reply, file);
+      if (stream) transfers.trackStream(job, stream);
+      return reply;
+    },
+  });
+
   // Upload bodies are streamed to disk by the handler, never parsed or buffered here.
   app.register(async (raw) => {
     acceptRawBodies(raw);

@@ -11,6 +11,10 @@ export const ProgressBody = Type.Object(
   {
     bytes_done: Type.Integer({ minimum: 0, description: 'bytes written, read or verified so far in this phase' }),
     phase: Type.Optional(Type.String({ maxLength: 40, description: 'e.g. writing, verifying, uploading' })),
+    bytes_written: Type.Optional(Type.Integer({ minimum: 0 })),
+    bytes_verified: Type.Optional(Type.Integer({ minimum: 0 })),
+    rate: Type.Optional(Type.Integer({ minimum: 0, description: "the device's current rate, bytes per second" })),
+    discarded: Type.Optional(Type.Integer({ minimum: 0, maximum: 1, description: '1: the target was discarded (or zeroed) first' })),
     mac: Type.Optional(Type.String({ maxLength: 64 })),
   },
   { additionalProperties: true },
@@ -21,6 +25,9 @@ export const ResultBody = Type.Object(
   {
     status: Type.Union([Type.Literal('ok'), Type.Literal('failed')]),
     sha256: Type.Optional(Type.String({ pattern: '^[0-9a-fA-F]{64}$', description: 'hash of what the device wrote (read back) or read' })),
+    ranges_sha256: Type.Optional(
+      Type.String({ pattern: '^[0-9a-fA-F]{64}$', description: 'sparse deploy: sha256 over the read-back chunk hashes, one hex line each' }),
+    ),
     bytes: Type.Optional(Type.Integer({ minimum: 0 })),
     error: Type.Optional(Type.String({ maxLength: 2000 })),
     mac: Type.Optional(Type.String({ maxLength: 64 })),

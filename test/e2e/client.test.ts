@@ -29,7 +29,7 @@ test('deploy: the real client writes the image onto its eMMC file, verifies it, 
   const device = (await server.admin('GET', `/api/devices/${MAC}`)).body;
   assert.equal(device.storage_bytes, EMMC_BYTES, 'the client reports its target size');
   assert.equal(device.serial, '10000000c0ffee01');
-  assert.equal(device.client_version, '0.2.0');
+  assert.equal(device.client_version, '0.3.0');
 
   const ordered = await server.admin('POST', `/api/devices/${MAC}/deploy`, {});
   assert.equal(await client.exited, 0, client.output());
@@ -38,8 +38,12 @@ test('deploy: the real client writes the image onto its eMMC file, verifies it, 
   const job = await jobOf(server, ordered.body.id);
   assert.equal(job.state, 'ok', job.error);
   assert.equal(job.sha256, image.sha256);
-  assert.equal(job.bytes_done, image.bytes);
-  assert.match(client.output(), /reading back to verify/);
+  assert.equal(job.transfer.mode, 'sparse', 'only the mapped chunks travelled');
+  const mapped = (await server.admin('GET', '/api/images/raspios')).body.block_map.mapped_bytes;
+  assert.ok(mapped < image.bytes, 'the zero run in the image was not sent');
+  assert.equal(job.bytes_written, mapped);
+  assert.equal(job.bytes_verified, mapped);
+  assert.match(client.output(), /all \d+ mapped ranges \(\d+ bytes\) verified/);
 });
 
 test('backup: the real client uploads its eMMC and the stored backup hashes to the same sha256', async (t) => {
@@ -166,13 +170,13 @@ function findProcess(group: number, name: string): number | undefined {
 }
 
 
-test('a deploy cut mid-download resumes from where it stopped (HTTP Range), not from byte 0', async (t) => {
+test('a whole-image deploy (DEPLOY_MODE=full) cut mid-download resumes from where it stopped (HTTP Range), not from byte 0', async (t) => {
   const server = await startTestServer(t);
   const emmc = join(tempDir(t), 'emmc.img');
   await makeFakeEmmc(emmc, EMMC_BYTES);
   const image = await addImage(t, server, 'raspios', 8 * 1024 * 1024, { makeDefault: true });
   const proxy = await startCuttingProxy(t, new URL(server.url), 3 * 1024 * 1024);
-  const client = runClient(t, { server: proxy.url, target: emmc, mac: MAC });
+  const client = runClient(t, { server: proxy.url, target: emmc, mac: MAC, env: { DEPLOY_MODE: 'full' } });
   await waitForRegistration(server);
   const ordered = await server.admin('POST', `/api/devices/${MAC}/deploy`, {});
   assert.equal(await client.exited, 0, client.output());

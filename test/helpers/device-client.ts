@@ -6,15 +6,16 @@ import { tempDir } from './server.js';
 
 export const CLIENT_SCRIPT = resolve(import.meta.dirname, '../../device/provisioning-client.sh');
 
-let toolsDir: string | undefined;
+const toolsDirs = new Map<boolean, string>();
 const BUSYBOX = execFileSync('sh', ['-c', 'command -v busybox']).toString().trim();
 
 /**
- * A PATH holding only busybox applets and curl: what the netboot initramfs has. A client that
- * used bash, GNU coreutils or jq would fail here.
+ * A PATH holding only busybox applets, curl and zstd: what the netboot initramfs has. A client
+ * that used bash, GNU coreutils or jq would fail here.
  */
-function busyboxPath(t: TestContext): string {
-  if (toolsDir && existsSync(toolsDir)) return toolsDir;
+function busyboxPath(t: TestContext, withZstd = true): string {
+  const known = toolsDirs.get(withZstd);
+  if (known && existsSync(known)) return known;
   const busybox = BUSYBOX;
   const curl = execFileSync('sh', ['-c', 'command -v curl']).toString().trim();
   const dir = join(tempDir(t, 'cm4prov-busybox-'), 'bin');
@@ -23,7 +24,9 @@ function busyboxPath(t: TestContext): string {
     symlinkSync(busybox, join(dir, applet));
   }
   symlinkSync(curl, join(dir, 'curl'));
-  toolsDir = dir;
+  const zstd = execFileSync('sh', ['-c', 'command -v zstd || true']).toString().trim();
+  if (zstd && withZstd) symlinkSync(zstd, join(dir, 'zstd'));
+  toolsDirs.set(withZstd, dir);
   return dir;
 }
 
@@ -47,10 +50,12 @@ export interface ClientOptions {
 
 /** Runs the real device/provisioning-client.sh under `busybox sh` with a file as its eMMC. */
 export function runClient(t: TestContext, options: ClientOptions): ClientRun {
+  const { PATH_WITHOUT_ZSTD, ...env } = options.env ?? {};
   const child = spawn(BUSYBOX, ['sh', CLIENT_SCRIPT], {
     detached: true, // its own process group, so a kill reaches curl and dd too
     env: {
-      PATH: busyboxPath(t),
+      // PATH_WITHOUT_ZSTD=1: a device whose initramfs has no zstd.
+      PATH: PATH_WITHOUT_ZSTD ? busyboxPath(t, false) : busyboxPath(t),
       PROVISIONING_SERVER: options.server,
       TARGET_DEVICE: options.target,
       DEVICE_MAC: options.mac,
@@ -59,7 +64,7 @@ export function runClient(t: TestContext, options: ClientOptions): ClientRun {
       POLL_WAIT: '20',
       PROGRESS_INTERVAL: '1',
       RETRY_MAX_DELAY: '2',
-      ...options.env,
+      ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -1,0 +1,168 @@
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { createServer, connect, type AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { test, type TestContext } from 'node:test';
+import { runClient } from '../helpers/device-client.js';
+import { makeExt4Image } from '../helpers/ext4.js';
+import { makeFakeEmmc, sha256OfFile } from '../helpers/files.js';
+import { MAC } from '../helpers/fixtures.js';
+import { startTestServer, tempDir, type TestServer } from '../helpers/server.js';
+import { waitFor } from '../helpers/wait.js';
+
+const EMMC_BYTES = 96 * 1024 * 1024;
+
+async function ext4Image(t: TestContext, server: TestServer, name = 'os') {
+  const { image } = makeExt4Image(tempDir(t), 64);
+  const response = await fetch(`${server.url}/api/images?name=${name}&default=true`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${server.token}` },
+    body: readFileSync(image),
+  });
+  assert.equal(response.status, 201);
+  await server.server.services.caches.idle();
+  const view = (await server.admin('GET', `/api/images/${name}`)).body;
+  return { file: image, view, sha256: view.sha256 as string, size: view.size as number, mapped: view.block_map.mapped_bytes as number };
+}
+
+/** The target with the image's unmapped ranges as zeros must equal the image there too (zero-detected map). */
+async function targetHoldsImage(emmc: string, image: { file: string; size: number; sha256: string }) {
+  assert.equal(await sha256OfFile(emmc, image.size), image.sha256, 'the target holds the image, byte for byte');
+}
+
+async function deploy(t: TestContext, server: TestServer, env: Record<string, string> = {}, body: Record<string, unknown> = {}) {
+  const emmc = join(tempDir(t), 'emmc.img');
+  await makeFakeEmmc(emmc, EMMC_BYTES);
+  // Old data on the eMMC: what discard must clear where the image has nothing.
+  writeFileSync(emmc, Buffer.alloc(8 * 1024 * 1024, 0xa5), { flag: 'r+' });
+  const client = runClient(t, { server: server.url, target: emmc, mac: MAC, env });
+  await waitFor('the client', async () => (await server.admin('GET', '/api/devices')).body.devices.length === 1);
+  const ordered = await server.admin('POST', `/api/devices/${MAC}/deploy`, body);
+  const code = await client.exited;
+  const job = (await server.admin('GET', `/api/jobs/${ordered.body.id}`)).body;
+  return { emmc, client, code, job };
+}
+
+test('sparse deploy with zstd: only the compressed mapped chunks travel, each is read back, the target ends up holding the image', async (t) => {
+  const server = await startTestServer(t);
+  const image = await ext4Image(t, server);
+  assert.equal(image.view.block_map.compression.state, 'ready');
+  const { emmc, client, code, job } = await deploy(t, server);
+  assert.equal(code, 0, client.output());
+  assert.equal(job.state, 'ok', job.error);
+  assert.deepEqual(job.transfer, { mode: 'sparse', encoding: 'zstd', full_match: false });
+  assert.equal(job.sha256, image.sha256);
+  assert.equal(job.bytes_written, image.mapped);
+  assert.equal(job.bytes_verified, image.mapped);
+  assert.equal(job.discarded, true);
+  assert.ok(image.mapped < image.size / 2, `mapped ${image.mapped} of ${image.size}`);
+  assert.match(client.output(), /mapped chunks only, zstd/);
+  await targetHoldsImage(emmc, image);
+});
+
+test('without zstd on the device the mapped ranges come plain, over one connection', async (t) => {
+  const server = await startTestServer(t);
+  const image = await ext4Image(t, server);
+  const { emmc, client, code, job } = await deploy(t, server, { PATH_WITHOUT_ZSTD: '1' });
+  assert.equal(code, 0, client.output());
+  assert.deepEqual(job.transfer, { mode: 'sparse', encoding: 'identity', full_match: false });
+  await targetHoldsImage(emmc, image);
+});
+
+test('full match: the whole target is checked against the image with one hash', async (t) => {
+  const server = await startTestServer(t);
+  const image = await ext4Image(t, server);
+  const { emmc, client, code, job } = await deploy(t, server, {}, { full_match: true });
+  assert.equal(code, 0, client.output());
+  assert.equal(job.state, 'ok', job.error);
+  assert.equal(job.transfer.full_match, true);
+  assert.match(client.output(), /unmapped ranges are zeros already/);
+  await targetHoldsImage(emmc, image);
+});
+
+test('a chunk stream cut in the middle resumes at the first chunk that does not verify, not at byte 0', async (t) => {
+  const server = await startTestServer(t);
+  const image = await ext4Image(t, server);
+  const cache = server.server.services.blockMaps.get(server.server.services.images.requireImage('os').block_map_id!)!;
+  const proxy = await startCuttingProxy(t, new URL(server.url), /\/chunks\?/, Math.floor(cache.cache_bytes! / 2));
+  const emmc = join(tempDir(t), 'emmc.img');
+  await makeFakeEmmc(emmc, EMMC_BYTES);
+  const client = runClient(t, { server: proxy.url, target: emmc, mac: MAC });
+  await waitFor('the client', async () => (await server.admin('GET', '/api/devices')).body.devices.length === 1);
+  const ordered = await server.admin('POST', `/api/devices/${MAC}/deploy`, {});
+  assert.equal(await client.exited, 0, client.output());
+  assert.equal((await server.admin('GET', `/api/jobs/${ordered.body.id}`)).body.state, 'ok');
+  assert.match(client.output(), /chunk stream cut at range (\d+) of \d+ .*resuming from it/);
+  const resumedAt = Number(/chunk stream cut at range (\d+)/.exec(client.output())![1]);
+  assert.ok(resumedAt > 0, 'not from the first chunk');
+  const frames = server.server.services.blockMaps.chunks(cache.id);
+  assert.deepEqual(proxy.ranges, [`bytes=0-`, `bytes=${frames[resumedAt]!.zoffset}-`], 'the second request starts at that chunk');
+  await targetHoldsImage(emmc, image);
+});
+
+test('a chunk that arrives whole but reads back wrong fails the job, naming the range', async (t) => {
+  const server = await startTestServer(t);
+  await ext4Image(t, server);
+  const stored = server.server.services.images.requireImage('os');
+  const chunk = server.server.services.blockMaps.chunks(stored.block_map_id!)[1]!;
+  // The stored image bytes change under the server (a failing disk): the plain ranges carry them.
+  const path = server.server.services.images.pathOf(stored);
+  const bytes = readFileSync(path);
+  bytes[chunk.offset + 10] = bytes[chunk.offset + 10]! ^ 0xff;
+  writeFileSync(path, bytes);
+  const { client, code, job } = await deploy(t, server, { PATH_WITHOUT_ZSTD: '1' });
+  assert.equal(code, 1, client.output());
+  assert.equal(job.state, 'failed');
+  assert.match(job.error, new RegExp(`^range 1 \\(offset ${chunk.offset}, length ${chunk.length}\\) reads back as sha256 [0-9a-f]{64}, not ${chunk.sha256}$`));
+});
+
+test('a client that does not say it can write chunks still gets the whole image (the original protocol)', async (t) => {
+  const server = await startTestServer(t);
+  const image = await ext4Image(t, server);
+  const { emmc, client, code, job } = await deploy(t, server, { DEPLOY_MODE: 'full' });
+  assert.equal(code, 0, client.output());
+  assert.equal(job.transfer.mode, 'full');
+  assert.equal(job.bytes_done, image.size);
+  await targetHoldsImage(emmc, image);
+});
+
+/** A loopback TCP proxy that cuts the first request whose request line matches, after `cutAfter` response bytes. */
+async function startCuttingProxy(t: TestContext, target: URL, path: RegExp, cutAfter: number) {
+  const ranges: string[] = [];
+  let cut = false;
+  const proxy = createServer((inbound) => {
+    const outbound = connect(Number(target.port), target.hostname);
+    let watched = false;
+    let sent = 0;
+    inbound.on('data', (chunk) => {
+      const head = chunk.toString('latin1');
+      const line = head.split('\r\n', 1)[0]!;
+      if (path.test(line)) {
+        watched = true;
+        ranges.push(/\r\nrange: ([^\r]+)/i.exec(head)?.[1] ?? 'none');
+      }
+      outbound.write(chunk);
+    });
+    outbound.on('data', (chunk) => {
+      if (watched && !cut) {
+        sent += chunk.length;
+        if (sent > cutAfter) {
+          cut = true;
+          inbound.destroy();
+          outbound.destroy();
+          return;
+        }
+      }
+      inbound.write(chunk);
+    });
+    const close = () => {
+      inbound.destroy();
+      outbound.destroy();
+    };
+    inbound.on('error', close).on('close', close);
+    outbound.on('error', close).on('close', close);
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise<void>((resolve) => proxy.close(() => resolve())));
+  return { url: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`, ranges };
+}
