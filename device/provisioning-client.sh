@@ -566,19 +566,31 @@ run_sparse_deploy() {
 
 # One attempt: dd → tee → (sha256sum, curl upload). Returns 0, 1 (worth retrying) or 2 (refused).
 upload_once() {
-	local dd_rc=0 curl_rc=0 tee_pid curl_pid
-	rm -f "$WORK/read.fifo" "$WORK/hash.fifo" "$WORK/upload.fifo"
+	local dd_rc=0 curl_rc=0 tee_pid curl_pid into=upload.fifo
+	rm -f "$WORK/read.fifo" "$WORK/hash.fifo" "$WORK/upload.fifo" "$WORK/plain.fifo"
 	mkfifo "$WORK/read.fifo" "$WORK/hash.fifo" "$WORK/upload.fifo"
 	sha256sum < "$WORK/hash.fifo" > "$WORK/backup.sha" &
 	track $!
-	# The length is known, so send Content-Length instead of chunks; the checksum follows in the result.
-	# shellcheck disable=SC2086 # option list split into words on purpose
-	curl -sS -T - -H "Content-Length: $TARGET_BYTES" -H 'Transfer-Encoding:' -H 'Expect:' \
-		-H 'X-Checksum-Follows: sha256' $TRANSFER_OPTIONS \
-		-o "$WORK/body" -w '%{http_code}' "$A_UPLOAD_URL" < "$WORK/upload.fifo" > "$WORK/upload.status" 2>"$WORK/curl.err" &
+	if [ "$A_ENCODING" = zstd ]; then
+		# Compressed on the device: empty ranges shrink to almost nothing on the wire. The size is
+		# not known in advance, so the body goes chunked; the raw size is the job's.
+		mkfifo "$WORK/plain.fifo"
+		into=plain.fifo
+		zstd -q -c -3 -T0 < "$WORK/plain.fifo" > "$WORK/upload.fifo" 2>"$WORK/zstd.err" &
+		track $!
+		# shellcheck disable=SC2086 # option list split into words on purpose
+		curl -sS -T - -H 'Content-Encoding: zstd' -H 'Expect:' -H 'X-Checksum-Follows: sha256' $TRANSFER_OPTIONS \
+			-o "$WORK/body" -w '%{http_code}' "$A_UPLOAD_URL" < "$WORK/upload.fifo" > "$WORK/upload.status" 2>"$WORK/curl.err" &
+	else
+		# The length is known, so send Content-Length instead of chunks; the checksum follows in the result.
+		# shellcheck disable=SC2086 # option list split into words on purpose
+		curl -sS -T - -H "Content-Length: $TARGET_BYTES" -H 'Transfer-Encoding:' -H 'Expect:' \
+			-H 'X-Checksum-Follows: sha256' $TRANSFER_OPTIONS \
+			-o "$WORK/body" -w '%{http_code}' "$A_UPLOAD_URL" < "$WORK/upload.fifo" > "$WORK/upload.status" 2>"$WORK/curl.err" &
+	fi
 	track $!
 	curl_pid=$LAST_PID
-	tee "$WORK/hash.fifo" < "$WORK/read.fifo" > "$WORK/upload.fifo" &
+	tee "$WORK/hash.fifo" < "$WORK/read.fifo" > "$WORK/$into" &
 	track $!
 	tee_pid=$LAST_PID
 	dd if="$TARGET_DEVICE" of="$WORK/read.fifo" bs=$DD_BLOCK 2>"$WORK/dd.err" &
@@ -596,7 +608,7 @@ upload_once() {
 
 run_backup() {
 	local rc=0 sha received
-	log "job $A_JOB: backup of $TARGET_DEVICE ($TARGET_BYTES bytes)"
+	log "job $A_JOB: backup of $TARGET_DEVICE ($TARGET_BYTES bytes${A_ENCODING:+, $A_ENCODING on the wire})"
 	[ -n "$A_UPLOAD_URL" ] || fail_job "the server's backup order has no upload_url"
 	with_retries "$TRANSFER_RETRIES" "backup upload" upload_once || rc=$?
 	[ "$rc" -eq 0 ] || fail_job "backup upload failed: $HTTP_ERROR"

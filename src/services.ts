@@ -90,6 +90,8 @@ export function createServices(options: ServiceOptions) {
   const backups = createBackupService({
     db,
     images,
+    blockMaps,
+    caches,
     store: createBackupStore(db),
     jobs,
     transfers: transfersInFlight,

@@ -11,14 +11,21 @@ import type { TransferRegistry } from '../jobs/transfers.js';
 import type { Clock } from '../shared/clock.js';
 import { badRequest, conflict, insufficientStorage, notFound } from '../shared/errors.js';
 import type { EventBus } from '../shared/events.js';
-import { ensureDir, freeBytes, removeIfPresent } from '../shared/files.js';
-import { formatBytes } from '../shared/format.js';
-import { StreamWriteError, writeHashed } from '../shared/hashed-write.js';
+import { ensureDir, removeIfPresent } from '../shared/files.js';
+import { StreamWriteError } from '../shared/stream-errors.js';
+import { pipeline } from 'node:stream/promises';
+import { DecompressStream } from 'zstd-napi';
+import type { CacheBuilder } from '../blockmap/cache-builder.js';
+import { writeBlockImage, type BlockImage } from '../blockmap/image-writer.js';
+import type { BlockMapStore } from '../blockmap/store.js';
+import { almostFull } from '../shared/free-space.js';
 import { normalizeMac } from '../shared/mac.js';
 import type { BackupRow, BackupStore } from './store.js';
 
 export interface BackupServiceDeps {
   db: Db;
+  blockMaps: BlockMapStore;
+  caches: CacheBuilder;
   /** Where a backup goes when the operator turns it into an image. */
   images: Pick<ImageLibrary, 'adoptVerifiedFile' | 'view'>;
   store: BackupStore;
@@ -33,6 +40,8 @@ export interface BackupServiceDeps {
 export interface UploadOptions {
   /** Content-Length of the request, when the device sent one (chunked uploads have none). */
   declaredBytes?: number;
+  /** The body is zstd-compressed (Content-Encoding: zstd); its raw size is the device's storage. */
+  zstd?: boolean;
   /** The device already knows the body's sha256 and sent it with the upload. */
   declaredSha256?: string;
   /** The device will send the sha256 of what it read in its result report. */
@@ -50,13 +59,20 @@ export interface BackupView {
 
 const SHA256 = /^[0-9a-f]{64}$/;
 
+/** A zstd-compressed body as its raw bytes; a cut or damaged stream surfaces as a cut upload. */
+function zstdDecoded(body: Readable, signal: AbortSignal): Readable {
+  const raw = new DecompressStream();
+  pipeline(body, raw, { signal }).catch(() => undefined); // errors reach the reader through `raw`
+  return raw;
+}
+
 /**
  * Backup intake. A body streams to a temp file while it is hashed; only a complete body whose
  * length (and sha256, when the device sends one) checks out is renamed into backups/ and
  * recorded. Anything else leaves neither a row nor a file, and the job says why.
  */
 export function createBackupService(deps: BackupServiceDeps) {
-  const { db, store, jobs, images, transfers, dataDir, clock, bus, log } = deps;
+  const { db, store, blockMaps, caches, jobs, images, transfers, dataDir, clock, bus, log } = deps;
   const tempDir = ensureDir(join(dataDir, 'tmp'));
   const receivedPath = (jobId: number) => join(tempDir, `backup-job${jobId}.received`);
 
@@ -72,7 +88,8 @@ export function createBackupService(deps: BackupServiceDeps) {
   }
 
   /** Publishes a verified body: atomic rename, then the backup row and the job's end together. */
-  async function publish(job: JobRow, temp: string, bytes: number, sha256: string): Promise<BackupRow> {
+  async function publish(job: JobRow, temp: string, image: Pick<BlockImage, 'size' | 'sha256'>, mapId: number): Promise<BackupRow> {
+    const { size: bytes, sha256 } = image;
     const stamp = new Date(clock.now()).toISOString().replace(/[-:]/g, '').replace(/\..*/, '');
     const file = join('backups', job.device_mac.replaceAll(':', ''), `${stamp}-job${job.id}.img`);
     ensureDir(join(dataDir, 'backups', job.device_mac.replaceAll(':', '')));
@@ -80,7 +97,7 @@ export function createBackupService(deps: BackupServiceDeps) {
     let backup: BackupRow;
     try {
       backup = db.transaction(() => {
-        const added = store.add({ mac: job.device_mac, jobId: job.id, file, size: bytes, sha256 }, clock.now());
+        const added = store.add({ mac: job.device_mac, jobId: job.id, file, size: bytes, sha256, blockMapId: mapId }, clock.now());
         const ended = jobs.finish(job.id, { state: 'ok', sha256, bytesDone: bytes, backupId: added.id });
         if (!ended) throw conflict(`job ${job.id} ended before its backup could be stored`);
         return added;
@@ -90,6 +107,8 @@ export function createBackupService(deps: BackupServiceDeps) {
       throw error;
     }
     log.info({ backup: backup.id, job: job.id, mac: job.device_mac, size: bytes, sha256 }, 'backup stored');
+    // Compressed in the background, so it can be deployed back as fast as any image.
+    caches.enqueue({ mapId, rawPath: join(dataDir, file) });
     bus.emit('backup.changed', { backupId: backup.id });
     return backup;
   }
@@ -99,26 +118,24 @@ export function createBackupService(deps: BackupServiceDeps) {
   }
 
   async function receive(job: JobRow, body: Readable, options: UploadOptions, signal: AbortSignal): Promise<{ bytes: number; sha256: string; stored: BackupRow | null }> {
-    const expected = options.declaredBytes;
-    if (expected !== undefined && job.bytes_total !== null && expected !== job.bytes_total) {
-      throw badRequest(`the upload is ${expected} bytes but the device's storage is ${job.bytes_total}: a backup must be the whole device`);
+    const declared = options.zstd ? undefined : options.declaredBytes;
+    if (declared !== undefined && job.bytes_total !== null && declared !== job.bytes_total) {
+      throw badRequest(`the upload is ${declared} bytes but the device's storage is ${job.bytes_total}: a backup must be the whole device`);
     }
-    const needed = expected ?? job.bytes_total ?? undefined;
-    if (needed !== undefined) {
-      const free = await freeBytes(tempDir);
-      if (free < needed) {
-        const message = `the server has ${formatBytes(free)} free, the backup needs ${formatBytes(needed)}`;
-        fail(job, message);
-        throw insufficientStorage(message);
-      }
+    const full = await almostFull(tempDir);
+    if (full) {
+      fail(job, full);
+      throw insufficientStorage(full);
     }
 
     const temp = join(tempDir, `backup-job${job.id}-${randomUUID()}.part`);
     jobs.note(job.id, null, 'uploading');
-    let result;
+    let result: BlockImage;
     try {
-      // While bytes flow the transfer registry keeps the job alive; no per-chunk database write.
-      result = await writeHashed(body, temp, { expectedBytes: needed, signal });
+      // Decoded on the fly when the device compressed it; stored sparse, mapped and hashed in one
+      // pass. While bytes flow the transfer registry keeps the job alive: no per-chunk database write.
+      const raw = options.zstd ? zstdDecoded(body, signal) : body;
+      result = await writeBlockImage(raw, temp, { expectedBytes: declared ?? job.bytes_total ?? undefined });
     } catch (error) {
       jobs.touch(job.id);
       if (!(error instanceof StreamWriteError)) throw error;
@@ -134,24 +151,25 @@ export function createBackupService(deps: BackupServiceDeps) {
     }
 
     jobs.touch(job.id);
-    const declared = options.declaredSha256?.toLowerCase();
-    if (declared !== undefined) {
-      if (declared !== result.sha256) {
+    const summary = { bytes: result.size, sha256: result.sha256 };
+    const declaredSha = options.declaredSha256?.toLowerCase();
+    if (declaredSha !== undefined) {
+      if (declaredSha !== result.sha256) {
         await removeIfPresent(temp);
-        const message = `the upload's sha256 ${result.sha256} does not match the ${declared} the device declared`;
+        const message = `the upload's sha256 ${result.sha256} does not match the ${declaredSha} the device declared`;
         fail(job, message);
         throw badRequest(message);
       }
-      return { ...result, stored: await publish(job, temp, result.bytes, result.sha256) };
+      return { ...summary, stored: await publish(job, temp, result, blockMaps.add(result, clock.now())) };
     }
     if (options.checksumFollows) {
       await rename(temp, receivedPath(job.id));
-      jobs.recordUpload(job.id, result.bytes, result.sha256);
+      jobs.recordUpload(job.id, result.size, result.sha256, blockMaps.add(result, clock.now()));
       jobs.note(job.id, null, 'awaiting-checksum');
-      return { ...result, stored: null };
+      return { ...summary, stored: null };
     }
     // A client that never reports a checksum (the original `dd | curl` flow): a complete body is the backup.
-    return { ...result, stored: await publish(job, temp, result.bytes, result.sha256) };
+    return { ...summary, stored: await publish(job, temp, result, blockMaps.add(result, clock.now())) };
   }
 
   return {
@@ -199,7 +217,7 @@ export function createBackupService(deps: BackupServiceDeps) {
         fail(job, message);
         return jobs.get(job.id);
       }
-      await publish(job, received, job.upload_bytes, job.upload_sha256);
+      await publish(job, received, { size: job.upload_bytes, sha256: job.upload_sha256 }, job.upload_map_id!);
       return jobs.get(job.id);
     },
 

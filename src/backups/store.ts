@@ -13,9 +13,9 @@ export interface BackupRow {
 }
 
 export function createBackupStore(db: Db) {
-  const insert = db.prepare<{ mac: string; jobId: number; file: string; size: number; sha256: string; now: number }>(`
-    INSERT INTO backups (device_mac, job_id, file, size, sha256, created_at)
-    VALUES (@mac, @jobId, @file, @size, @sha256, @now)`);
+  const insert = db.prepare<{ mac: string; jobId: number; file: string; size: number; sha256: string; blockMapId: number; now: number }>(`
+    INSERT INTO backups (device_mac, job_id, file, size, sha256, block_map_id, created_at)
+    VALUES (@mac, @jobId, @file, @size, @sha256, @blockMapId, @now)`);
   const byId = db.prepare<[number], BackupRow>('SELECT * FROM backups WHERE id = ? AND deleted_at IS NULL');
   const all = db.prepare<[], BackupRow>('SELECT * FROM backups WHERE deleted_at IS NULL ORDER BY id DESC');
   const forDevice = db.prepare<[string], BackupRow>(
@@ -29,7 +29,7 @@ export function createBackupStore(db: Db) {
 
   return {
     allFiles: () => liveFiles.all().map((row) => row.file),
-    add(values: { mac: string; jobId: number; file: string; size: number; sha256: string }, now: number): BackupRow {
+    add(values: { mac: string; jobId: number; file: string; size: number; sha256: string; blockMapId: number }, now: number): BackupRow {
       const { lastInsertRowid } = insert.run({ ...values, now });
       return byId.get(Number(lastInsertRowid))!;
     },

@@ -3,7 +3,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { DecompressStream } from 'zstd-napi';
-import { StreamWriteError } from '../shared/hashed-write.js';
+import { holdErrorsForReader, StreamWriteError } from '../shared/stream-errors.js';
 
 export type ImageEncoding = 'raw' | 'gzip' | 'xz' | 'zstd';
 
@@ -52,9 +52,7 @@ async function sniff(source: Readable): Promise<ImageEncoding> {
  * `done` settles when decoding has finished or failed (a truncated .gz is an error, not a short image).
  */
 export async function decodeImage(source: Readable): Promise<{ encoding: ImageEncoding; raw: Readable; done: Promise<void> }> {
-  // Whoever reads the stream next still sees its error (a destroyed stream throws when read);
-  // this only keeps an error that comes before they start from crashing the process.
-  source.on('error', () => undefined);
+  holdErrorsForReader(source);
   const encoding = await sniff(source);
   if (encoding === 'raw') return { encoding, raw: source, done: Promise.resolve() };
   if (encoding === 'gzip' || encoding === 'zstd') {

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { removeIfPresent } from '../shared/files.js';
-import { StreamWriteError } from '../shared/hashed-write.js';
+import { asWriteError, holdErrorsForReader, StreamWriteError } from '../shared/stream-errors.js';
 import { BmapError, type Bmap } from './bmap.js';
 import { createChunker, type Chunk } from './chunker.js';
 
@@ -36,6 +36,7 @@ export interface BlockImageOptions {
  */
 export async function writeBlockImage(source: Readable | AsyncIterable<Buffer>, path: string | null, options: BlockImageOptions = {}): Promise<BlockImage> {
   const { bmap, expectedBytes, onProgress } = options;
+  holdErrorsForReader(source);
   const whole = createHash('sha256');
   const chunker = createChunker(bmap?.ranges);
   const rangeCheck = bmap && createRangeChecker(bmap);
@@ -86,7 +87,7 @@ export async function writeBlockImage(source: Readable | AsyncIterable<Buffer>, 
   } catch (error) {
     await file?.close().catch(() => undefined);
     if (path !== null) await removeIfPresent(path);
-    throw asWriteError(error, size + staged, expectedBytes);
+    throw error instanceof BmapError ? error : asWriteError(error, size + staged, expectedBytes);
   }
   const mapped = chunker.finish(size);
   return {
@@ -136,15 +137,4 @@ function createRangeChecker(bmap: Bmap) {
       if (index < bmap.ranges.length) throw new BmapError('the image ended before the last range of its bmap');
     },
   };
-}
-
-function asWriteError(error: unknown, bytes: number, expectedBytes: number | undefined): Error {
-  if (error instanceof StreamWriteError || error instanceof BmapError) return error;
-  const code = (error as NodeJS.ErrnoException).code;
-  const of = expectedBytes === undefined ? '' : ` of ${expectedBytes}`;
-  if (code === 'ENOSPC' || code === 'EDQUOT') return new StreamWriteError('disk_full', bytes, `the server's disk is full (after ${bytes}${of} bytes)`);
-  if (code === 'ECONNRESET' || code === 'ERR_STREAM_PREMATURE_CLOSE' || code === 'ABORT_ERR' || (error as Error).message === 'aborted') {
-    return new StreamWriteError('cut', bytes, `the connection was cut after ${bytes}${of} bytes`);
-  }
-  return new StreamWriteError('io', bytes, `writing failed after ${bytes}${of} bytes: ${(error as Error).message}`);
 }

@@ -7,9 +7,9 @@ import type { Logger } from 'pino';
 import type { Clock } from '../shared/clock.js';
 import { badRequest, conflict, insufficientStorage, notFound } from '../shared/errors.js';
 import type { EventBus } from '../shared/events.js';
-import { freeBytes, removeIfPresent, STREAM_CHUNK_BYTES } from '../shared/files.js';
-import { formatBytes } from '../shared/format.js';
-import { StreamWriteError } from '../shared/hashed-write.js';
+import { removeIfPresent, STREAM_CHUNK_BYTES } from '../shared/files.js';
+import { almostFull } from '../shared/free-space.js';
+import { StreamWriteError } from '../shared/stream-errors.js';
 import { BmapError, parseBmap, type Bmap } from '../blockmap/bmap.js';
 import type { CacheBuilder } from '../blockmap/cache-builder.js';
 import { consumeDecoded, DecodeError, decodeImage } from '../blockmap/decode.js';
@@ -134,12 +134,9 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
     return image;
   }
 
-  async function ensureRoom(bytes: number | undefined) {
-    if (bytes === undefined) return;
-    const free = await freeBytes(dataDir);
-    if (free < bytes) {
-      throw insufficientStorage(`not enough space in ${dataDir}: the image needs ${formatBytes(bytes)}, ${formatBytes(free)} is free`);
-    }
+  async function ensureRoom() {
+    const full = await almostFull(dataDir);
+    if (full) throw insufficientStorage(`the image was not added: ${full}`);
   }
 
   /**
@@ -152,7 +149,7 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
     const { name } = options;
     checkNewName(name, options.source ?? 'upload');
     const replacing = options.source === 'golden' ? store.byName(GOLDEN_NAME) : undefined;
-    await ensureRoom(options.expectedBytes);
+    await ensureRoom();
 
     const file = join('images', `${randomUUID()}.img`);
     const temp = join(dataDir, 'tmp', `image-${randomUUID()}.part`);

@@ -47,5 +47,6 @@ export function pollAnswer(outcome: PollOutcome, baseUrl: string): PollAnswer {
         : { mode: 'full' }),
     };
   }
-  return { action: 'backup', ...common, upload_url: urls.upload, size: outcome.job.bytes_total };
+  // encoding zstd: the device may send the body compressed (Content-Encoding: zstd).
+  return { action: 'backup', ...common, upload_url: urls.upload, size: outcome.job.bytes_total, encoding: outcome.job.encoding };
 }

@@ -283,7 +283,8 @@ export function createJobService(deps: JobServiceDeps) {
       if (job) changed(job);
     },
 
-    recordUpload: (jobId: number, bytes: number | null, sha256: string | null) => store.saveUpload(jobId, bytes, sha256),
+    recordUpload: (jobId: number, bytes: number | null, sha256: string | null, mapId: number | null = null) =>
+      store.saveUpload(jobId, bytes, sha256, mapId),
 
     /** The device's verdict on a deploy: ok only if what it read back hashes to the image. */
     finishDeploy(job: JobRow, report: DeployReport): JobRow {

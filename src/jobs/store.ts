@@ -19,6 +19,7 @@ export interface JobRow {
   error: string | null;
   upload_bytes: number | null;
   upload_sha256: string | null;
+  upload_map_id: number | null;
   created_at: number;
   started_at: number | null;
   ended_at: number | null;
@@ -82,8 +83,8 @@ export function createJobStore(db: Db) {
   const note = db.prepare<{ id: number; error: string | null; phase: string | null }>(
     `UPDATE jobs SET error = @error, phase = coalesce(@phase, phase) WHERE id = @id AND state IN ('queued', 'running')`,
   );
-  const upload = db.prepare<{ id: number; bytes: number | null; sha256: string | null }>(
-    `UPDATE jobs SET upload_bytes = @bytes, upload_sha256 = @sha256 WHERE id = @id AND state = 'running'`,
+  const upload = db.prepare<{ id: number; bytes: number | null; sha256: string | null; mapId: number | null }>(
+    `UPDATE jobs SET upload_bytes = @bytes, upload_sha256 = @sha256, upload_map_id = @mapId WHERE id = @id AND state = 'running'`,
   );
   const finish = db.prepare<{
     id: number; state: JobState; error: string | null; sha256: string | null; bytesDone: number | null; backupId: number | null; now: number;
@@ -123,7 +124,8 @@ export function createJobStore(db: Db) {
       }),
     /** A problem worth showing while the job goes on (e.g. an upload attempt that was cut). */
     saveNote: (id: number, error: string | null, phase: string | null = null) => note.run({ id, error, phase }),
-    saveUpload: (id: number, bytes: number | null, sha256: string | null) => upload.run({ id, bytes, sha256 }),
+    saveUpload: (id: number, bytes: number | null, sha256: string | null, mapId: number | null = null) =>
+      upload.run({ id, bytes, sha256, mapId }),
     /** Moves an active job to its final state; false if it had already ended. */
     finish(
       id: number,

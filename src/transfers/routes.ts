@@ -60,6 +60,7 @@ export const transferRoutes: FastifyPluginAsyncTypebox<TransferRoutesOptions> = 
         const sha = request.headers['x-content-sha256'];
         const result = await transfers.upload(access(request.params, request.query), request.raw, {
           declaredBytes: numberHeader(request.headers['content-length']),
+          zstd: request.headers['content-encoding'] === 'zstd',
           declaredSha256: typeof sha === 'string' ? sha : undefined,
           checksumFollows: request.headers['x-checksum-follows'] === 'sha256',
         });

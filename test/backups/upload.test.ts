@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { connect } from 'node:net';
@@ -162,35 +162,39 @@ function announceUpload(uploadUrl: string, contentLength: number): Promise<{ sta
   });
 }
 
-test('a full disk fails the job with 507 and leaves no file', async (t) => {
-  const small = mountSmallTmpfs(t, 8);
+test('a disk that fills mid-upload fails the job with 507 and leaves no file; an almost full one refuses up front', async (t) => {
+  const small = mountSmallTmpfs(t, 96);
   if (!small) return;
   const server = await startTestServer(t, { dataDir: join(small, 'data') });
 
-  const order = await runningBackup(server, 64 * 1024 * 1024);
-  const early = await announceUpload(order.upload_url, 64 * 1024 * 1024);
-  assert.equal(early.status, 507, 'refused up front when the announced size cannot fit');
-  assert.match(early.body.message, /the backup needs 64\.0 MiB/);
-  assert.equal((await server.admin('GET', `/api/jobs/${order.job}`)).body.state, 'failed');
-
   // No size known in advance (chunked, no storage size): the disk fills mid-stream.
-  await registerDevice(server, 'dc:a6:32:00:00:02', { storage_bytes: undefined });
-  const second = await server.admin('POST', '/api/devices/dc:a6:32:00:00:02/backup');
-  const secondOrder = await poll(server, 'dc:a6:32:00:00:02');
+  await registerDevice(server, MAC, { storage_bytes: undefined });
+  const ordered = await server.admin('POST', `/api/devices/${MAC}/backup`);
+  const order = await poll(server);
   const chunk = randomBytes(1024 * 1024);
   const body = new ReadableStream({
     pull(controller) {
       controller.enqueue(chunk);
     },
   });
-  const reply = await fetch(secondOrder.upload_url, { method: 'PUT', body, duplex: 'half' } as RequestInit);
+  const reply = await fetch(order.upload_url, { method: 'PUT', body, duplex: 'half' } as RequestInit);
   assert.equal(reply.status, 507);
   assert.match(((await reply.json()) as any).message, /disk is full/);
-  const job = (await server.admin('GET', `/api/jobs/${second.body.id}`)).body;
+  const job = (await server.admin('GET', `/api/jobs/${ordered.body.id}`)).body;
   assert.equal(job.state, 'failed');
   assert.match(job.error, /disk is full/);
   assert.equal((await server.admin('GET', '/api/backups')).body.backups.length, 0);
   assertNoBackupBytes(server);
+
+  // Less than 64 MiB left: refused before any byte is taken.
+  writeFileSync(join(small, 'filler'), randomBytes(40 * 1024 * 1024));
+  await registerDevice(server, 'dc:a6:32:00:00:02', { storage_bytes: 1024 * 1024 * 1024 });
+  const second = await server.admin('POST', '/api/devices/dc:a6:32:00:00:02/backup');
+  const secondOrder = await poll(server, 'dc:a6:32:00:00:02');
+  const early = await announceUpload(secondOrder.upload_url, 1024 * 1024 * 1024);
+  assert.equal(early.status, 507, 'refused up front');
+  assert.match(early.body.message, /disk is almost full/);
+  assert.equal((await server.admin('GET', `/api/jobs/${second.body.id}`)).body.state, 'failed');
 });
 
 test('deleting a backup removes its file; its download is then 404', async (t) => {

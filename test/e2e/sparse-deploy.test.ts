@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, connect, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
@@ -166,3 +166,42 @@ async function startCuttingProxy(t: TestContext, target: URL, path: RegExp, cutA
   t.after(() => new Promise<void>((resolve) => proxy.close(() => resolve())));
   return { url: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`, ranges };
 }
+
+test('a backup travels zstd-compressed, is stored sparse with a block map, and deploys back as fast as any image', async (t) => {
+  const server = await startTestServer(t);
+  const dir = tempDir(t);
+  const { image } = makeExt4Image(dir, 64);
+  const source = join(dir, 'emmc-a.img');
+  await makeFakeEmmc(source, EMMC_BYTES);
+  writeFileSync(source, readFileSync(image), { flag: 'r+' });
+  const sourceSha = await sha256OfFile(source);
+
+  const first = runClient(t, { server: server.url, target: source, mac: MAC });
+  await waitFor('device A', async () => (await server.admin('GET', '/api/devices')).body.devices.length === 1);
+  const backup = await server.admin('POST', `/api/devices/${MAC}/backup`);
+  assert.equal(await first.exited, 0, first.output());
+  const job = (await server.admin('GET', `/api/jobs/${backup.body.id}`)).body;
+  assert.equal(job.state, 'ok', job.error);
+  assert.equal(job.transfer.encoding, 'zstd', 'compressed on the device');
+  assert.match(first.output(), /backup of .* \(\d+ bytes, zstd on the wire\)/);
+  const stored = server.server.services.backups.get(job.backup_id);
+  assert.equal(stored.sha256, sourceSha);
+  const onDisk = statSync(server.server.services.backups.pathOf(stored));
+  assert.ok(onDisk.blocks * 512 < EMMC_BYTES / 4, 'stored sparse: the empty eMMC takes little disk');
+
+  const promoted = await server.admin('POST', `/api/backups/${job.backup_id}/promote`, { name: 'line-master' });
+  assert.equal(promoted.status, 201);
+  assert.equal(promoted.body.block_map.source, 'zeros');
+  await server.server.services.caches.idle();
+  const target = join(dir, 'emmc-b.img');
+  await makeFakeEmmc(target, EMMC_BYTES);
+  const second = runClient(t, { server: server.url, target, mac: 'dc:a6:32:00:00:02' });
+  await waitFor('device B', async () => (await server.admin('GET', '/api/devices')).body.devices.length === 2);
+  const deployed = await server.admin('POST', '/api/devices/dc:a6:32:00:00:02/deploy', { image: 'line-master' });
+  assert.equal(await second.exited, 0, second.output());
+  const deployJob = (await server.admin('GET', `/api/jobs/${deployed.body.id}`)).body;
+  assert.equal(deployJob.state, 'ok', deployJob.error);
+  assert.deepEqual(deployJob.transfer, { mode: 'sparse', encoding: 'zstd', full_match: false });
+  assert.ok(deployJob.bytes_written < EMMC_BYTES / 4, 'only the mapped part of the backup travelled');
+  assert.equal(await sha256OfFile(target), sourceSha, 'device B now holds what device A had');
+});
