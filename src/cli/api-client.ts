@@ -51,6 +51,16 @@ export function createApiClient(connection: Connection) {
     get: <T>(path: string) => call<T>('GET', path),
     post: <T>(path: string, body?: unknown) => call<T>('POST', path, body ?? {}),
     delete: <T>(path: string) => call<T>('DELETE', path),
+    /** A small text body (e.g. a bmap's XML). */
+    async postText<T>(path: string, text: string): Promise<T> {
+      let response: Response;
+      try {
+        response = await fetch(`${connection.server}${path}`, { method: 'POST', headers: { ...headers, 'content-type': 'application/xml' }, body: text });
+      } catch (error) {
+        throw unreachable(error);
+      }
+      return parseReply<T>(response.status, await response.text());
+    },
 
     /** Streams a local file as a request body (never read whole into memory). */
     async upload<T>(path: string, file: string, size: number, onProgress?: UploadProgress): Promise<T> {

@@ -1,4 +1,4 @@
-import { statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { Command } from 'commander';
 import type { ImageView } from '../images/library.js';
@@ -7,9 +7,17 @@ import { CliError, EXIT } from './errors.js';
 import { printJson, printTable, shortHash, size, when } from './output.js';
 import { createStatusLine, progressLine } from './progress.js';
 
-/** `raspios-lite.img` → `raspios-lite`: the default library name of a file. */
+const COMPRESSED = /\.(gz|xz|zst)$/i;
+
+/** `raspios-lite.img.xz` → `raspios-lite`: the default library name of a file. */
 export function imageNameFor(file: string): string {
-  return basename(file).replace(/\.img$/i, '').replace(/[^A-Za-z0-9._+-]/g, '-').replace(/^[^A-Za-z0-9]+/, '') || 'image';
+  return basename(file).replace(COMPRESSED, '').replace(/\.img$/i, '').replace(/[^A-Za-z0-9._+-]/g, '-').replace(/^[^A-Za-z0-9]+/, '') || 'image';
+}
+
+/** bmaptool's map beside the image (`x.img.bmap` for `x.img` or `x.img.xz`), when there is one. */
+export function bmapBeside(file: string): string | undefined {
+  const candidate = `${file.replace(COMPRESSED, '')}.bmap`;
+  return existsSync(candidate) ? candidate : undefined;
 }
 
 export function registerImageCommands(program: Command, context: CommandContext) {
@@ -17,11 +25,13 @@ export function registerImageCommands(program: Command, context: CommandContext)
 
   context
     .command(image, 'add', 'add an image file to the library (streamed to the server)')
-    .argument('<file>', 'a raw disk image (.img)')
-    .option('--name <name>', 'library name (default: the file name without .img)')
+    .argument('<file>', 'a disk image: .img, .img.gz, .img.xz or .img.zst')
+    .option('--name <name>', 'library name (default: the file name without .img and compression)')
+    .option('--bmap <file>', "bmaptool's block map for it (default: FILE.bmap beside the image, if any)")
+    .option('--no-bmap', 'ignore a .bmap beside the image: find the empty blocks instead')
     .option('--default', 'make it the image Deploy uses by default')
     .option('--json', 'print JSON')
-    .action(async (file: string, options: { name?: string; default?: boolean; json?: boolean }) => {
+    .action(async (file: string, options: { name?: string; bmap?: string | boolean; default?: boolean; json?: boolean }) => {
       let bytes: number;
       try {
         const stats = statSync(file);
@@ -33,9 +43,22 @@ export function registerImageCommands(program: Command, context: CommandContext)
       const name = options.name ?? imageNameFor(file);
       const query = new URLSearchParams({ name, origin: basename(file) });
       if (options.default) query.set('default', 'true');
+      const api = context.api(options);
+      const bmapFile = typeof options.bmap === 'string' ? options.bmap : options.bmap === false ? undefined : bmapBeside(file);
+      if (bmapFile) {
+        let xml: string;
+        try {
+          xml = readFileSync(bmapFile, 'utf8');
+        } catch (error) {
+          throw new CliError(`cannot read bmap file ${bmapFile}: ${(error as Error).message}`, EXIT.usage);
+        }
+        const declared = await api.postText<{ bmap: string; mapped_bytes: number }>('/api/images/bmaps', xml);
+        query.set('bmap', declared.bmap);
+        if (!options.json) process.stderr.write(`Using ${bmapFile}: ${size(declared.mapped_bytes)} mapped.\n`);
+      }
       const status = createStatusLine();
       const started = Date.now();
-      const added = await context.api(options).upload<ImageView>(`/api/images?${query}`, file, bytes, (sent) => {
+      const added = await api.upload<ImageView>(`/api/images?${query}`, file, bytes, (sent) => {
         if (!status.tty || options.json) return;
         const seconds = (Date.now() - started) / 1000;
         const speed = seconds > 0 ? `${(sent / seconds / 1e6).toFixed(1)} MB/s` : '';
@@ -43,7 +66,9 @@ export function registerImageCommands(program: Command, context: CommandContext)
       });
       status.done();
       if (options.json) return printJson(added);
-      console.log(`Added image ${added.name}: ${size(added.size)}, sha256 ${added.sha256}${added.default ? ' (default)' : ''}.`);
+      const map = added.block_map;
+      const mapped = map ? `, ${size(map.mapped_bytes)} mapped in ${map.chunks} chunks (${map.source === 'bmap' ? 'from the bmap' : 'empty blocks skipped'})` : '';
+      console.log(`Added image ${added.name}: ${size(added.size)}${mapped}, sha256 ${added.sha256}${added.default ? ' (default)' : ''}.`);
     });
 
   context
@@ -52,9 +77,17 @@ export function registerImageCommands(program: Command, context: CommandContext)
     .action(async (options: { json?: boolean }) => {
       const { images } = await context.api(options).get<{ images: ImageView[] }>('/api/images');
       if (options.json) return printJson(images);
+      const compression = (i: ImageView) => {
+        const c = i.block_map?.compression;
+        if (!c || c.state === 'none') return '';
+        return c.state === 'ready' ? size(c.bytes) : `${c.state} ${c.done}/${c.total}`;
+      };
       printTable(
-        ['NAME', 'SIZE', 'SHA256', 'SOURCE', 'ADDED', 'DEFAULT', 'IN USE'],
-        images.map((i) => [i.name, size(i.size), shortHash(i.sha256), i.source, when(i.created_at), i.default ? 'yes' : '', i.in_use ? 'yes' : '']),
+        ['NAME', 'SIZE', 'MAPPED', 'ZSTD', 'SHA256', 'SOURCE', 'ADDED', 'DEFAULT', 'IN USE'],
+        images.map((i) => [
+          i.name, size(i.size), size(i.block_map?.mapped_bytes), compression(i), shortHash(i.sha256), i.source, when(i.created_at),
+          i.default ? 'yes' : '', i.in_use ? 'yes' : '',
+        ]),
         'No images yet. Add one with: cm4prov image add FILE --default (or put golden.img in the data folder).',
       );
     });

@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { CLI, runCli, runCliOnTty } from '../helpers/cli.js';
 import { runClient } from '../helpers/device-client.js';
+import { makeExt4Image } from '../helpers/ext4.js';
 import { makeFakeEmmc, sha256OfFile, writeImageFile } from '../helpers/files.js';
 import { MAC, registerDevice } from '../helpers/fixtures.js';
 import { startTestServer, tempDir } from '../helpers/server.js';
@@ -193,3 +194,23 @@ function runCliWithInput(args: string[], env: Record<string, string>, input: str
     child.stdin.end(input);
   });
 }
+
+test('image add takes .img.zst, names it without the suffixes, and uses the .bmap beside it', async (t) => {
+  const server = await startTestServer(t);
+  const env = { CM4PROV_SERVER: server.url, CM4PROV_TOKEN: server.token };
+  const dir = tempDir(t);
+  const { image, bmap } = makeExt4Image(dir, 32, { bmap: true });
+  execFileSync('zstd', ['-q', image]);
+  const added = await runCli(['image', 'add', `${image}.zst`, '--json'], env);
+  assert.equal(added.code, 0, added.stderr);
+  const view = JSON.parse(added.stdout);
+  assert.equal(view.name, 'rootfs');
+  assert.equal(view.sha256, await sha256OfFile(image));
+  assert.equal(view.block_map.source, 'bmap', `used ${bmap}`);
+  const plain = await runCli(['image', 'add', image, '--name', 'rootfs-zeros', '--no-bmap'], env);
+  assert.equal(plain.code, 0, plain.stderr);
+  assert.match(plain.stdout, /Added image rootfs-zeros: 32\.0 MiB, [\d.]+ MiB mapped in \d+ chunks \(empty blocks skipped\), sha256 [0-9a-f]{64}\./);
+  const missing = await runCli(['image', 'add', image, '--name', 'x', '--bmap', join(dir, 'nope.bmap')], env);
+  assert.equal(missing.code, 2);
+  assert.match(missing.stderr, /cannot read bmap file/);
+});

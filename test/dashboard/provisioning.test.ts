@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
 import { launchBrowser, logIn, screenshot } from '../helpers/browser.js';
 import { runClient } from '../helpers/device-client.js';
+import { makeExt4Image } from '../helpers/ext4.js';
 import { makeFakeEmmc, sha256OfFile, writeImageFile } from '../helpers/files.js';
 import { addImage, MAC } from '../helpers/fixtures.js';
 import { startTestServer, tempDir, type TestServer } from '../helpers/server.js';
@@ -130,7 +132,7 @@ test('an image uploaded through the page streams to the server with progress and
   await page.getByRole('link', { name: 'Images' }).click();
   const file = join(tempDir(t), 'reterminal-2026.11.img');
   const sha = writeImageFile(file, 24 * 1024 * 1024);
-  await page.getByLabel('Image file (.img)').setInputFiles(file);
+  await page.getByLabel(/^Image file/).setInputFiles(file);
   assert.equal(await page.getByLabel('Name').inputValue(), 'reterminal-2026.11', 'named after the file');
   await page.getByLabel('Make it the default for Deploy').check();
   await page.getByRole('button', { name: 'Upload' }).click();
@@ -141,9 +143,22 @@ test('an image uploaded through the page streams to the server with progress and
   assert.match((await row.textContent()) ?? '', new RegExp(`default.*24\\.0 MiB.*${sha}`, 's'));
   await screenshot(page, 'images');
 
-  await page.getByLabel('Image file (.img)').setInputFiles(file);
+  await page.getByLabel(/^Image file/).setInputFiles(file);
   await page.getByRole('button', { name: 'Upload' }).click();
   await page.getByText(/Not added: an image named 'reterminal-2026.11' already exists/).waitFor();
+
+  // A compressed image with bmaptool's map beside it: the map comes from the bmap.
+  const { image, bmap } = makeExt4Image(tempDir(t), 32, { bmap: true });
+  execFileSync('xz', ['-q', '-k', image]);
+  await page.getByLabel('Name').fill('');
+  await page.getByLabel(/^Image file/).setInputFiles(`${image}.xz`);
+  await page.getByLabel(/^Block map/).setInputFiles(bmap!);
+  assert.equal(await page.getByLabel('Name').inputValue(), 'rootfs');
+  await page.getByRole('button', { name: 'Upload' }).click();
+  await page.getByText('Added rootfs.').waitFor({ timeout: 30_000 });
+  const mappedRow = page.locator('#image-rows tr', { hasText: 'rootfs' });
+  await mappedRow.getByText(/chunks \(bmap\)/).waitFor({ timeout: 10_000 });
+  assert.equal((await server.admin('GET', '/api/images/rootfs')).body.sha256, await sha256OfFile(image));
 });
 
 test('on a tablet-sized screen the device list reads as cards, keyboard first', async (t) => {

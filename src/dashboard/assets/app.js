@@ -181,7 +181,8 @@
   /** Image upload: the file streams as the request body (the browser reads it from disk). */
   const upload = document.querySelector('form[data-upload-image]');
   if (upload) {
-    const file = upload.querySelector('input[type=file]');
+    const file = upload.querySelector('input[name=file]');
+    const bmap = upload.querySelector('input[name=bmap]');
     const name = upload.querySelector('input[name=name]');
     const makeDefault = upload.querySelector('input[name=default]');
     const progressBox = upload.querySelector('.upload-progress');
@@ -191,15 +192,26 @@
     file.addEventListener('change', () => {
       const chosen = file.files?.[0];
       if (chosen && !name.value) {
-        name.value = chosen.name.replace(/\.img$/i, '').replace(/[^A-Za-z0-9._+-]/g, '-').replace(/^[^A-Za-z0-9]+/, '');
+        name.value = chosen.name.replace(/\.(gz|xz|zst)$/i, '').replace(/\.img$/i, '').replace(/[^A-Za-z0-9._+-]/g, '-').replace(/^[^A-Za-z0-9]+/, '');
       }
     });
-    upload.addEventListener('submit', (event) => {
+    upload.addEventListener('submit', async (event) => {
       event.preventDefault();
       const chosen = file.files?.[0];
       if (!chosen) return;
       const query = new URLSearchParams({ name: name.value, origin: chosen.name });
       if (makeDefault.checked) query.set('default', 'true');
+      const map = bmap?.files?.[0];
+      if (map) {
+        // The bmap goes first; the image upload names it.
+        const response = await fetch('/api/images/bmaps', { method: 'POST', headers: { 'X-CSRF-Token': csrfToken, 'Content-Type': 'application/xml' }, body: map });
+        const body = await response.json().catch(() => ({}));
+        if (!response.ok) {
+          toast(`Image not added: ${body.message || `HTTP ${response.status}`}`, 'error');
+          return;
+        }
+        query.set('bmap', body.bmap);
+      }
       const xhr = new XMLHttpRequest();
       xhr.open('POST', `/api/images?${query}`);
       xhr.setRequestHeader('X-CSRF-Token', csrfToken);

@@ -2,11 +2,21 @@ import type { ImageView, ImportProgress } from '../../images/library.js';
 import { bytes, timestamp } from '../format.js';
 import { html, type SafeHtml } from '../html.js';
 
+/** What a device must write, and the state of the compressed copy it is sent as. */
+function mapped(image: ImageView): SafeHtml | string {
+  const map = image.block_map;
+  if (!map) return 'mapping…';
+  const c = map.compression;
+  const zstd = c.state === 'ready' ? `zstd ${bytes(c.bytes)}` : c.state === 'none' ? 'sent plain' : `compressing ${c.done}/${c.total}`;
+  return html`${bytes(map.mapped_bytes)}<span class="sub">${map.chunks} chunks${map.source === 'bmap' ? ' (bmap)' : ''} · ${zstd}</span>`;
+}
+
 export function imageRows(images: ImageView[], imports: ImportProgress[]): SafeHtml {
   const rows = images.map(
     (image) => html`<tr id="image-${image.id}">
   <th scope="row" data-label="Name">${image.name}${image.default ? html` <span class="badge badge-default">default</span>` : ''}</th>
   <td data-label="Size">${bytes(image.size)}</td>
+  <td data-label="Mapped">${mapped(image)}</td>
   <td data-label="sha256"><code class="hash" title="${image.sha256}">${image.sha256}</code></td>
   <td data-label="From">${image.source === 'golden' ? 'golden.img' : image.source === 'backup' ? image.origin : image.origin ?? 'upload'}</td>
   <td data-label="Added">${timestamp(image.created_at)}</td>
@@ -22,7 +32,7 @@ export function imageRows(images: ImageView[], imports: ImportProgress[]): SafeH
   const importing = imports.map(
     (item) => html`<tr class="importing">
   <th scope="row" data-label="Name">${item.name}</th>
-  <td colspan="6">Importing ${item.origin}: ${bytes(item.bytes_done)}${item.bytes_total ? html` of ${bytes(item.bytes_total)}` : ''}</td>
+  <td colspan="7">Importing ${item.origin}: ${bytes(item.bytes_done)}${item.bytes_total ? html` of ${bytes(item.bytes_total)}` : ''}</td>
 </tr>`,
   );
   return html`${rows}${importing}`;
@@ -35,20 +45,26 @@ export function imagesPage(images: ImageView[], imports: ImportProgress[]): Safe
   <h2 id="library-heading">Library</h2>
   <div class="table-wrap">
     <table class="images">
-      <thead><tr><th scope="col">Name</th><th scope="col">Size</th><th scope="col">sha256</th><th scope="col">From</th>
+      <thead><tr><th scope="col">Name</th><th scope="col">Size</th><th scope="col">Mapped</th><th scope="col">sha256</th><th scope="col">From</th>
         <th scope="col">Added</th><th scope="col">In use</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
       <tbody id="image-rows">${imageRows(images, imports)}</tbody>
     </table>
   </div>
   <p class="hint">Images never change once added. <code>golden.img</code> in the server's data folder is published as
-    <strong>golden</strong> and re-imported whenever the file is replaced.</p>
+    <strong>golden</strong> and re-imported whenever the file is replaced. Devices get only the mapped chunks, zstd-compressed,
+    and check each one after writing it.</p>
 </section>
 <section aria-labelledby="upload-heading">
   <h2 id="upload-heading">Upload an image</h2>
   <form id="image-upload" class="upload-form" data-upload-image>
     <div class="field">
-      <label for="upload-file">Image file (.img)</label>
+      <label for="upload-file">Image file (.img, .img.gz, .img.xz, .img.zst)</label>
       <input id="upload-file" name="file" type="file" required>
+    </div>
+    <div class="field">
+      <label for="upload-bmap">Block map (.bmap, optional)</label>
+      <input id="upload-bmap" name="bmap" type="file" accept=".bmap,.xml" aria-describedby="upload-bmap-hint">
+      <p id="upload-bmap-hint" class="hint">bmaptool's map: else empty blocks are found by reading the image.</p>
     </div>
     <div class="field">
       <label for="upload-name">Name</label>

@@ -10,6 +10,12 @@ const PHASE: Record<string, string> = {
   'awaiting-checksum': 'Checking',
 };
 
+/** " mapped (zstd)": a sparse deploy counts only the image's mapped bytes. */
+function sparse(job: JobView): string {
+  if (job.kind !== 'deploy' || job.transfer.mode !== 'sparse') return '';
+  return ` mapped${job.transfer.encoding === 'zstd' ? ' (zstd)' : ''}`;
+}
+
 export function percent(job: JobView): number {
   if (!job.bytes_total) return 0;
   return Math.min(100, Math.floor((job.bytes_done / job.bytes_total) * 100));
@@ -27,7 +33,7 @@ export function jobStatus(job: JobView): SafeHtml {
     const eta = job.eta_seconds === null ? '' : ` · ETA ${duration(job.eta_seconds)}`;
     return html`<div class="progress" role="progressbar" aria-label="${action} progress" aria-valuemin="0" aria-valuemax="100"
         aria-valuenow="${value}" aria-valuetext="${phase} ${value}%"><div class="progress-bar" style="width: ${value}%"></div></div>
-      <span class="job-line" data-job-progress>${phase} ${bytes(job.bytes_done)} / ${bytes(job.bytes_total)} · ${rate(job.rate_bytes_per_second)}${eta}</span>`;
+      <span class="job-line" data-job-progress>${phase} ${bytes(job.bytes_done)} / ${bytes(job.bytes_total)}${sparse(job)} · ${rate(job.rate_bytes_per_second)}${eta}</span>`;
   }
   if (job.state === 'ok') {
     return html`<span class="job-line result-ok"><span aria-hidden="true">✓</span> ${action} ok · sha256
