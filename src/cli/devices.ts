@@ -30,11 +30,16 @@ export function registerDeviceCommands(program: Command, context: CommandContext
     .argument('<mac>', 'the device, e.g. dc:a6:32:01:02:03')
     .option('--image <name>', 'image to deploy (default: the default image)')
     .option('--then <boot>', 'after it ends ok, boot: emmc (default) or netboot')
+    .option('--full-match', 'make the whole target equal the image (zero what the image leaves empty; one full hash)')
     .option('--wait', 'follow the job to its end; exit 1 if it fails')
     .option('--json', 'print JSON')
-    .action(async (mac: string, options: { image?: string; then?: string; wait?: boolean; json?: boolean }) => {
+    .action(async (mac: string, options: { image?: string; then?: string; fullMatch?: boolean; wait?: boolean; json?: boolean }) => {
       const api = context.api(options);
-      const job = await api.post<JobView>(`/api/devices/${encodeURIComponent(mac)}/deploy`, { image: options.image, after: afterOption(options.then) });
+      const job = await api.post<JobView>(`/api/devices/${encodeURIComponent(mac)}/deploy`, {
+        image: options.image,
+        after: afterOption(options.then),
+        full_match: options.fullMatch || undefined,
+      });
       await reportJob(job, options, api);
     });
 

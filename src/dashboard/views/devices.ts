@@ -105,6 +105,8 @@ export function deployDialog(device: DeviceView, images: ImageView[], defaultAft
     <dt>Size</dt><dd data-fact="size">${bytes(chosen.size)}</dd>
     <dt>sha256</dt><dd><code data-fact="sha256" class="hash">${chosen.sha256}</code></dd>
   </dl>
+  <label class="checkbox-line"><input type="checkbox" name="full_match" value="true">
+    Full byte match: also zero what the image leaves empty, and check the whole eMMC</label>
   <fieldset class="choice">
     <legend>When it has succeeded, the device boots</legend>
     <label><input type="radio" name="after" value="emmc" ${defaultAfter === 'emmc' ? 'checked' : ''}> from its eMMC (no more netboot)</label>
