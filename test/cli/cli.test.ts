@@ -71,11 +71,11 @@ test('image add/list/default/rm, devices, deploy --wait, backup --wait, jobs, ba
 
   const added = await runCli(['image', 'add', imageFile, '--default'], env);
   assert.equal(added.code, 0, added.stderr);
-  assert.match(added.stdout, new RegExp(`Added image reterminal-bookworm: 3.00 MiB, sha256 ${imageSha} \\(default\\)`));
+  assert.match(added.stdout, new RegExp(`Added image reterminal-bookworm: 3.00 MiB, [\\d.]+ MiB mapped in \\d+ chunks \\(empty blocks skipped\\), sha256 ${imageSha} \\(default\\)`));
   const listed = JSON.parse((await runCli(['image', 'list', '--json'], env)).stdout);
   assert.deepEqual(listed.map((i: any) => [i.name, i.sha256, i.default]), [['reterminal-bookworm', imageSha, true]]);
   const table = await runCli(['image', 'list'], env);
-  assert.match(table.stdout, /^NAME\s+SIZE\s+SHA256/);
+  assert.match(table.stdout, /^NAME\s+SIZE\s+MAPPED\s+ZSTD\s+SHA256/);
 
   const emmc = join(dir, 'emmc.img');
   await makeFakeEmmc(emmc, 16 * 1024 * 1024);

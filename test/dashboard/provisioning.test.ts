@@ -49,11 +49,11 @@ test('deploy from the dashboard: the row appears live, the dialog names the devi
   const dialog = page.getByRole('dialog', { name: 'Deploy to dc:a6:32:00:00:01' });
   await dialog.waitFor();
   assert.match((await dialog.textContent()) ?? '', /Overwrite the eMMC of dc:a6:32:00:00:01 \(serial 10000000c0ffee01\)\?/);
-  assert.equal(await dialog.getByLabel('Image').inputValue(), 'reterminal-bookworm', 'the default image is preselected');
+  assert.equal(await dialog.getByLabel('Image', { exact: true }).inputValue(), 'reterminal-bookworm', 'the default image is preselected');
   assert.equal(await dialog.locator('[data-fact="sha256"]').textContent(), image.sha256);
-  await dialog.getByLabel('Image').selectOption('raspios-lite');
+  await dialog.getByLabel('Image', { exact: true }).selectOption('raspios-lite');
   assert.notEqual(await dialog.locator('[data-fact="sha256"]').textContent(), image.sha256, 'facts follow the choice');
-  await dialog.getByLabel('Image').selectOption('reterminal-bookworm');
+  await dialog.getByLabel('Image', { exact: true }).selectOption('reterminal-bookworm');
   await screenshot(page, 'deploy-dialog');
   await dialog.getByRole('button', { name: 'Overwrite eMMC' }).click();
   await dialog.waitFor({ state: 'hidden' });
