@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
-import { createServer, connect, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
+import { startCuttingProxy } from '../helpers/cutting-proxy.js';
 import { runClient } from '../helpers/device-client.js';
 import { makeExt4Image } from '../helpers/ext4.js';
 import { makeFakeEmmc, sha256OfFile } from '../helpers/files.js';
@@ -125,48 +125,6 @@ test('a client that does not say it can write chunks still gets the whole image 
   assert.equal(job.bytes_done, image.size);
   await targetHoldsImage(emmc, image);
 });
-
-/** A loopback TCP proxy that cuts the first request whose request line matches, after `cutAfter` response bytes. */
-async function startCuttingProxy(t: TestContext, target: URL, path: RegExp, cutAfter: number) {
-  const ranges: string[] = [];
-  let cut = false;
-  const proxy = createServer((inbound) => {
-    const outbound = connect(Number(target.port), target.hostname);
-    let watched = false;
-    let sent = 0;
-    inbound.on('data', (chunk) => {
-      const head = chunk.toString('latin1');
-      const line = head.split('\r\n', 1)[0]!;
-      if (path.test(line)) {
-        watched = true;
-        ranges.push(/\r\nrange: ([^\r]+)/i.exec(head)?.[1] ?? 'none');
-      }
-      outbound.write(chunk);
-    });
-    outbound.on('data', (chunk) => {
-      if (watched && !cut) {
-        sent += chunk.length;
-        if (sent > cutAfter) {
-          cut = true;
-          inbound.destroy();
-          outbound.destroy();
-          return;
-        }
-      }
-      inbound.write(chunk);
-    });
-    const close = () => {
-      inbound.destroy();
-      outbound.destroy();
-    };
-    inbound.on('error', close).on('close', close);
-    outbound.on('error', close).on('close', close);
-  });
-  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
-  t.after(() => new Promise<void>((resolve) => proxy.close(() => resolve())));
-  return { url: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`, ranges };
-}
-
 test('a backup travels zstd-compressed, is stored sparse with a block map, and deploys back as fast as any image', async (t) => {
   const server = await startTestServer(t);
   const dir = tempDir(t);
