@@ -20,21 +20,23 @@ const ZEROS = Buffer.alloc(MAX_CHUNK_BYTES);
 /**
  * Splits an image, fed in order, into the chunks a device must write: runs of non-zero 4 KiB
  * blocks (or the ranges of a bmap), with short zero gaps merged in, at most 4 MiB each, with the
- * sha256 of each. Also hashes the "sparse image" (unmapped ranges as zeros), which a full-image
- * byte match is checked against. Pure bookkeeping: no I/O.
+ * sha256 of each. With a bmap it also hashes the "sparse image" (unmapped ranges as zeros), which
+ * a full-image byte match is checked against; without one, only zeros are unmapped, so the sparse
+ * image is the image itself and the caller's whole-image hash serves. Pure bookkeeping: no I/O.
  */
 export function createChunker(bmapRanges?: BmapRange[]) {
   const chunks: Chunk[] = [];
-  const sparse = createHash('sha256');
+  const sparse = bmapRanges ? createHash('sha256') : undefined;
   let sparseAt = 0; // sparse hash covers [0, sparseAt)
   let current: { offset: number; length: number; hash: Hash } | undefined;
   let pendingZeros = 0; // zero bytes after the current chunk's last data, not yet taken in
   let rangeIndex = 0;
 
   const feedSparseZerosTo = (offset: number) => {
+    if (!sparse) return;
     while (sparseAt < offset) {
       const n = Math.min(offset - sparseAt, ZEROS.length);
-      sparse.update(ZEROS.subarray(0, n));
+      sparse?.update(ZEROS.subarray(0, n));
       sparseAt += n;
     }
   };
@@ -55,7 +57,7 @@ export function createChunker(bmapRanges?: BmapRange[]) {
         current = { offset: offset + at, length: 0, hash: createHash('sha256') };
       } else if (pendingZeros) {
         current.hash.update(ZEROS.subarray(0, pendingZeros));
-        sparse.update(ZEROS.subarray(0, pendingZeros));
+        sparse?.update(ZEROS.subarray(0, pendingZeros));
         sparseAt += pendingZeros;
         current.length += pendingZeros;
         pendingZeros = 0;
@@ -63,7 +65,7 @@ export function createChunker(bmapRanges?: BmapRange[]) {
       const n = Math.min(data.length - at, MAX_CHUNK_BYTES - current.length);
       const piece = data.subarray(at, at + n);
       current.hash.update(piece);
-      sparse.update(piece);
+      sparse?.update(piece);
       sparseAt += n;
       current.length += n;
       at += n;
@@ -127,7 +129,7 @@ export function createChunker(bmapRanges?: BmapRange[]) {
       return {
         chunks,
         mappedBytes: chunks.reduce((sum, chunk) => sum + chunk.length, 0),
-        sparseSha256: sparse.digest('hex'),
+        sparseSha256: sparse?.digest('hex'),
       };
     },
   };

@@ -1,7 +1,6 @@
-import { createReadStream } from 'node:fs';
-import type { ReadStream } from 'node:fs';
+import type { OutgoingHttpHeaders } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { STREAM_CHUNK_BYTES } from '../shared/files.js';
+import { sendFileBody, type FileTransfer } from './file-body.js';
 
 export interface FileToSend {
   path: string;
@@ -38,10 +37,10 @@ export function parseRange(header: string | undefined, size: number): ByteRange 
 
 /**
  * Serves a file with Content-Length, ETag, Accept-Ranges, Range/If-Range and HEAD, streaming
- * it from disk in 1 MiB chunks. Returns the read stream (undefined for HEAD, 304 and 416)
- * so the caller can watch or abort the transfer.
+ * it from disk through reused 1 MiB buffers. Returns the transfer (undefined for HEAD, 304 and
+ * 416) so the caller can watch or cut it.
  */
-export function sendFile(request: FastifyRequest, reply: FastifyReply, file: FileToSend): ReadStream | undefined {
+export function sendFile(request: FastifyRequest, reply: FastifyReply, file: FileToSend): FileTransfer | undefined {
   const etag = `"${file.etag}"`;
   reply.header('accept-ranges', 'bytes').header('etag', etag).header('content-type', 'application/octet-stream');
   if (file.downloadName) reply.header('content-disposition', `attachment; filename="${file.downloadName.replace(/"/g, '')}"`);
@@ -65,7 +64,9 @@ export function sendFile(request: FastifyRequest, reply: FastifyReply, file: Fil
     reply.send();
     return undefined;
   }
-  const stream = createReadStream(file.path, { start, end, highWaterMark: STREAM_CHUNK_BYTES });
-  reply.send(stream);
-  return stream;
+  // The body bypasses Fastify's send (it would want a stream that allocates per read): the
+  // headers set above go out as they are.
+  reply.hijack();
+  reply.raw.writeHead(reply.statusCode, reply.getHeaders() as OutgoingHttpHeaders);
+  return sendFileBody(reply.raw, file.path, start, end);
 }

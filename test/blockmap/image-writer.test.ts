@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { test } from 'node:test';
@@ -19,6 +19,25 @@ test('a complete body is written whole, with its sha256, size and block map', as
   assert.equal(result.sha256, createHash('sha256').update(whole).digest('hex'));
   assert.deepEqual(readFileSync(path), whole);
   assert.deepEqual(result.chunks.map((c) => [c.offset, c.length]), [[0, 4005]]);
+});
+
+test('a multi-MiB body with zero MiBs comes out byte for byte, with holes, and its sparse hash is its hash', async (t) => {
+  const path = join(tempDir(t), 'out');
+  const MiB = 1024 * 1024;
+  const whole = Buffer.alloc(5 * MiB + 17);
+  whole.fill(7, 0, MiB + 3); // data runs across stage boundaries
+  whole.fill(9, 3 * MiB, 4 * MiB + 100); // MiB 2 stays all zeros: a hole
+  whole.fill(1, 5 * MiB); // a short tail
+  // Pieces of odd sizes, so stages fill from several reads while earlier writes are in flight.
+  const source = Readable.from((function* () {
+    for (let at = 0; at < whole.length; at += 300_007) yield whole.subarray(at, Math.min(at + 300_007, whole.length));
+  })());
+  const result = await writeBlockImage(source, path, { expectedBytes: whole.length });
+  assert.deepEqual(readFileSync(path), whole);
+  const sha256 = createHash('sha256').update(whole).digest('hex');
+  assert.equal(result.sha256, sha256);
+  assert.equal(result.sparseSha256, sha256, 'without a bmap only zeros are unmapped');
+  assert.ok(statSync(path).blocks * 512 < whole.length, 'the all-zero MiB is a hole');
 });
 
 test('a body shorter or longer than announced leaves no file', async (t) => {
