@@ -1,9 +1,10 @@
 import type { FastifyPluginAsyncTypebox, TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { acceptRawBodies } from '../http/raw-body.js';
-import { sendFile } from '../http/send-file.js';
+import { sendFile, type FileToSend } from '../http/send-file.js';
 import type { JobService } from '../jobs/service.js';
+import type { JobRow } from '../jobs/store.js';
 import { JobParams, ProgressBody, ResultBody, TokenQuery } from './schemas.js';
-import type { TransferService } from './service.js';
+import type { DeviceJobAccess, TransferService } from './service.js';
 
 export interface TransferRoutesOptions {
   transfers: TransferService;
@@ -21,33 +22,26 @@ export const transferRoutes: FastifyPluginAsyncTypebox<TransferRoutesOptions> = 
     return { job: job.id, state: job.state, error: job.error, sha256: job.sha256 };
   };
 
-  app.route({
-    method: ['GET', 'HEAD'],
-    url: '/api/device-jobs/:job/image',
-    schema: { params: JobParams, querystring: TokenQuery },
-    handler: async (request, reply) => {
-      const { job, file } = transfers.imageFor(access(request.params, request.query));
-      const stream = sendFile(request, reply, file);
-      if (stream) transfers.trackStream(job, stream);
-      return reply;
-    },
-  });
+  /** A file the job's device downloads (Range, HEAD); cancelling the job cuts the transfer. */
+  const fileRoute = (url: string, fileFor: (access: DeviceJobAccess) => { job: JobRow; file: FileToSend }) =>
+    app.route({
+      method: ['GET', 'HEAD'],
+      url,
+      schema: { params: JobParams, querystring: TokenQuery },
+      handler: async (request, reply) => {
+        const { job, file } = fileFor(access(request.params, request.query));
+        const transfer = sendFile(request, reply, file);
+        if (transfer) transfers.trackStream(job, transfer);
+        return reply;
+      },
+    });
+
+  fileRoute('/api/device-jobs/:job/image', (device) => transfers.imageFor(device));
+  fileRoute('/api/device-jobs/:job/chunks', (device) => transfers.chunksFor(device));
 
   app.get('/api/device-jobs/:job/manifest', { schema: { params: JobParams, querystring: TokenQuery } }, async (request, reply) =>
     reply.type('text/plain; charset=utf-8').send(transfers.manifestFor(access(request.params, request.query))),
   );
-
-  app.route({
-    method: ['GET', 'HEAD'],
-    url: '/api/device-jobs/:job/chunks',
-    schema: { params: JobParams, querystring: TokenQuery },
-    handler: async (request, reply) => {
-      const { job, file } = transfers.chunksFor(access(request.params, request.query));
-      const stream = sendFile(request, reply, file);
-      if (stream) transfers.trackStream(job, stream);
-      return reply;
-    },
-  });
 
   // Upload bodies are streamed to disk by the handler, never parsed or buffered here.
   app.register(async (raw) => {

@@ -167,6 +167,8 @@
   localize(document);
   document.addEventListener('htmx:load', (event) => localize(event.detail.elt));
 
+  // The browser's copy of formatBytes in src/shared/format.ts (the page loads no modules):
+  // keep the two alike so that live updates read like the server-rendered page.
   function formatBytes(bytes) {
     const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
     let value = bytes;
