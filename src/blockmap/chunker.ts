@@ -76,12 +76,22 @@ export function createChunker(bmapRanges?: BmapRange[]) {
     pendingZeros += length;
     if (pendingZeros > MERGE_GAP_BYTES) close();
   };
+  /**
+   * Bytes outside a bmap's ranges. The device must not write them (`bmaptool copy` does not), and
+   * a chunk is hashed and served as the image's real bytes: so a gap merges into a chunk only when
+   * it is all zeros (writing zeros where the target is discarded changes nothing); else it ends it.
+   */
+  const addUnmapped = (data: Buffer) => {
+    if (!current) return;
+    if (pendingZeros + data.length > MERGE_GAP_BYTES || data.compare(ZEROS, 0, data.length) !== 0) close();
+    else addZeros(data.length);
+  };
 
   return {
     chunks,
     /**
      * Takes the next block-aligned piece of the image. Without a bmap, zero blocks are gaps; with
-     * one, whatever lies outside its ranges is, zero or not.
+     * one, whatever lies outside its ranges is, zero or not (and only an all-zero gap may merge).
      */
     push(offset: number, data: Buffer) {
       if (bmapRanges) {
@@ -91,12 +101,12 @@ export function createChunker(bmapRanges?: BmapRange[]) {
           while (rangeIndex < bmapRanges.length && bmapRanges[rangeIndex]!.end <= position) rangeIndex += 1;
           const range = bmapRanges[rangeIndex];
           if (!range) {
-            addZeros(data.length - at);
+            addUnmapped(data.subarray(at));
             return;
           }
           if (position < range.start) {
             const n = Math.min(range.start - position, data.length - at);
-            addZeros(n);
+            addUnmapped(data.subarray(at, at + n));
             at += n;
             continue;
           }

@@ -1,9 +1,9 @@
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { removeIfPresent } from '../shared/files.js';
 import { asWriteError, holdErrorsForReader, StreamWriteError } from '../shared/stream-errors.js';
-import { BmapError, type Bmap } from './bmap.js';
+import { BmapError, createBmapHash, type Bmap } from './bmap.js';
 import { createChunker, type Chunk } from './chunker.js';
 
 /** What the import of an image (or a backup) learned, once, as its bytes went by. */
@@ -131,18 +131,22 @@ export async function writeBlockImage(source: Readable | AsyncIterable<Buffer>, 
   };
 }
 
-/** Checks each bmap range's checksum as the image streams past (bmaptool's own guarantee). */
+/**
+ * Checks each bmap range's checksum, of the bmap's type, as the image streams past (bmaptool's
+ * own guarantee: BmapCopy hashes each range it copies). A range without a checksum is not hashed.
+ */
 function createRangeChecker(bmap: Bmap) {
   let index = 0;
-  let hash = bmap.checksumType ? createHash(bmap.checksumType) : undefined;
+  const hashFor = (i: number): Hash | undefined => (bmap.checksumType && bmap.ranges[i]?.checksum ? createBmapHash(bmap.checksumType) : undefined);
+  let hash = hashFor(0);
   const check = () => {
     const range = bmap.ranges[index]!;
-    if (hash && range.checksum && hash.digest('hex') !== range.checksum) {
+    if (hash && hash.digest('hex') !== range.checksum) {
       const blocks = `${range.start / bmap.blockSize}-${Math.ceil(range.end / bmap.blockSize) - 1}`;
-      throw new BmapError(`the image does not match its bmap: range ${blocks} has another checksum`);
+      throw new BmapError(`the image does not match its bmap: range ${blocks} has another ${bmap.checksumType} checksum`);
     }
     index += 1;
-    hash = bmap.checksumType ? createHash(bmap.checksumType) : undefined;
+    hash = hashFor(index);
   };
   return {
     push(offset: number, data: Buffer) {
