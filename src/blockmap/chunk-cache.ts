@@ -25,7 +25,10 @@ export async function buildChunkCache(
 ): Promise<{ chunks: CachedChunk[]; bytes: number }> {
   const temp = `${cachePath}.part`;
   const raw = await open(rawPath, 'r');
-  const out = await open(temp, 'w', 0o640);
+  const out = await open(temp, 'w', 0o640).catch(async (error: unknown) => {
+    await raw.close();
+    throw error;
+  });
   const cached: CachedChunk[] = [];
   let zoffset = 0;
   try {

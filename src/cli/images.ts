@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { Command } from 'commander';
 import type { ImageView } from '../images/library.js';
@@ -7,17 +7,32 @@ import { CliError, EXIT } from './errors.js';
 import { printJson, printTable, shortHash, size, when } from './output.js';
 import { createStatusLine, progressLine } from './progress.js';
 
-const COMPRESSED = /\.(gz|xz|zst)$/i;
+const COMPRESSED = /\.(gz|xz|zst|bz2|lz4|zip)$/i;
 
 /** `raspios-lite.img.xz` → `raspios-lite`: the default library name of a file. */
 export function imageNameFor(file: string): string {
   return basename(file).replace(COMPRESSED, '').replace(/\.img$/i, '').replace(/[^A-Za-z0-9._+-]/g, '-').replace(/^[^A-Za-z0-9]+/, '') || 'image';
 }
 
-/** bmaptool's map beside the image (`x.img.bmap` for `x.img` or `x.img.xz`), when there is one. */
+/**
+ * bmaptool's map beside the image, found as `bmaptool copy` finds it (CLI.find_and_open_bmap):
+ * FILE.bmap, then FILE less one extension at a time: x.img.xz.bmap, x.img.bmap, x.bmap.
+ */
 export function bmapBeside(file: string): string | undefined {
-  const candidate = `${file.replace(COMPRESSED, '')}.bmap`;
-  return existsSync(candidate) ? candidate : undefined;
+  for (let path = file; ; ) {
+    const candidate = `${path}.bmap`;
+    if (statSync(candidate, { throwIfNoEntry: false })?.isFile()) return candidate;
+    const extension = extensionOf(path);
+    if (!extension) return undefined;
+    path = path.slice(0, -extension.length);
+  }
+}
+
+/** Python's os.path.splitext extension, which bmaptool strips: leading dots of a name are not one. */
+function extensionOf(path: string): string {
+  const name = basename(path);
+  const dot = name.lastIndexOf('.');
+  return dot > 0 && name.slice(0, dot).replace(/^\.+/, '') !== '' ? name.slice(dot) : '';
 }
 
 export function registerImageCommands(program: Command, context: CommandContext) {
@@ -25,7 +40,7 @@ export function registerImageCommands(program: Command, context: CommandContext)
 
   context
     .command(image, 'add', 'add an image file to the library (streamed to the server)')
-    .argument('<file>', 'a disk image: .img, .img.gz, .img.xz or .img.zst')
+    .argument('<file>', 'a disk image: .img, or .img.gz, .xz, .zst, .bz2, .lz4, or a .zip holding one image')
     .option('--name <name>', 'library name (default: the file name without .img and compression)')
     .option('--bmap <file>', "bmaptool's block map for it (default: FILE.bmap beside the image, if any)")
     .option('--no-bmap', 'ignore a .bmap beside the image: find the empty blocks instead')
@@ -52,9 +67,10 @@ export function registerImageCommands(program: Command, context: CommandContext)
         } catch (error) {
           throw new CliError(`cannot read bmap file ${bmapFile}: ${(error as Error).message}`, EXIT.usage);
         }
-        const declared = await api.postText<{ bmap: string; mapped_bytes: number }>('/api/images/bmaps', xml);
+        const declared = await api.postText<{ bmap: string; mapped_bytes: number; ranges: number; checksum_type?: string | null }>('/api/images/bmaps', xml);
         query.set('bmap', declared.bmap);
-        if (!options.json) process.stderr.write(`Using ${bmapFile}: ${size(declared.mapped_bytes)} mapped.\n`);
+        const checksums = declared.checksum_type ? `with ${declared.checksum_type} checksums` : 'without checksums';
+        if (!options.json) process.stderr.write(`Using ${bmapFile}: ${size(declared.mapped_bytes)} mapped in ${declared.ranges} ranges ${checksums}.\n`);
       }
       const status = createStatusLine();
       const started = Date.now();
@@ -83,10 +99,10 @@ export function registerImageCommands(program: Command, context: CommandContext)
         return c.state === 'ready' ? size(c.bytes) : `${c.state} ${c.done}/${c.total}`;
       };
       printTable(
-        ['NAME', 'SIZE', 'MAPPED', 'ZSTD', 'SHA256', 'SOURCE', 'ADDED', 'DEFAULT', 'IN USE'],
+        ['NAME', 'SIZE', 'MAPPED', 'ZSTD', 'SHA256', 'SOURCE', 'ADDED', 'DEFAULT', 'IN USE', 'BROKEN'],
         images.map((i) => [
           i.name, size(i.size), size(i.block_map?.mapped_bytes), compression(i), shortHash(i.sha256), i.source, when(i.created_at),
-          i.default ? 'yes' : '', i.in_use ? 'yes' : '',
+          i.default ? 'yes' : '', i.in_use ? 'yes' : '', i.broken ?? '',
         ]),
         'No images yet. Add one with: cm4prov image add FILE --default (or put golden.img in the data folder).',
       );

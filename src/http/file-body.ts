@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { open, type FileHandle } from 'node:fs/promises';
+import { close, read } from 'node:fs';
 import type { ServerResponse } from 'node:http';
 import { STREAM_CHUNK_BYTES } from '../shared/files.js';
 
@@ -42,25 +42,33 @@ export class FileTransfer extends EventEmitter {
 }
 
 /**
- * Sends bytes [start, end] of a file as the response body, headers already written.
+ * Sends bytes [start, end] of an open file (`fd`, closed when the transfer ends) as the response
+ * body, headers already written.
  *
  * Node's fs.ReadStream allocates a fresh buffer for every read; at GB/s that allocation and its
  * page faults cost as much as the copy itself. Here a few pooled 1 MiB buffers rotate instead: a
  * buffer is read into again only after the socket's write callback says the kernel has its bytes.
  * Measured on loopback this doubles throughput and halves CPU per GB (bench/ serving).
  */
-export function sendFileBody(response: ServerResponse, path: string, start: number, end: number): FileTransfer {
+export function sendFileBody(response: ServerResponse, fd: number, start: number, end: number): FileTransfer {
   const transfer = new FileTransfer(response);
   const buffers: Buffer[] = [];
-  let file: FileHandle | undefined;
   let next = start; // next byte to read
   let inFlight = 0; // buffers being read or written
   let failed = false;
+  let reading = false;
+  let fdOpen = true;
+  // Not while a read is in flight: the number could be reused by another open meanwhile.
+  const closeFile = () => {
+    if (!fdOpen || reading) return;
+    fdOpen = false;
+    close(fd, () => undefined);
+  };
 
   const finish = (error?: Error) => {
     if (transfer.closed) return;
     for (const buffer of buffers.splice(0)) returnBuffer(buffer);
-    void file?.close().catch(() => undefined);
+    closeFile();
     transfer.end(error);
   };
   const fail = (error: Error) => {
@@ -71,7 +79,6 @@ export function sendFileBody(response: ServerResponse, path: string, start: numb
 
   // One read at a time (bytes must go out in order); up to BUFFERS_PER_TRANSFER - 1 writes in
   // flight behind it.
-  let reading = false;
   const pump = () => {
     if (reading || failed || response.destroyed || inFlight >= BUFFERS_PER_TRANSFER || next > end) return;
     reading = true;
@@ -80,36 +87,29 @@ export function sendFileBody(response: ServerResponse, path: string, start: numb
     const at = next;
     const length = Math.min(buffer.length, end - at + 1);
     next += length;
-    file!.read(buffer, 0, length, at).then(
-      ({ bytesRead }) => {
-        reading = false;
-        if (response.destroyed) {
-          inFlight -= 1;
-          returnBuffer(buffer);
-          return;
-        }
-        if (bytesRead !== length) return fail(new Error(`${path} ended early: it changed while being sent`));
-        response.write(bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead), (error) => {
-          inFlight -= 1;
-          buffers.push(buffer); // the kernel has the bytes: safe to read into again
-          if (error) return;
-          if (next > end && inFlight === 0) response.end();
-          else pump();
-        });
-        pump();
-      },
-      (error: Error) => fail(error),
-    );
+    read(fd, buffer, 0, length, at, (error, bytesRead) => {
+      reading = false;
+      if (transfer.closed) closeFile();
+      if (error) return fail(error);
+      if (response.destroyed) {
+        inFlight -= 1;
+        returnBuffer(buffer);
+        return;
+      }
+      if (bytesRead !== length) return fail(new Error('the file ended early: it changed while being sent'));
+      response.write(bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead), (writeError) => {
+        inFlight -= 1;
+        buffers.push(buffer); // the kernel has the bytes: safe to read into again
+        if (writeError) return;
+        if (next > end && inFlight === 0) response.end();
+        else pump();
+      });
+      pump();
+    });
   };
 
   response.once('close', () => finish(response.writableFinished ? undefined : new Error('the client went away')));
-  open(path, 'r').then(
-    (handle) => {
-      file = handle;
-      if (response.destroyed) return finish();
-      pump();
-    },
-    (error: Error) => fail(error),
-  );
+  if (response.destroyed) finish();
+  else pump();
   return transfer;
 }

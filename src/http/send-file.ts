@@ -1,5 +1,7 @@
+import { closeSync, fstatSync, openSync } from 'node:fs';
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { AppError } from '../shared/errors.js';
 import { sendFileBody, type FileTransfer } from './file-body.js';
 
 export interface FileToSend {
@@ -36,22 +38,47 @@ export function parseRange(header: string | undefined, size: number): ByteRange 
 }
 
 /**
+ * Opens the file and checks it has the recorded size, before any header goes out: a file
+ * deleted or cut behind the server's back is a 409 with a sentence, never a 200 whose body
+ * ends short (or is empty). Synchronous: an open and an fstat, no data read.
+ */
+function openRecorded(file: FileToSend): number {
+  const what = file.downloadName ? `'${file.downloadName}'` : 'the file';
+  let fd: number;
+  try {
+    fd = openSync(file.path, 'r');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new AppError(409, 'file_missing', `${what} cannot be sent: ${code === 'ENOENT' ? 'it is missing on the server' : `the server cannot open it (${code})`}`);
+  }
+  const size = fstatSync(fd).size;
+  if (size !== file.size) {
+    closeSync(fd);
+    throw new AppError(409, 'file_changed', `${what} cannot be sent: it has ${size} bytes on the server, not the recorded ${file.size}`);
+  }
+  return fd;
+}
+
+/**
  * Serves a file with Content-Length, ETag, Accept-Ranges, Range/If-Range and HEAD, streaming
  * it from disk through reused 1 MiB buffers. Returns the transfer (undefined for HEAD, 304 and
- * 416) so the caller can watch or cut it.
+ * 416) so the caller can watch or cut it. Throws a 409 AppError when the file is not as recorded.
  */
 export function sendFile(request: FastifyRequest, reply: FastifyReply, file: FileToSend): FileTransfer | undefined {
+  const fd = openRecorded(file);
   const etag = `"${file.etag}"`;
   reply.header('accept-ranges', 'bytes').header('etag', etag).header('content-type', 'application/octet-stream');
   if (file.downloadName) reply.header('content-disposition', `attachment; filename="${file.downloadName.replace(/"/g, '')}"`);
 
   if (request.headers['if-none-match'] === etag) {
+    closeSync(fd);
     reply.code(304).send();
     return undefined;
   }
   const ifRange = request.headers['if-range'];
   const range = ifRange === undefined || ifRange === etag ? parseRange(request.headers.range, file.size) : undefined;
   if (range === 'unsatisfiable') {
+    closeSync(fd);
     reply.code(416).header('content-range', `bytes */${file.size}`).send();
     return undefined;
   }
@@ -61,6 +88,7 @@ export function sendFile(request: FastifyRequest, reply: FastifyReply, file: Fil
   reply.header('content-length', length);
 
   if (request.method === 'HEAD' || length === 0) {
+    closeSync(fd);
     reply.send();
     return undefined;
   }
@@ -68,5 +96,5 @@ export function sendFile(request: FastifyRequest, reply: FastifyReply, file: Fil
   // headers set above go out as they are.
   reply.hijack();
   reply.raw.writeHead(reply.statusCode, reply.getHeaders() as OutgoingHttpHeaders);
-  return sendFileBody(reply.raw, file.path, start, end);
+  return sendFileBody(reply.raw, fd, start, end);
 }

@@ -3,10 +3,14 @@ import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Clock } from '../shared/clock.js';
+import { AppError } from '../shared/errors.js';
 import { GOLDEN_NAME, type ImageLibrary } from './library.js';
 import type { ImageStore } from './store.js';
 
 export const GOLDEN_FILE = 'golden.img';
+
+/** The library refused what the file holds; the same version would be refused again. */
+const isRefusal = (error: unknown) => error instanceof AppError && error.statusCode === 400;
 
 export interface GoldenWatcherDeps {
   library: ImageLibrary;
@@ -35,6 +39,8 @@ export function createGoldenWatcher(deps: GoldenWatcherDeps) {
   let retry: NodeJS.Timeout | undefined;
   let running: Promise<void> | undefined;
   let again = false;
+  /** A version refused for what it holds (empty, a .7z…): said once, not retried until replaced. */
+  let refused: string | undefined;
 
   const versionOf = (s: { ino: number; size: number; mtimeMs: number }) => `${s.ino}:${s.size}:${Math.trunc(s.mtimeMs)}`;
 
@@ -42,24 +48,29 @@ export function createGoldenWatcher(deps: GoldenWatcherDeps) {
     const before = await stat(path).catch(() => undefined);
     if (!before?.isFile()) return;
     const version = versionOf(before);
-    if (version === store.goldenVersion() && store.byName(GOLDEN_NAME)) return;
+    if (version === refused || (version === store.goldenVersion() && store.byName(GOLDEN_NAME))) return;
     const age = clock.now() - before.mtimeMs;
     if (age < settleMs) {
       scheduleRetry(settleMs - age + 50);
       return;
     }
     log.info({ file: path, size: before.size }, 'importing a new version of golden.img');
-    await library.importFile(path, {
-      name: GOLDEN_NAME,
-      source: 'golden',
-      origin: path,
-      makeDefault: false,
-      expectedBytes: before.size,
-      beforePublish: async () => {
-        const after = await stat(path);
-        if (versionOf(after) !== version) throw new Error('golden.img changed while it was being copied');
-      },
-    });
+    await library
+      .importFile(path, {
+        name: GOLDEN_NAME,
+        source: 'golden',
+        origin: path,
+        makeDefault: false,
+        expectedBytes: before.size,
+        beforePublish: async () => {
+          const after = await stat(path);
+          if (versionOf(after) !== version) throw new Error('golden.img changed while it was being copied');
+        },
+      })
+      .catch((error: unknown) => {
+        if (isRefusal(error)) refused = version;
+        throw error;
+      });
     store.setGoldenVersion(version);
   }
 
@@ -76,6 +87,7 @@ export function createGoldenWatcher(deps: GoldenWatcherDeps) {
     }
     running = importIfChanged()
       .catch((error: Error) => {
+        if (isRefusal(error)) return log.warn({ file: GOLDEN_FILE }, `golden.img is not imported (until it is replaced): ${error.message}`);
         log.warn({ err: error, file: path }, `golden.img not imported yet: ${error.message}`);
         scheduleRetry(settleMs);
       })

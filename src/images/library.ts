@@ -15,6 +15,7 @@ import type { CacheBuilder } from '../blockmap/cache-builder.js';
 import { consumeDecoded, DecodeError, decodeImage } from '../blockmap/decode.js';
 import { writeBlockImage } from '../blockmap/image-writer.js';
 import type { BlockMapStore } from '../blockmap/store.js';
+import { baselineOf, createIntegrityChecker } from './integrity.js';
 import type { ImageRow, ImageSource, ImageStore } from './store.js';
 
 /** The library name under which the data dir's golden.img is published. */
@@ -31,6 +32,8 @@ export interface ImageView {
   created_at: string;
   default: boolean;
   in_use: boolean;
+  /** Why its stored file cannot be deployed (missing, truncated, changed); null while intact. */
+  broken: string | null;
   /** What a device must write: the ranges that hold data (the rest it may leave discarded). */
   block_map: BlockMapView | null;
 }
@@ -89,6 +92,7 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
   /** bmaps uploaded ahead of their image (two requests: the XML, then the image naming it). */
   const pendingBmaps = new Map<string, { bmap: Bmap; expires: number }>();
   const absolute = (image: Pick<ImageRow, 'file'>) => join(dataDir, image.file);
+  const integrity = createIntegrityChecker({ store, pathOf: absolute, bus, log });
 
   function view(image: ImageRow): ImageView {
     return {
@@ -101,6 +105,7 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
       created_at: new Date(image.created_at).toISOString(),
       default: image.name === effectiveDefaultName(),
       in_use: imageInUse(image.id),
+      broken: image.broken,
       block_map: image.block_map_id === null ? null : mapView(image.block_map_id),
     };
   }
@@ -140,8 +145,9 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
   }
 
   /**
-   * Streams bytes (raw, or .gz/.xz/.zst, told apart by content) into a new immutable image file,
-   * recording its size, sha256 and block map on the way. Nothing is visible until all of that
+   * Streams bytes (raw, or .gz/.xz/.zst/.bz2/.lz4/.zip, told apart by content) into a new
+   * immutable image file, recording its size, sha256 and block map on the way, and what the
+   * integrity checks compare against once it is stored. Nothing is visible until all of that
    * is on disk; a failed or cut transfer leaves no row and no file. The compressed chunk cache
    * follows in the background.
    */
@@ -162,7 +168,7 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
     };
     imports.set(temp, progress);
     try {
-      const decoded = await decodeImage(source);
+      const decoded = await decodeImage(source, { spoolDir: join(dataDir, 'tmp') });
       const written = await consumeDecoded(decoded, (raw) =>
         writeBlockImage(raw, temp, {
           bmap: options.bmap,
@@ -171,16 +177,25 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
           onProgress: (bytes) => (progress.bytes_done = bytes),
         }),
       );
-      await options.beforePublish?.().catch(async (error: unknown) => {
-        await removeIfPresent(temp);
-        throw error;
-      });
+      if (written.size === 0) throw new DecodeError(`the ${decoded.encoding} data holds no bytes: the image is empty`);
+      await options.beforePublish?.();
+      const facts = baselineOf(temp, written.size); // a rename keeps the inode and mtime
       await rename(temp, join(dataDir, file));
       let image: ImageRow;
       try {
         const mapId = blockMaps.add(written, clock.now());
         image = store.add(
-          { name, file, size: written.size, sha256: written.sha256, source: options.source ?? 'upload', origin: options.origin, block_map_id: mapId },
+          {
+            name,
+            file,
+            size: written.size,
+            sha256: written.sha256,
+            source: options.source ?? 'upload',
+            origin: options.origin,
+            block_map_id: mapId,
+            file_identity: facts.identity,
+            edges_sha256: facts.edgesSha256,
+          },
           clock.now(),
           replacing?.id,
         );
@@ -258,8 +273,19 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
     }
     let image: ImageRow;
     try {
+      const baseline = baselineOf(join(dataDir, file), facts.size);
       image = store.add(
-        { name: facts.name, file, size: facts.size, sha256: facts.sha256, source: 'backup', origin: facts.origin, block_map_id: facts.blockMapId },
+        {
+          name: facts.name,
+          file,
+          size: facts.size,
+          sha256: facts.sha256,
+          source: 'backup',
+          origin: facts.origin,
+          block_map_id: facts.blockMapId,
+          file_identity: baseline.identity,
+          edges_sha256: baseline.edgesSha256,
+        },
         clock.now(),
       );
     } catch (error) {
@@ -347,20 +373,33 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
     addFromStream,
     /** Copies a file on this host into the library (used for golden.img). */
     async importFile(path: string, options: AddImageOptions & { expectedBytes: number }) {
-      return addFromStream(createReadStream(path, { highWaterMark: STREAM_CHUNK_BYTES }), {
-        ...options,
-        origin: options.origin ?? basename(path),
-      });
+      const file = createReadStream(path, { highWaterMark: STREAM_CHUNK_BYTES });
+      return addFromStream(file, { ...options, origin: options.origin ?? basename(path) }).finally(() => file.destroy());
     },
-    /** The image a deploy uses: the one named, else the default, else a sentence saying what to do. */
+    /**
+     * The image a deploy uses: the one named, else the default, else a sentence saying what to
+     * do; its file checked first (assertDeployable).
+     */
     resolveForDeploy(name: string | undefined): ImageRow {
-      if (name) return requireImage(name);
-      const fallback = effectiveDefaultName();
+      const fallback = name || effectiveDefaultName();
       if (!fallback) {
-        throw conflict(`there is no image to deploy: add one (cm4prov image add FILE --default) or put golden.img in ${dataDir}`);
+        throw conflict("there is no image to deploy: add one (cm4prov image add FILE --default) or put golden.img in the server's data folder");
       }
-      return requireImage(fallback);
+      const image = requireImage(fallback);
+      integrity.assertDeployable(image);
+      return image;
     },
+    /**
+     * Checks an image's stored file (there, its size, its first and last MiB, its inode and
+     * mtime; a millisecond or so, synchronous) and throws a 409 naming the image and the reason
+     * unless it is intact; a broken one is marked (ImageView.broken) and logged once.
+     */
+    assertDeployable: (image: ImageRow) => integrity.assertDeployable(image),
+    fileProblem: (image: ImageRow) => integrity.problemOf(image),
+    /** At start: checks every image's file; returns how many are broken. */
+    checkFiles: () => integrity.checkAll(),
+    /** Resolves when background re-hashes of changed files have finished. */
+    integrityIdle: () => integrity.idle(),
     setDefault(name: string) {
       requireImage(name);
       store.setDefaultName(name);

@@ -34,7 +34,7 @@ export const imageAdminRoutes: FastifyPluginAsyncTypebox<{ images: ImageLibrary 
     xml.post('/api/images/bmaps', async (request, reply) => {
       const { id, bmap } = images.addPendingBmap(String(request.body ?? ''));
       const mapped = bmap.ranges.reduce((sum, range) => sum + range.end - range.start, 0);
-      return reply.code(201).send({ bmap: id, image_size: bmap.imageSize, mapped_bytes: mapped, ranges: bmap.ranges.length });
+      return reply.code(201).send({ bmap: id, image_size: bmap.imageSize, mapped_bytes: mapped, ranges: bmap.ranges.length, checksum_type: bmap.checksumType });
     });
   });
 

@@ -38,6 +38,7 @@ async function deploy(t: TestContext, server: TestServer, env: Record<string, st
   const client = runClient(t, { server: server.url, target: emmc, mac: MAC, env });
   await waitFor('the client', async () => (await server.admin('GET', '/api/devices')).body.devices.length === 1);
   const ordered = await server.admin('POST', `/api/devices/${MAC}/deploy`, body);
+  assert.equal(ordered.status, 201, JSON.stringify(ordered.body)); // a refused order would leave the client polling
   const code = await client.exited;
   const job = (await server.admin('GET', `/api/jobs/${ordered.body.id}`)).body;
   return { emmc, client, code, job };
@@ -105,15 +106,15 @@ test('a chunk that arrives whole but reads back wrong fails the job, naming the 
   await ext4Image(t, server);
   const stored = server.server.services.images.requireImage('os');
   const chunk = server.server.services.blockMaps.chunks(stored.block_map_id!)[1]!;
-  // The stored image bytes change under the server (a failing disk): the plain ranges carry them.
-  const path = server.server.services.images.pathOf(stored);
-  const bytes = readFileSync(path);
-  bytes[chunk.offset + 10] = bytes[chunk.offset + 10]! ^ 0xff;
-  writeFileSync(path, bytes);
+  // The map and the bytes disagree (a map recorded wrong, or bytes that changed where the cheap
+  // file check cannot see): the device writes the bytes it is sent, reads them back, and must
+  // refuse the chunk. Changing the file itself is refused earlier, at the order (images/integrity).
+  const expected = 'ab'.repeat(32);
+  server.server.services.db.prepare('UPDATE block_map_chunks SET sha256 = ? WHERE map_id = ? AND idx = 1').run(expected, stored.block_map_id);
   const { client, code, job } = await deploy(t, server, { PATH_WITHOUT_ZSTD: '1' });
   assert.equal(code, 1, client.output());
   assert.equal(job.state, 'failed');
-  assert.match(job.error, new RegExp(`^range 1 \\(offset ${chunk.offset}, length ${chunk.length}\\) reads back as sha256 [0-9a-f]{64}, not ${chunk.sha256}$`));
+  assert.match(job.error, new RegExp(`^range 1 \\(offset ${chunk.offset}, length ${chunk.length}\\) reads back as sha256 ${chunk.sha256}, not ${expected}$`));
 });
 
 test('a client that does not say it can write chunks still gets the whole image (the original protocol)', async (t) => {

@@ -11,10 +11,16 @@ function mapped(image: ImageView): SafeHtml | string {
   return html`${bytes(map.mapped_bytes)}<span class="sub">${map.chunks} chunks${map.source === 'bmap' ? ' (bmap)' : ''} · ${zstd}</span>`;
 }
 
+/** A file deleted or changed behind the server's back: said where the name is, with why. */
+function broken(image: ImageView): SafeHtml | string {
+  if (!image.broken) return '';
+  return html` <span class="badge badge-failed">broken</span><span class="error-text">Not deployable: ${image.broken}.</span>`;
+}
+
 export function imageRows(images: ImageView[], imports: ImportProgress[]): SafeHtml {
   const rows = images.map(
     (image) => html`<tr id="image-${image.id}">
-  <th scope="row" data-label="Name">${image.name}${image.default ? html` <span class="badge badge-default">default</span>` : ''}</th>
+  <th scope="row" data-label="Name">${image.name}${image.default ? html` <span class="badge badge-default">default</span>` : ''}${broken(image)}</th>
   <td data-label="Size">${bytes(image.size)}</td>
   <td data-label="Mapped">${mapped(image)}</td>
   <td data-label="sha256"><code class="hash" title="${image.sha256}">${image.sha256}</code></td>
@@ -50,7 +56,8 @@ export function imagesPage(images: ImageView[], imports: ImportProgress[]): Safe
       <tbody id="image-rows">${imageRows(images, imports)}</tbody>
     </table>
   </div>
-  <p class="hint">Images never change once added. <code>golden.img</code> in the server's data folder is published as
+  <p class="hint">Images never change once added; one whose stored file is deleted or changed behind the server's back is marked
+    broken and not deployed. <code>golden.img</code> in the server's data folder is published as
     <strong>golden</strong> and re-imported whenever the file is replaced. Devices get only the mapped chunks, zstd-compressed,
     and check each one after writing it.</p>
 </section>
@@ -58,7 +65,7 @@ export function imagesPage(images: ImageView[], imports: ImportProgress[]): Safe
   <h2 id="upload-heading">Upload an image</h2>
   <form id="image-upload" class="upload-form" data-upload-image>
     <div class="field">
-      <label for="upload-file">Image file (.img, .img.gz, .img.xz, .img.zst)</label>
+      <label for="upload-file">Image file (.img, .img.gz, .img.xz, .img.zst, .img.bz2, .img.lz4, or a .zip holding one image)</label>
       <input id="upload-file" name="file" type="file" required>
     </div>
     <div class="field">
