@@ -16,6 +16,10 @@
 #   PROGRESS_INTERVAL    2    seconds between progress reports
 #   TRANSFER_RETRIES     5    attempts per transfer before the job fails (network drops)
 #   RETRY_MAX_DELAY      30   longest back-off between retries, seconds
+#   STALL_TIMEOUT        120  seconds a transfer attempt may go without a byte written to (or read
+#                             from) the target before it is stopped and counted as failed; the
+#                             position moves a dd block (4 MiB) at a time, so keep it above the
+#                             time one block takes at the slowest rate you accept
 #   RATE_LIMIT           (none) cap per transfer, curl --limit-rate syntax (e.g. 20M), to share a LAN
 #   DEPLOY_MODE          auto   auto: only the image's mapped chunks (zstd when available), each
 #                               read back and checked; full: the whole image, one sha256
@@ -82,6 +86,12 @@ target_size() {
 	fi
 }
 
+require_whole_number() { # name value: a whole number, or exit 2 with a sentence
+	case $2 in
+		'' | *[!0-9]*) die "$1 must be a whole number, not '$2'" 2 ;;
+	esac
+}
+
 load_settings() {
 	SERVER=${PROVISIONING_SERVER:-$(cmdline_value provisioning_server)}
 	[ -n "$SERVER" ] || die "no server: set PROVISIONING_SERVER or provisioning_server= on the kernel command line" 2
@@ -93,6 +103,14 @@ load_settings() {
 	PROGRESS_INTERVAL=${PROGRESS_INTERVAL:-2}
 	TRANSFER_RETRIES=${TRANSFER_RETRIES:-5}
 	RETRY_MAX_DELAY=${RETRY_MAX_DELAY:-30}
+	STALL_TIMEOUT=${STALL_TIMEOUT:-120}
+	require_whole_number POLL_INTERVAL "$POLL_INTERVAL"
+	require_whole_number POLL_WAIT "$POLL_WAIT"
+	require_whole_number PROGRESS_INTERVAL "$PROGRESS_INTERVAL"
+	require_whole_number TRANSFER_RETRIES "$TRANSFER_RETRIES"
+	require_whole_number RETRY_MAX_DELAY "$RETRY_MAX_DELAY"
+	require_whole_number STALL_TIMEOUT "$STALL_TIMEOUT"
+	[ "$STALL_TIMEOUT" -gt 0 ] || die "STALL_TIMEOUT must be at least 1 (seconds)" 2
 	TRANSFER_OPTIONS="--connect-timeout 10 --speed-limit 1024 --speed-time 60${RATE_LIMIT:+ --limit-rate $RATE_LIMIT}"
 
 	if [ -n "${DEVICE_MAC:-}" ]; then
@@ -116,14 +134,15 @@ load_settings() {
 http() {
 	local method="$1" url="$2" rc=0
 	shift 2
-	HTTP_STATUS=$(curl -sS -X "$method" -o "$WORK/body" -w '%{http_code}' --connect-timeout 10 "$@" "$url" 2>"$WORK/curl.err") || rc=$?
-	classify_reply "$rc"
+	HTTP_STATUS=$(curl -sS -X "$method" -o "$WORK/body" -w '%{http_code}' --connect-timeout 10 "$@" "$url" 2>"$WORK/http.err") || rc=$?
+	classify_reply "$rc" "$WORK/http.err"
 }
 
-# classify_reply CURL_EXIT: sets HTTP_ERROR and returns 0 (2xx), 1 (worth retrying) or 2 (refused).
+# classify_reply CURL_EXIT CURL_STDERR_FILE: sets HTTP_ERROR from the status in HTTP_STATUS and
+# the reply in $WORK/body; returns 0 (2xx), 1 (worth retrying) or 2 (refused).
 classify_reply() {
 	if [ "$1" -ne 0 ]; then
-		HTTP_ERROR="curl exit $1: $(cat "$WORK/curl.err" 2>/dev/null)"
+		HTTP_ERROR="curl exit $1: $(cat "$2" 2>/dev/null)"
 		return 1
 	fi
 	case $HTTP_STATUS in
@@ -210,11 +229,20 @@ read_action() {
 }
 
 # report_progress PHASE BYTES [FIELD=VALUE…]: best effort, except that a job the server has
-# ended stops us. Extra fields: bytes_written, bytes_verified, rate, discarded.
+# ended stops us. Extra fields: bytes_written, bytes_verified, rate, discarded. A report that
+# says nothing new (the same as the last one, but for the rate) is not sent: repeating a
+# position is no sign of life.
+LAST_REPORT=''
 report_progress() {
-	local rc=0 phase="$1" bytes="$2" field extra=''
+	local rc=0 phase="$1" bytes="$2" field extra='' news
 	shift 2
-	for field in "$@"; do extra="$extra --data-urlencode $field"; done
+	news="$phase $bytes"
+	for field in "$@"; do
+		extra="$extra --data-urlencode $field"
+		case $field in rate=*) ;; *) news="$news $field" ;; esac
+	done
+	[ "$news" != "$LAST_REPORT" ] || return 0
+	LAST_REPORT=$news
 	# shellcheck disable=SC2086 # each extra field is one word (no spaces in names or numbers)
 	http POST "$A_PROGRESS_URL" --max-time 10 --data-urlencode "phase=$phase" \
 		--data-urlencode "bytes_done=$bytes" --data-urlencode "mac=$MAC" $extra || rc=$?
@@ -223,6 +251,17 @@ report_progress() {
 		return 2
 	fi
 	return 0
+}
+
+# Tells the server that an attempt failed and another follows: a device that retries is alive,
+# and the job shows why it is slow. Best effort; the caller's HTTP_* and reply body are kept.
+report_retry() { # phase bytes message
+	local status="$HTTP_STATUS" error="${HTTP_ERROR:-}"
+	cp "$WORK/body" "$WORK/body.kept" 2>/dev/null || :
+	http POST "$A_PROGRESS_URL" --max-time 10 --data-urlencode "phase=$1" --data-urlencode "bytes_done=$2" \
+		--data-urlencode "problem=$3" --data-urlencode "mac=$MAC" || true
+	mv "$WORK/body.kept" "$WORK/body" 2>/dev/null || :
+	HTTP_STATUS=$status HTTP_ERROR=$error LAST_REPORT=''
 }
 
 send_result() { # status sha256 bytes error [ranges_sha256]
@@ -254,7 +293,14 @@ fail_job() { # message → report failure, exit 1
 	exit 1
 }
 
-# ---------------------------------------------------------------- progress of background transfers
+# ---------------------------------------------------------------- transfer attempts in the background
+
+# A transfer attempt is a few background processes joined by FIFOs: each started as `cmd & track $!`
+# (the redirections must stay on the `cmd &` line: on a function call they would apply to this
+# shell), each FIFO declared with link_fifo WRITER_PID READER_PID PATH, then watch_attempt.
+BACKGROUND='' FIFO_LINKS='' RUNNING='' STATUSES=''
+track() { BACKGROUND="$BACKGROUND $1"; LAST_PID=$1; }
+link_fifo() { FIFO_LINKS="$FIFO_LINKS $1 $2 $3"; }
 
 # Byte position of a process's file descriptor: how far dd has read or written.
 fd_position() { sed -n 's/^pos:[[:space:]]*//p' "/proc/$1/fdinfo/$2" 2>/dev/null || true; }
@@ -266,73 +312,189 @@ is_running() {
 	[ -n "$state" ] && [ "$state" != Z ]
 }
 
-# Waits for PID while reporting PHASE progress from its fd FD; returns the process's exit status,
-# or 3 when the server ended the job meanwhile (cancelled), after stopping the transfer.
-watch_transfer() { # pid fd phase
-	local pid="$1" fd="$2" phase="$3" ticks=0 pos rc=0
-	while is_running "$pid"; do
-		# Quarter-second ticks (busybox sleep takes fractions) so a short job is not kept waiting.
-		sleep 0.25 2>/dev/null || sleep 1
-		ticks=$((ticks + 1))
-		[ $((ticks % (PROGRESS_INTERVAL * 4))) -eq 0 ] || continue
-		pos=$(fd_position "$pid" "$fd")
-		[ -n "$pos" ] || continue
-		if ! report_progress "$phase" "$pos"; then
-			log "the server ended job $A_JOB: $JOB_ENDED_BY_SERVER"
-			kill_background
-			return 3
-		fi
+# Sets RUNNING to the attempt's processes that still run (" pid " each); false when none does.
+note_running() {
+	local pid
+	RUNNING=''
+	for pid in $BACKGROUND; do
+		if is_running "$pid"; then RUNNING="$RUNNING $pid "; fi
 	done
-	wait "$pid" || rc=$?
-	return "$rc"
+	[ -n "$RUNNING" ]
 }
 
-# Remembers a background process (`cmd & track $!`) so that it is stopped with the client. The
-# redirections must stay on the `cmd &` line: on a function call they would apply to this shell.
-BACKGROUND=''
-track() { BACKGROUND="$BACKGROUND $1"; LAST_PID=$1; }
+still_running() { case $RUNNING in *" $1 "*) return 0 ;; esac; return 1; }
+
+# A FIFO whose one end has ended while the other still runs: the survivor may be blocked for ever
+# opening it (curl failed before it opened its output, so dd waits for a writer that never
+# comes). Opening the FIFO read-write here never blocks and lets that open return; closing it
+# again leaves the survivor at end of file (a reader) or with a broken pipe (a writer). Done on
+# every tick, as the survivor may reach its open later; harmless once both ends are open.
+release_orphaned_fifos() {
+	local writer reader path
+	# shellcheck disable=SC2086 # triples of words: pids and $WORK paths have no spaces
+	set -- $FIFO_LINKS
+	while [ "$#" -ge 3 ]; do
+		writer=$1 reader=$2 path=$3
+		shift 3
+		if still_running "$writer" && still_running "$reader"; then continue; fi
+		if still_running "$writer" || still_running "$reader"; then
+			if [ -p "$path" ]; then : <>"$path"; fi
+		fi
+	done
+}
+
+# Stops the attempt: TERM, then KILL for what is still there after 2 s. A process stuck in the
+# kernel (a dead eMMC) can outlive even that; it is left behind rather than waited for.
+stop_attempt() {
+	local pid signal tries
+	for signal in TERM KILL; do
+		note_running || return 0
+		for pid in $RUNNING; do kill -s "$signal" "$pid" 2>/dev/null || true; done
+		tries=0
+		while note_running && [ "$tries" -lt 8 ]; do
+			release_orphaned_fifos
+			sleep 0.25 2>/dev/null || sleep 1
+			tries=$((tries + 1))
+		done
+	done
+	[ -z "$RUNNING" ] || log "could not stop process(es)$RUNNING; leaving them behind"
+}
+
+# Collects each process's exit status into STATUSES and forgets the attempt.
+end_attempt() {
+	local pid rc
+	STATUSES=''
+	note_running || true
+	for pid in $BACKGROUND; do
+		rc=255
+		if ! still_running "$pid"; then
+			rc=0
+			wait "$pid" || rc=$?
+		fi
+		STATUSES="$STATUSES $pid:$rc"
+	done
+	BACKGROUND='' FIFO_LINKS=''
+}
+
+status_of() { # pid → its exit status in the attempt that just ended (255: left behind)
+	local entry
+	for entry in $STATUSES; do
+		if [ "${entry%:*}" = "$1" ]; then echo "${entry#*:}"; return 0; fi
+	done
+	echo 255
+}
+
 kill_background() {
 	local pid
 	for pid in $BACKGROUND; do kill "$pid" 2>/dev/null || true; done
 	BACKGROUND=''
 }
 
+# watch_attempt PHASE written|read FROM END POSITION_COMMAND [ARG…]: waits until every process of
+# the attempt has ended, reporting PHASE progress from the byte position POSITION_COMMAND prints
+# (bytes written to, or read from, the target, going from FROM to END; nothing while there is
+# none yet). Only a position that moved is reported. A position that has not moved for
+# STALL_TIMEOUT seconds short of END ends the attempt; from END on, or once the process moving
+# the bytes has ended, what is left (dd's fsync, the rest of the pipeline, the server's answer)
+# ends by itself. Sets POSITION (the last position seen, empty if none) and STATUSES (see
+# status_of). Returns 0 when the processes ended by themselves, 3 when the server ended the job
+# (cancelled), 4 when the attempt stalled; in both cases after stopping it.
+watch_attempt() {
+	local phase="$1" what="$2" from="$3" end="$4" rc=0 pos now started moved_at reported="$3" reported_at=0 fields onto=from
+	shift 4
+	[ "$what" != written ] || onto=to
+	POSITION=''
+	started=$(date +%s)
+	moved_at=$started
+	while note_running; do
+		release_orphaned_fifos
+		# Quarter-second ticks (busybox sleep takes fractions) so a short job is not kept waiting.
+		sleep 0.25 2>/dev/null || sleep 1
+		pos=$("$@" || true)
+		now=$(date +%s)
+		if [ -n "$pos" ] && [ "$pos" != "$POSITION" ]; then
+			POSITION=$pos moved_at=$now
+		elif [ -z "$pos" ] && [ -n "$POSITION" ]; then
+			: # the process moving the bytes has ended; the rest ends at end of file or by curl's limits
+		elif [ $((now - moved_at)) -ge "$STALL_TIMEOUT" ] && [ "${POSITION:-0}" -lt "$end" ]; then
+			STALL_ERROR="no byte was $what $onto $TARGET_DEVICE for $STALL_TIMEOUT s"
+			log "$STALL_ERROR; stopping this attempt"
+			rc=4
+			break
+		fi
+		if [ -z "$POSITION" ] || [ "$POSITION" = "$reported" ] || [ $((now - reported_at)) -lt "$PROGRESS_INTERVAL" ]; then continue; fi
+		reported=$POSITION reported_at=$now
+		fields=''
+		[ "$what" != written ] || fields="bytes_written=$POSITION rate=$(((POSITION - from) / (now > started ? now - started : 1)))"
+		# shellcheck disable=SC2086 # each field is one word
+		if ! report_progress "$phase" "$POSITION" $fields; then
+			log "the server ended job $A_JOB: $JOB_ENDED_BY_SERVER"
+			rc=3
+			break
+		fi
+	done
+	[ "$rc" -eq 0 ] || stop_attempt
+	end_attempt
+	return "$rc"
+}
+
 # ---------------------------------------------------------------- deploy
 
-# Writes the image from OFFSET on, resuming with a Range request after a network drop.
+# dd's absolute position on the target once it has opened it and gone to OFFSET; nothing before
+# (until then its stdout, position 0, is /dev/null).
+write_position() { # dd_pid offset
+	local pos
+	pos=$(fd_position "$1" 1)
+	if [ -n "$pos" ] && [ "$pos" -ge "$2" ]; then echo "$pos"; fi
+}
+
+# Writes the image onto the target: curl → FIFO → dd, resuming with a Range request after a
+# failed attempt (cut, refused with 5xx, stalled) from the first byte dd has not surely written.
 write_image() {
-	local offset=0 attempt=0 curl_rc dd_rc written range curl_pid
+	local offset=0 attempt=0 rc curl_rc dd_rc received range curl_pid dd_pid failure
 	while [ "$offset" -lt "$A_SIZE" ]; do
 		rm -f "$WORK/image.fifo" && mkfifo "$WORK/image.fifo"
+		: > "$WORK/image.headers" && : > "$WORK/image.received"
 		range=''
 		[ "$offset" -eq 0 ] || range="--range $offset-"
 		# shellcheck disable=SC2086 # option lists split into words on purpose
 		curl -sS --fail $TRANSFER_OPTIONS $range \
 			-D "$WORK/image.headers" -o "$WORK/image.fifo" -w '%{size_download}' "$A_URL" \
-			>"$WORK/image.received" 2>"$WORK/curl.err" &
+			>"$WORK/image.received" 2>"$WORK/image.err" &
 		track $!
 		curl_pid=$LAST_PID
 		dd if="$WORK/image.fifo" of="$TARGET_DEVICE" bs=$DD_BLOCK seek="$offset" \
-			iflag=fullblock oflag=seek_bytes conv=notrunc,fsync 2>"$WORK/dd.err" &
+			iflag=fullblock oflag=seek_bytes conv=notrunc,fsync >/dev/null 2>"$WORK/dd.err" &
 		track $!
-		dd_rc=0
-		watch_transfer "$LAST_PID" 1 writing || dd_rc=$?
-		[ "$dd_rc" -ne 3 ] || exit 1
-		curl_rc=0
-		wait "$curl_pid" || curl_rc=$?
-		BACKGROUND=''
-		[ "$dd_rc" -eq 0 ] || fail_job "writing $TARGET_DEVICE failed: $(tail -n 1 "$WORK/dd.err")"
-		# dd wrote all that curl received (busybox dd does not print a byte count).
-		written=$(cat "$WORK/image.received" 2>/dev/null)
-		offset=$((offset + ${written:-0}))
-		[ "$curl_rc" -ne 0 ] || [ "$offset" -ge "$A_SIZE" ] || curl_rc=18 # a short body without an error
-		[ "$curl_rc" -ne 0 ] || break
-		case $(sed -n 's/^HTTP\/[0-9.]* \([0-9]*\).*/\1/p' "$WORK/image.headers" | tail -n 1) in
-			404 | 409 | 410 | 403) fail_job "the server refused the image download: $(head -n 1 "$WORK/image.headers")" ;;
-		esac
+		dd_pid=$LAST_PID
+		link_fifo "$curl_pid" "$dd_pid" "$WORK/image.fifo"
+		rc=0
+		watch_attempt writing written "$offset" "$A_SIZE" write_position "$dd_pid" "$offset" || rc=$?
+		[ "$rc" -ne 3 ] || exit 1
+		curl_rc=$(status_of "$curl_pid")
+		dd_rc=$(status_of "$dd_pid")
+		if [ "$rc" -eq 4 ]; then
+			# Both were stopped: what dd wrote is known up to the last position seen.
+			offset=${POSITION:-$offset}
+			failure=$STALL_ERROR
+		else
+			[ "$dd_rc" -eq 0 ] || fail_job "writing $TARGET_DEVICE failed: $(tail -n 1 "$WORK/dd.err")"
+			# dd read to the end of what curl sent and wrote it all (busybox dd prints no byte count);
+			# a curl that did not say how much it sent leaves the last position seen.
+			received=$(cat "$WORK/image.received")
+			if [ -n "$received" ]; then offset=$((offset + received)); else offset=${POSITION:-$offset}; fi
+			[ "$curl_rc" -ne 0 ] || [ "$offset" -ge "$A_SIZE" ] || curl_rc=18 # a short body without an error
+			[ "$curl_rc" -ne 0 ] || break
+			failure=$(head -n 1 "$WORK/image.err")
+			case $(sed -n 's/^HTTP\/[0-9.]* \([0-9]*\).*/\1/p' "$WORK/image.headers" | tail -n 1) in
+				408 | 429) ;;
+				4??) fail_job "the server refused the image download: $(grep '^HTTP/' "$WORK/image.headers" | tail -n 1 | tr -d '\r')" ;;
+			esac
+		fi
 		attempt=$((attempt + 1))
-		[ "$attempt" -lt "$TRANSFER_RETRIES" ] || fail_job "image download failed $attempt times: $(cat "$WORK/curl.err")"
-		log "image download cut at $offset of $A_SIZE bytes ($(cat "$WORK/curl.err")); resuming"
+		[ "$attempt" -lt "$TRANSFER_RETRIES" ] || fail_job "image download failed $attempt times (the last: ${failure:-curl exit $curl_rc})"
+		log "image download cut at $offset of $A_SIZE bytes (${failure:-curl exit $curl_rc}); resuming"
+		report_retry writing "$offset" "attempt $attempt of $TRANSFER_RETRIES: image download cut at $offset bytes (${failure:-curl exit $curl_rc}); resuming"
 		sleep "$attempt"
 	done
 	[ "$offset" -eq "$A_SIZE" ] || fail_job "wrote $offset bytes but the image has $A_SIZE"
@@ -341,7 +503,7 @@ write_image() {
 # Sets READ_BACK_SHA256 to the sha256 of the target's first BYTES, read from the device itself
 # (not the page cache). Not run in $(…): it reports progress and may end the job.
 read_back() { # bytes phase
-	local rc=0 sum_pid
+	local rc=0 sum_pid dd_pid
 	sync
 	if [ -b "$TARGET_DEVICE" ]; then
 		echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || log "could not drop the page cache; reading back may hit RAM"
@@ -352,11 +514,13 @@ read_back() { # bytes phase
 	sum_pid=$LAST_PID
 	dd if="$TARGET_DEVICE" of="$WORK/verify.fifo" bs=$DD_BLOCK count="$1" iflag=count_bytes 2>"$WORK/verify.err" &
 	track $!
-	watch_transfer "$LAST_PID" 0 "$2" || rc=$?
+	dd_pid=$LAST_PID
+	link_fifo "$dd_pid" "$sum_pid" "$WORK/verify.fifo"
+	watch_attempt "$2" read 0 "$1" fd_position "$dd_pid" 0 || rc=$?
 	[ "$rc" -ne 3 ] || exit 1
-	wait "$sum_pid" || true
-	BACKGROUND=''
-	[ "$rc" -eq 0 ] || fail_job "reading back $TARGET_DEVICE failed: $(tail -n 1 "$WORK/verify.err")"
+	[ "$rc" -ne 4 ] || fail_job "reading back $TARGET_DEVICE stopped: $STALL_ERROR"
+	[ "$(status_of "$dd_pid")" -eq 0 ] || fail_job "reading back $TARGET_DEVICE failed: $(tail -n 1 "$WORK/verify.err")"
+	[ "$(status_of "$sum_pid")" -eq 0 ] || fail_job "hashing what was read back from $TARGET_DEVICE failed"
 	READ_BACK_SHA256=$(cut -d ' ' -f 1 < "$WORK/verify.sha")
 }
 
@@ -370,9 +534,9 @@ run_deploy() {
 	if [ "$A_SIZE" -gt "$TARGET_BYTES" ]; then
 		fail_job "the image ($A_SIZE bytes) is larger than $TARGET_DEVICE ($TARGET_BYTES bytes)"
 	fi
-	report_progress writing 0 || exit 1
+	report_progress writing 0 bytes_written=0 || exit 1
 	write_image
-	report_progress writing "$A_SIZE" || exit 1
+	report_progress writing "$A_SIZE" "bytes_written=$A_SIZE" || exit 1
 	log "written; reading back to verify"
 	read_back "$A_SIZE" verifying
 	report_progress verifying "$A_SIZE" || exit 1
@@ -411,32 +575,44 @@ discard_target() {
 }
 
 # Writes chunks FROM on, reading their decoded bytes in order from stdin: one dd per chunk at
-# its offset (busybox dd reads exactly count bytes from a pipe with iflag=count_bytes,fullblock).
+# its offset, the chunk as one record (busybox dd reads a whole record from a pipe with
+# iflag=fullblock; chunks are at most 4 MiB). A chunk counts as written only when dd wrote the
+# whole record ("1+0 records out"); a stream that ends early ends the writing there.
 write_chunks() { # from
 	local idx off len sha rest
 	while read -r idx off len sha rest <&3; do
 		[ "$idx" -ge "$1" ] || continue
-		dd of="$TARGET_DEVICE" bs=$DD_BLOCK count="$len" seek="$off" iflag=count_bytes,fullblock \
-			oflag=seek_bytes conv=notrunc 2>>"$WORK/write.err" || return 1
+		if ! dd of="$TARGET_DEVICE" bs="$len" count=1 seek="$off" iflag=fullblock \
+			oflag=seek_bytes conv=notrunc 2>"$WORK/chunk.err"; then
+			cat "$WORK/chunk.err" >> "$WORK/write.err"
+			return 1
+		fi
+		grep -q '^1+0 records out' "$WORK/chunk.err" || return 0
 		echo "$idx $len" >> "$WORK/written"
 	done 3< "$WORK/chunks"
 }
 
+# Bytes of whole chunks written so far (the chunk in flight counts once dd has written it all).
+chunks_written() {
+	echo $((WRITTEN_BEFORE + $(awk '{ s += $2 } END { print s + 0 }' "$WORK/written")))
+}
+
 # Streams chunks FROM..last onto the target. Sets STREAM_OK=yes when every byte arrived.
 stream_chunks() { # from
-	local from="$1" zoff curl_rc=0 decode_rc=0 writer_rc=0 curl_pid decoder_pid ticks=0 written started
+	local from="$1" zoff rc=0 curl_rc decode_rc=0 writer_rc curl_pid decoder_pid='' writer_pid
 	rm -f "$WORK/z.fifo" "$WORK/raw.fifo" "$WORK/written" && : > "$WORK/written"
 	mkfifo "$WORK/raw.fifo"
 	if [ "$A_ENCODING" = zstd ]; then
 		mkfifo "$WORK/z.fifo"
 		zoff=$(awk -v from="$from" '$1 == from { print $5 }' "$WORK/chunks")
 		# shellcheck disable=SC2086 # option list split into words on purpose
-		curl -sS --fail $TRANSFER_OPTIONS -r "$zoff-" -o "$WORK/z.fifo" "$A_CHUNKS_URL" 2>"$WORK/curl.err" &
+		curl -sS --fail $TRANSFER_OPTIONS -r "$zoff-" -o "$WORK/z.fifo" "$A_CHUNKS_URL" 2>"$WORK/chunks.err" &
 		track $!
 		curl_pid=$LAST_PID
 		zstd -dcq < "$WORK/z.fifo" > "$WORK/raw.fifo" 2>"$WORK/zstd.err" &
 		track $!
 		decoder_pid=$LAST_PID
+		link_fifo "$curl_pid" "$decoder_pid" "$WORK/z.fifo"
 	else
 		# The image's own ranges, one request each, over one connection (curl --next blocks,
 		# each repeating the options, which --next resets).
@@ -445,34 +621,28 @@ stream_chunks() { # from
 			printf "silent\nshow-error\nfail\nconnect-timeout = 10\nspeed-limit = 1024\nspeed-time = 60\n"
 			if (limit != "") printf "limit-rate = %s\n", limit
 			printf "url = \"%s\"\nrange = \"%d-%d\"\n", url, $2, $2 + $3 - 1 }' "$WORK/chunks" > "$WORK/ranges.cfg"
-		curl -K "$WORK/ranges.cfg" > "$WORK/raw.fifo" 2>"$WORK/curl.err" &
+		curl -K "$WORK/ranges.cfg" > "$WORK/raw.fifo" 2>"$WORK/chunks.err" &
 		track $!
 		curl_pid=$LAST_PID
-		decoder_pid=''
 	fi
-	started=$(date +%s)
 	write_chunks "$from" < "$WORK/raw.fifo" &
 	track $!
-	while is_running "$LAST_PID"; do
-		sleep 0.25 2>/dev/null || sleep 1
-		ticks=$((ticks + 1))
-		[ $((ticks % (PROGRESS_INTERVAL * 4))) -eq 0 ] || continue
-		written=$((WRITTEN_BEFORE + $(awk '{ s += $2 } END { print s + 0 }' "$WORK/written")))
-		if ! report_progress writing "$written" "bytes_written=$written" "rate=$(rate_since "$started" $((written - WRITTEN_BEFORE)))"; then
-			log "the server ended job $A_JOB: $JOB_ENDED_BY_SERVER"
-			kill_background
-			exit 1
-		fi
-	done
-	wait "$LAST_PID" || writer_rc=$?
-	wait "$curl_pid" || curl_rc=$?
-	[ -z "$decoder_pid" ] || wait "$decoder_pid" || decode_rc=$?
-	BACKGROUND=''
-	WRITTEN_BEFORE=$((WRITTEN_BEFORE + $(awk '{ s += $2 } END { print s + 0 }' "$WORK/written")))
+	writer_pid=$LAST_PID
+	link_fifo "${decoder_pid:-$curl_pid}" "$writer_pid" "$WORK/raw.fifo"
+	watch_attempt writing written "$WRITTEN_BEFORE" "$M_MAPPED" chunks_written || rc=$?
+	[ "$rc" -ne 3 ] || exit 1
+	curl_rc=$(status_of "$curl_pid")
+	[ -z "$decoder_pid" ] || decode_rc=$(status_of "$decoder_pid")
+	writer_rc=$(status_of "$writer_pid")
+	WRITTEN_BEFORE=$(chunks_written)
 	STREAM_OK=no
-	if [ "$curl_rc" -eq 0 ] && [ "$decode_rc" -eq 0 ] && [ "$writer_rc" -eq 0 ]; then STREAM_OK=yes; fi
-	STREAM_ERROR="$(cat "$WORK/curl.err" "$WORK/zstd.err" 2>/dev/null | head -n 3 | tr '\n' ' ')"
-	[ "$writer_rc" -eq 0 ] || [ "$curl_rc" -ne 0 ] || fail_job "writing $TARGET_DEVICE failed: $(tail -n 1 "$WORK/write.err")"
+	if [ "$rc" -eq 0 ] && [ "$curl_rc" -eq 0 ] && [ "$decode_rc" -eq 0 ] && [ "$writer_rc" -eq 0 ]; then STREAM_OK=yes; fi
+	STREAM_ERROR="$(cat "$WORK/chunks.err" "$WORK/zstd.err" 2>/dev/null | head -n 3 | tr '\n' ' ')"
+	if [ "$rc" -eq 4 ]; then
+		STREAM_ERROR=$STALL_ERROR
+	elif [ "$writer_rc" -ne 0 ] && [ "$curl_rc" -eq 0 ]; then
+		fail_job "writing $TARGET_DEVICE failed: $(tail -n 1 "$WORK/write.err")"
+	fi
 }
 
 rate_since() { # started_epoch bytes → bytes per second
@@ -551,6 +721,7 @@ run_sparse_deploy() {
 		attempt=$((attempt + 1))
 		[ "$attempt" -lt "$TRANSFER_RETRIES" ] || fail_job "the chunk download failed $attempt times: $STREAM_ERROR"
 		log "chunk stream cut at range $FIRST_BAD of $M_CHUNKS ($STREAM_ERROR); resuming from it"
+		report_retry writing "$WRITTEN_BEFORE" "attempt $attempt of $TRANSFER_RETRIES: chunk stream cut at range $FIRST_BAD ($STREAM_ERROR); resuming"
 		sleep "$attempt"
 		next=$FIRST_BAD
 	done
@@ -564,13 +735,15 @@ run_sparse_deploy() {
 
 # ---------------------------------------------------------------- backup
 
-# One attempt: dd → tee → (sha256sum, curl upload). Returns 0, 1 (worth retrying) or 2 (refused).
+# One attempt: dd → tee → (sha256sum, [zstd →] curl upload). Returns 0, 1 (worth retrying: a
+# network failure, a 5xx, an upload that stopped moving) or 2 (refused).
 upload_once() {
-	local dd_rc=0 curl_rc=0 tee_pid curl_pid into=upload.fifo
-	rm -f "$WORK/read.fifo" "$WORK/hash.fifo" "$WORK/upload.fifo" "$WORK/plain.fifo"
+	local rc=0 dd_rc sum_pid curl_pid tee_pid dd_pid zstd_pid='' into=upload.fifo
+	rm -f "$WORK/read.fifo" "$WORK/hash.fifo" "$WORK/upload.fifo" "$WORK/plain.fifo" "$WORK/upload.status" "$WORK/upload.body"
 	mkfifo "$WORK/read.fifo" "$WORK/hash.fifo" "$WORK/upload.fifo"
 	sha256sum < "$WORK/hash.fifo" > "$WORK/backup.sha" &
 	track $!
+	sum_pid=$LAST_PID
 	if [ "$A_ENCODING" = zstd ]; then
 		# Compressed on the device: empty ranges shrink to almost nothing on the wire. The size is
 		# not known in advance, so the body goes chunked; the raw size is the job's.
@@ -578,15 +751,16 @@ upload_once() {
 		into=plain.fifo
 		zstd -q -c -3 -T0 < "$WORK/plain.fifo" > "$WORK/upload.fifo" 2>"$WORK/zstd.err" &
 		track $!
+		zstd_pid=$LAST_PID
 		# shellcheck disable=SC2086 # option list split into words on purpose
 		curl -sS -T - -H 'Content-Encoding: zstd' -H 'Expect:' -H 'X-Checksum-Follows: sha256' $TRANSFER_OPTIONS \
-			-o "$WORK/body" -w '%{http_code}' "$A_UPLOAD_URL" < "$WORK/upload.fifo" > "$WORK/upload.status" 2>"$WORK/curl.err" &
+			-o "$WORK/upload.body" -w '%{http_code}' "$A_UPLOAD_URL" < "$WORK/upload.fifo" > "$WORK/upload.status" 2>"$WORK/upload.err" &
 	else
 		# The length is known, so send Content-Length instead of chunks; the checksum follows in the result.
 		# shellcheck disable=SC2086 # option list split into words on purpose
 		curl -sS -T - -H "Content-Length: $TARGET_BYTES" -H 'Transfer-Encoding:' -H 'Expect:' \
 			-H 'X-Checksum-Follows: sha256' $TRANSFER_OPTIONS \
-			-o "$WORK/body" -w '%{http_code}' "$A_UPLOAD_URL" < "$WORK/upload.fifo" > "$WORK/upload.status" 2>"$WORK/curl.err" &
+			-o "$WORK/upload.body" -w '%{http_code}' "$A_UPLOAD_URL" < "$WORK/upload.fifo" > "$WORK/upload.status" 2>"$WORK/upload.err" &
 	fi
 	track $!
 	curl_pid=$LAST_PID
@@ -595,26 +769,48 @@ upload_once() {
 	tee_pid=$LAST_PID
 	dd if="$TARGET_DEVICE" of="$WORK/read.fifo" bs=$DD_BLOCK 2>"$WORK/dd.err" &
 	track $!
-	watch_transfer "$LAST_PID" 0 uploading || dd_rc=$?
-	[ "$dd_rc" -ne 3 ] || exit 1
-	wait "$tee_pid" || true
-	wait "$curl_pid" || curl_rc=$?
-	kill_background
+	dd_pid=$LAST_PID
+	link_fifo "$dd_pid" "$tee_pid" "$WORK/read.fifo"
+	link_fifo "$tee_pid" "$sum_pid" "$WORK/hash.fifo"
+	if [ -n "$zstd_pid" ]; then
+		link_fifo "$tee_pid" "$zstd_pid" "$WORK/plain.fifo"
+		link_fifo "$zstd_pid" "$curl_pid" "$WORK/upload.fifo"
+	else
+		link_fifo "$tee_pid" "$curl_pid" "$WORK/upload.fifo"
+	fi
+	watch_attempt uploading read 0 "$TARGET_BYTES" fd_position "$dd_pid" 0 || rc=$?
+	[ "$rc" -ne 3 ] || exit 1
+	if [ "$rc" -eq 4 ]; then
+		HTTP_ERROR="the upload stopped moving: $STALL_ERROR"
+		return 1
+	fi
+	dd_rc=$(status_of "$dd_pid")
 	HTTP_STATUS=$(cat "$WORK/upload.status" 2>/dev/null || echo 000)
+	# Progress reports use $WORK/body meanwhile: the upload's reply has its own file until now.
+	cp "$WORK/upload.body" "$WORK/body" 2>/dev/null || : > "$WORK/body"
 	# A cut upload also breaks the pipe dd writes into: judge the network before the read.
-	classify_reply "$curl_rc" || return $?
+	classify_reply "$(status_of "$curl_pid")" "$WORK/upload.err" || return $?
 	[ "$dd_rc" -eq 0 ] || fail_job "reading $TARGET_DEVICE failed: $(tail -n 1 "$WORK/dd.err")"
+	[ "$(status_of "$sum_pid")" -eq 0 ] || fail_job "hashing what was read from $TARGET_DEVICE failed"
+}
+
+# upload_once, and a word to the server when it failed in a way worth another attempt.
+upload_attempt() {
+	local rc=0
+	upload_once || rc=$?
+	[ "$rc" -ne 1 ] || report_retry uploading 0 "backup upload failed ($HTTP_ERROR); starting again"
+	return "$rc"
 }
 
 run_backup() {
 	local rc=0 sha received
 	log "job $A_JOB: backup of $TARGET_DEVICE ($TARGET_BYTES bytes${A_ENCODING:+, $A_ENCODING on the wire})"
 	[ -n "$A_UPLOAD_URL" ] || fail_job "the server's backup order has no upload_url"
-	with_retries "$TRANSFER_RETRIES" "backup upload" upload_once || rc=$?
+	with_retries "$TRANSFER_RETRIES" "backup upload" upload_attempt || rc=$?
 	[ "$rc" -eq 0 ] || fail_job "backup upload failed: $HTTP_ERROR"
+	received=$(json_field received_sha256)
 	report_progress uploading "$TARGET_BYTES" || exit 1
 	sha=$(cut -d ' ' -f 1 < "$WORK/backup.sha")
-	received=$(json_field received_sha256)
 	[ -z "$received" ] || [ "$received" = "$sha" ] || log "the server received sha256 $received, the device read $sha"
 	finish_job ok "$sha" "$TARGET_BYTES" ""
 }
