@@ -1,11 +1,19 @@
 import { randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 import type { Db } from '../db/open.js';
+import { AppError } from '../shared/errors.js';
+import { createWorkLimiter, LimiterFullError } from './work-limiter.js';
 
 // scrypt parameters (RFC 7914): N=2^15, r=8 costs ~32 MiB and ~50-100 ms per guess here.
 const PARAMS = { N: 2 ** 15, r: 8, p: 1, maxmem: 64 * 1024 * 1024 } as const;
 const KEY_BYTES = 32;
 const SETTING = 'admin_password';
 export const MIN_PASSWORD_LENGTH = 8;
+/**
+ * scrypt runs on libuv's threadpool (4 threads by default), which every fs call of an image
+ * download or backup upload shares: one hash at a time leaves the others to file I/O. A short
+ * queue covers a few operators logging in together (~0.1 s each); beyond it an attempt is refused.
+ */
+const HASH_LIMITS = { concurrency: 1, queue: 8 };
 
 function derive(password: string, salt: Buffer, params: ScryptOptions): Promise<Buffer> {
   return new Promise((resolve, reject) =>
@@ -33,22 +41,39 @@ export function passwordProblem(password: string): string | undefined {
   return undefined;
 }
 
+const passwordCheckBusy = () =>
+  new AppError(503, 'busy', 'the server is checking other login attempts; try again in a few seconds');
+
 /** The admin password hash lives in the database, so the CLI can set it while the server runs. */
 export function createPasswordStore(db: Db) {
   const read = db.prepare<[string], { value: string }>('SELECT value FROM settings WHERE key = ?');
   const write = db.prepare<[string, string]>(
     'INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
   );
+  const limiter = createWorkLimiter(HASH_LIMITS);
+  let checks = 0;
   return {
     hash: () => read.get(SETTING)?.value,
     isSet: () => read.get(SETTING) !== undefined,
     async set(password: string) {
       write.run(SETTING, await hashPassword(password));
     },
+    /** Whether `password` is the admin password; an AppError 503 when too many checks are waiting. */
     async check(password: string): Promise<boolean> {
       const stored = read.get(SETTING)?.value;
-      return stored !== undefined && (await verifyPassword(stored, password));
+      if (stored === undefined) return false;
+      try {
+        return await limiter.run(() => {
+          checks += 1;
+          return verifyPassword(stored, password);
+        });
+      } catch (error) {
+        if (error instanceof LimiterFullError) throw passwordCheckBusy();
+        throw error;
+      }
     },
+    /** How many password hashes `check` has computed, and how many are running or waiting now. */
+    stats: () => ({ checks, running: limiter.running, waiting: limiter.waiting }),
   };
 }
 

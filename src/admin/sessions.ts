@@ -59,11 +59,19 @@ export function createSessionStore(db: Db, clock: Clock) {
 
 export type SessionStore = ReturnType<typeof createSessionStore>;
 
-/** Reads one cookie from a Cookie header (RFC 6265 §4.2); no dependency needed for that. */
+/**
+ * Reads one cookie from a Cookie header (RFC 6265 §4.2); no dependency needed for that. A value
+ * that is not valid percent-encoding (`%zz`) is not one we set: it counts as absent.
+ */
 export function readCookie(header: string | undefined, name: string): string | undefined {
   for (const part of (header ?? '').split(';')) {
     const index = part.indexOf('=');
-    if (index > 0 && part.slice(0, index).trim() === name) return decodeURIComponent(part.slice(index + 1).trim());
+    if (index <= 0 || part.slice(0, index).trim() !== name) continue;
+    try {
+      return decodeURIComponent(part.slice(index + 1).trim());
+    } catch {
+      // URIError: look for another cookie of that name.
+    }
   }
   return undefined;
 }

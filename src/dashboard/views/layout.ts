@@ -69,12 +69,16 @@ ${content}
 export interface LoginOptions {
   assetVersion: string;
   next: string;
+  /** What is wrong with the password given (marks the field invalid). */
   error?: string;
+  /** Why no password was checked this time (too many attempts, server busy). */
+  notice?: string;
   /** No password has been set yet: say how to set one instead of showing a form. */
   noPassword?: boolean;
 }
 
 export function loginPage(options: LoginOptions): SafeHtml {
+  const message = options.error ?? options.notice;
   return html`<!doctype html>
 <html lang="en">
 <head>
@@ -94,8 +98,8 @@ ${head('Log in', options.assetVersion)}
         <input type="hidden" name="next" value="${options.next}">
         <label for="password">Admin password</label>
         <input id="password" name="password" type="password" autocomplete="current-password" required autofocus
-          ${options.error ? html`aria-invalid="true" aria-describedby="login-error"` : ''}>
-        ${options.error ? html`<p id="login-error" class="form-error" role="alert">${options.error}</p>` : ''}
+          ${options.error ? html`aria-invalid="true"` : ''} ${message ? html`aria-describedby="login-error"` : ''}>
+        ${message ? html`<p id="login-error" class="form-error" role="alert">${message}</p>` : ''}
         <button type="submit" class="button-primary">Log in</button>
       </form>`}
 </main>
