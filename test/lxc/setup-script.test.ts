@@ -44,11 +44,20 @@ function forwarding(ns: TestNamespace): string {
   return ns.exec('sysctl', ['-n', 'net.ipv4.ip_forward']).stdout.trim();
 }
 
-/** What a second run must leave exactly as it was (handles in nft's JSON change if a table is re-made). */
+/**
+ * What the script owns, which a second run must leave exactly as it was (handles in nft's JSON
+ * change if a table is re-made). Only what the script sets: the admin UP flag and the IPv4
+ * addresses. Not `ip addr` as a whole: the kernel changes it by itself (IPv6 duplicate address
+ * detection clears "tentative", carrier comes and goes), which made this comparison flaky.
+ */
 function snapshot(ns: TestNamespace, dirs: ReturnType<typeof paths>) {
   const files = [join(dirs.units, 'cm4-provisioning.service'), join(dirs.sysctl, '90-cm4-provisioning.conf'), join(dirs.nft, `${TABLE}.nft`)];
+  const owned = (name: string) => {
+    const state = interfaceState(ns, name);
+    return { up: state.flags.includes('UP'), ipv4: state.addresses };
+  };
   return {
-    addresses: ns.exec('ip', ['-j', 'addr']).stdout,
+    interfaces: { eth0: owned('eth0'), eth1: owned('eth1') },
     ruleset: ns.exec('nft', ['-j', 'list', 'ruleset']).stdout,
     forwarding: forwarding(ns),
     files: files.map((file) => ({ file, mtimeMs: statSync(file).mtimeMs, content: readFileSync(file, 'utf8') })),

@@ -64,11 +64,20 @@ function parse(data: Buffer): Reply | undefined {
 
 const socket = createSocket({ type: 'udp4', reuseAddr: true });
 const result: { offer: Reply | null; ack: Reply | null } = { offer: null, ack: null };
+/** What is sent until its answer comes: a client retransmits, as RFC 2131 §4.1 has it. */
+let pending: Buffer | undefined;
+const send = (message: Buffer) => {
+  pending = message;
+  socket.send(message, 67, '255.255.255.255');
+};
+// A server that is just starting (or restarting) may miss the first one: resend every 500 ms.
+const resend = setInterval(() => pending && socket.send(pending, 67, '255.255.255.255'), 500);
 const finish = () => {
+  clearInterval(resend);
   process.stdout.write(`${JSON.stringify(result)}\n`);
   socket.close();
 };
-const timer = setTimeout(finish, 5000);
+const timer = setTimeout(finish, 8000);
 
 socket.on('message', (data) => {
   const reply = parse(data);
@@ -82,7 +91,7 @@ socket.on('message', (data) => {
     }
     const ip = Buffer.from(reply.yiaddr.split('.').map(Number));
     const server = Buffer.from((reply.options[54] ?? '').match(/../g)!.map((hex) => parseInt(hex, 16)));
-    socket.send(packet(3, [option(50, ip), option(54, server)]), 67, '255.255.255.255');
+    send(packet(3, [option(50, ip), option(54, server)]));
   } else if (reply.type === 5) {
     result.ack = reply;
     clearTimeout(timer);
@@ -91,5 +100,5 @@ socket.on('message', (data) => {
 });
 socket.bind(68, () => {
   socket.setBroadcast(true);
-  socket.send(packet(1), 67, '255.255.255.255');
+  send(packet(1));
 });
