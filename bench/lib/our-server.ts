@@ -42,7 +42,7 @@ export async function startOurServer(lab: Lab, options: { dataDir: string; runDi
     ...lab.exec(lab.serverNs).slice(1),
     'sh', '-c', 'ulimit -n 65536 2>/dev/null || true; exec "$@"', 'sh',
     process.execPath, CLI, 'serve', '--host', '0.0.0.0', '--port', String(SERVER_PORT), '--data-dir', options.dataDir,
-    '--log-level', 'warn', '--job-stall-timeout', '3600', '--max-connections-per-address', '0',
+    '--log-level', 'warn', '--job-stall-timeout', '3600', '--max-connections-per-address', '0', '--device-registration-limit', '0',
   ];
   const child = startProcess(lab.exec(lab.serverNs)[0]!, args, { stdio: ['ignore', log, log] });
   closeSync(log);

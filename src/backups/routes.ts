@@ -1,14 +1,22 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { sendFile } from '../http/send-file.js';
-import type { BackupService } from './service.js';
+import { WholeNumber } from '../http/whole-number.js';
+import { BACKUP_PAGE_SIZE, MAX_BACKUP_PAGE, type BackupService } from './service.js';
 
-const IdParams = Type.Object({ id: Type.Integer({ minimum: 1 }) });
-const ListQuery = Type.Object({ device: Type.Optional(Type.String({ maxLength: 64 })) });
+const IdParams = Type.Object({ id: WholeNumber({ minimum: 1 }) });
+const ListQuery = Type.Object({
+  device: Type.Optional(Type.String({ maxLength: 64 })),
+  limit: Type.Optional(WholeNumber({ minimum: 1, maximum: MAX_BACKUP_PAGE, description: `default ${BACKUP_PAGE_SIZE}` })),
+  cursor: Type.Optional(WholeNumber({ minimum: 1, description: "the `next` of the page before" })),
+});
 
 /** Stored backups (admin token required): list, download (streamed, resumable), delete. */
 export const backupAdminRoutes: FastifyPluginAsyncTypebox<{ backups: BackupService }> = async (app, { backups }) => {
-  app.get('/api/backups', { schema: { querystring: ListQuery } }, async (request) => ({ backups: backups.list(request.query.device) }));
+  app.get('/api/backups', { schema: { querystring: ListQuery } }, async (request) => {
+    const { device, limit, cursor } = request.query;
+    return backups.page({ mac: device, limit, cursor });
+  });
 
   app.get('/api/backups/:id', { schema: { params: IdParams } }, async (request) => backups.view(backups.get(request.params.id)));
 

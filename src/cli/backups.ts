@@ -37,8 +37,8 @@ export function registerBackupCommands(program: Command, context: CommandContext
       const { backups } = await context.api(options).get<{ backups: BackupView[] }>(`/api/backups${query}`);
       if (options.json) return printJson(backups);
       printTable(
-        ['ID', 'DEVICE', 'CREATED', 'SIZE', 'SHA256'],
-        backups.map((b) => [b.id, b.device_mac, when(b.created_at), size(b.size), b.sha256]),
+        ['ID', 'DEVICE', 'CREATED', 'SIZE', 'SHA256', 'KNOWN'],
+        backups.map((b) => [b.id, b.device_mac, when(b.created_at), size(b.size), b.sha256, b.verification.summary]),
         'No backups yet.',
       );
     });

@@ -1,28 +1,31 @@
 import type { Command } from 'commander';
+import { DEVICE_STATES } from '../devices/list-query.js';
 import type { DeviceView } from '../devices/service.js';
 import type { JobView } from '../jobs/view.js';
 import type { CommandContext } from './context.js';
 import { CliError, EXIT } from './errors.js';
 import { describeFinished, followJob } from './follow.js';
-import { printJson, printTable, size, when } from './output.js';
+import { printJson, printTable, say, size, when } from './output.js';
 
 export function registerDeviceCommands(program: Command, context: CommandContext) {
   context
-    .command(program, 'devices', 'list the devices that have registered')
+    .command(program, 'devices', 'list the devices that have registered, first seen first')
+    .option('--search <text>', 'part of a MAC (any separators), an IP, a serial or a model')
+    .option('--state <state>', 'active, running, queued, stale, netbooting or ready')
+    .option('--newest', 'newest first')
+    .option('--limit <n>', 'at most this many (up to 500)', '100')
+    .option('--cursor <next>', 'continue a listing where it ended')
     .option('--json', 'print JSON')
-    .action(async (options: { json?: boolean }) => {
-      const { devices } = await context.api(options).get<{ devices: DeviceView[] }>('/api/devices');
-      if (options.json) return printJson(devices);
-      printTable(
-        ['MAC', 'IP', 'SERIAL', 'MODEL', 'EMMC', 'LAST SEEN', 'NEXT BOOT', 'STAGE', 'JOB'],
-        devices.map((d) => [
-          d.mac, d.ip, d.serial, d.model, size(d.storage_bytes), `${when(d.last_seen_at)}${d.stale ? ' (stale)' : ''}`,
-          d.netboot.enabled ? 'netboot' : 'eMMC',
-          [d.netboot.stage, d.registered ? '' : 'no client yet'].filter(Boolean).join(', '),
-          d.active_job ? `${d.active_job.id} ${d.active_job.kind} ${d.active_job.state}` : '',
-        ]),
-        'No device has registered yet. Netboot one, or run device/provisioning-client.sh.',
-      );
+    .action(async (options: { search?: string; state?: string; newest?: boolean; limit: string; cursor?: string; json?: boolean }) => {
+      const query = new URLSearchParams({ limit: options.limit });
+      if (options.search) query.set('search', options.search);
+      if (options.state) query.set('state', stateOption(options.state));
+      if (options.newest) query.set('order', 'newest');
+      if (options.cursor) query.set('cursor', options.cursor);
+      const page = await context.api(options).get<{ devices: DeviceView[]; total: number; next: string | null }>(`/api/devices?${query}`);
+      if (options.json) printJson(page.devices);
+      else printDevices(page.devices, Boolean(options.search || options.state || options.cursor));
+      if (page.next) console.error(`${page.devices.length} of ${page.total} devices shown; narrow with --search or --state, or add --cursor ${page.next}`);
     });
 
   context
@@ -54,6 +57,24 @@ export function registerDeviceCommands(program: Command, context: CommandContext
     });
 }
 
+function printDevices(devices: DeviceView[], filtered: boolean) {
+  printTable(
+    ['MAC', 'IP', 'SERIAL', 'MODEL', 'EMMC', 'LAST SEEN', 'NEXT BOOT', 'STAGE', 'JOB'],
+    devices.map((d) => [
+      d.mac, d.ip, d.serial, d.model, size(d.storage_bytes), `${when(d.last_seen_at)}${d.stale ? ' (stale)' : ''}`,
+      d.netboot.enabled ? 'netboot' : 'eMMC',
+      [d.netboot.stage, d.registered ? '' : 'no client yet'].filter(Boolean).join(', '),
+      d.active_job ? `${d.active_job.id} ${d.active_job.kind} ${d.active_job.state}` : '',
+    ]),
+    filtered ? 'No device matches.' : 'No device has registered yet. Netboot one, or run device/provisioning-client.sh.',
+  );
+}
+
+function stateOption(state: string): string {
+  if ((DEVICE_STATES as readonly string[]).includes(state)) return state;
+  throw new CliError(`--state takes ${DEVICE_STATES.join(', ')}, not '${state}'`, EXIT.usage);
+}
+
 /** `--then emmc|netboot` as the API's `after`; a wrong word is a usage error, not a request. */
 export function afterOption(then: string | undefined): 'emmc' | 'netboot' | undefined {
   if (then === undefined) return undefined;
@@ -71,5 +92,5 @@ export async function reportJob(job: JobView, options: { wait?: boolean; json?: 
   }
   const finished = await followJob(api, job.id, { quiet: options.json });
   if (options.json) return printJson(finished);
-  console.log(describeFinished(finished));
+  say(describeFinished(finished));
 }

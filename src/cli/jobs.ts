@@ -7,24 +7,27 @@ export function registerJobCommands(program: Command, context: CommandContext) {
   context
     .command(program, 'jobs', 'list deploy and backup jobs, newest first')
     .option('--device <mac>', 'only this device')
-    .option('--state <state>', 'queued, running, ok, failed or cancelled')
+    .option('--state <state>', 'queued, running, ok, unconfirmed, failed or cancelled')
     .option('--limit <n>', 'at most this many', '50')
+    .option('--cursor <next>', 'continue a listing: older jobs than the one it ended with')
     .option('--json', 'print JSON')
-    .action(async (options: { device?: string; state?: string; limit: string; json?: boolean }) => {
+    .action(async (options: { device?: string; state?: string; limit: string; cursor?: string; json?: boolean }) => {
       const query = new URLSearchParams({ limit: options.limit });
       if (options.device) query.set('device', options.device);
       if (options.state) query.set('state', options.state);
-      const { jobs } = await context.api(options).get<{ jobs: JobView[] }>(`/api/jobs?${query}`);
-      if (options.json) return printJson(jobs);
-      printTable(
+      if (options.cursor) query.set('cursor', options.cursor);
+      const { jobs, total, next } = await context.api(options).get<{ jobs: JobView[]; total: number; next: string | null }>(`/api/jobs?${query}`);
+      if (options.json) printJson(jobs);
+      else printTable(
         ['ID', 'DEVICE', 'ACTION', 'STATE', 'SOURCE', 'CREATED', 'TIME', 'RATE', 'RESULT'],
         jobs.map((j) => [
           j.id, j.device_mac, j.kind, j.state,
           j.kind === 'deploy' ? j.image?.name : j.backup_id ? `backup ${j.backup_id}` : '',
           when(j.created_at), duration(j.duration_seconds), rate(j.rate_bytes_per_second),
-          j.error ?? (j.state === 'ok' ? `sha256 ${j.sha256?.slice(0, 12)}…` : j.phase ?? ''),
+          j.state === 'ok' || j.state === 'unconfirmed' ? j.verification?.summary : j.error ?? j.phase ?? '',
         ]),
         'No jobs yet.',
       );
+      if (next) console.error(`${jobs.length} of ${total} jobs shown; for older ones add --cursor ${next}`);
     });
 }

@@ -1,23 +1,28 @@
 import type { FastifyPluginAsyncTypebox, TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { Type } from 'typebox';
 import type { AdminAuth } from '../admin/auth.js';
+import { createLogin } from '../admin/login.js';
 import type { LoginThrottle } from '../admin/login-throttle.js';
 import type { PasswordStore } from '../admin/passwords.js';
 import { SESSION_COOKIE, SESSION_IDLE_MS, sessionCookie, type Session, type SessionStore } from '../admin/sessions.js';
 import type { BackupService } from '../backups/service.js';
+import { DeviceListQuery } from '../devices/schemas.js';
 import type { DeviceService } from '../devices/service.js';
+import { localPath } from '../http/local-path.js';
 import type { ImageLibrary } from '../images/library.js';
 import type { JobService } from '../jobs/service.js';
+import { JOB_STATES } from '../jobs/store.js';
 import type { NetbootService } from '../netboot/service.js';
 import type { Clock } from '../shared/clock.js';
+import { normalizeMac } from '../shared/mac.js';
 import type { Assets } from './assets.js';
 import type { SafeHtml } from './html.js';
 import type { LiveViews } from './live.js';
 import { backupsPage, promoteDialog } from './views/backups.js';
+import { DEVICE_PAGE_SIZE } from './views/device-list.js';
 import { deployDialog, devicesPage } from './views/devices.js';
-import { historyPage } from './views/history.js';
+import { HISTORY_PAGE_SIZE, historyPage } from './views/history.js';
 import { imagesPage } from './views/images.js';
 import { netbootPage } from './views/netboot.js';
 import { loginPage, page, type PageName } from './views/layout.js';
@@ -38,8 +43,18 @@ export interface DashboardOptions {
   defaultAfterSuccess: 'emmc' | 'netboot';
 }
 
-/** Only a path on this server may follow a login (no open redirect to another site). */
-const localPath = (next: string | undefined) => (next && next.startsWith('/') && !next.startsWith('//') ? next : '/');
+const DevicePageSchema = Type.Omit(DeviceListQuery, ['limit']);
+const IdCursor = Type.Optional(Type.String({ pattern: '^[1-9][0-9]{0,14}$', description: "the 'next' of the page before" }));
+
+/** The reason a filter's MAC cannot be used, in the words the API would use; undefined when it can. */
+function macProblem(text: string | undefined): string | undefined {
+  try {
+    if (text !== undefined) normalizeMac(text);
+    return undefined;
+  } catch (error) {
+    return (error as Error).message;
+  }
+}
 
 /** The operator dashboard: server-rendered pages, live over SSE, acting through the admin API. */
 export const dashboardRoutes: FastifyPluginAsyncTypebox<DashboardOptions> = async (app, options) => {
@@ -61,22 +76,20 @@ export const dashboardRoutes: FastifyPluginAsyncTypebox<DashboardOptions> = asyn
     sendHtml(reply, loginPage({ assetVersion: assets.version, next: localPath(request.query.next), noPassword: !passwords.isSet() })),
   );
 
+  const login = createLogin({ passwords, throttle, sessions });
   app.post(
     '/login',
     { schema: { body: Type.Object({ password: Type.Optional(Type.String({ maxLength: 1024 })), next: Type.Optional(Type.String()) }) } },
     async (request, reply) => {
+      // Only a path on this server may follow a login (no open redirect to another site).
       const next = localPath(request.body.next);
-      if (!passwords.isSet()) return sendHtml(reply, loginPage({ assetVersion: assets.version, next, noPassword: true }), 409);
-      const password = request.body.password ?? '';
-      if (!password || !(await passwords.check(password))) {
-        // Each failure from an address doubles the wait before the next answer.
-        await sleep(throttle.failed(request.ip));
-        const error = password ? 'Wrong password. Try again.' : 'Enter the admin password.';
-        return sendHtml(reply, loginPage({ assetVersion: assets.version, next, error }), 401);
+      const outcome = await login.attempt(request.ip, request.body.password ?? '');
+      if (!outcome.ok) {
+        if (outcome.retryAfterSeconds) reply.header('retry-after', String(outcome.retryAfterSeconds));
+        const message = outcome.noPassword ? {} : outcome.status === 401 ? { error: outcome.message } : { notice: outcome.message };
+        return sendHtml(reply, loginPage({ assetVersion: assets.version, next, ...message, noPassword: outcome.noPassword }), outcome.status);
       }
-      throttle.succeeded(request.ip);
-      const { token } = sessions.create();
-      reply.header('set-cookie', sessionCookie(token, { secure: request.protocol === 'https', maxAgeSeconds: SESSION_IDLE_MS / 1000 }));
+      reply.header('set-cookie', sessionCookie(outcome.token, { secure: request.protocol === 'https', maxAgeSeconds: SESSION_IDLE_MS / 1000 }));
       return reply.redirect(next, 303);
     },
   );
@@ -104,31 +117,47 @@ export const dashboardRoutes: FastifyPluginAsyncTypebox<DashboardOptions> = asyn
       return reply.redirect(login, 303);
     });
 
-    pages.get('/', async (request, reply) => sendPage(request, reply, 'Devices', 'devices', devicesPage(devices.list(), clock.now())));
+    // Lists show one page (the device list in a stable order, by cursor) and never all rows.
+    pages.get('/', { schema: { querystring: DevicePageSchema } }, async (request, reply) => {
+      const page = devices.page({ ...request.query, limit: DEVICE_PAGE_SIZE });
+      const listing = { query: request.query, ...page, active: devices.count({ state: 'active' }) };
+      return sendPage(request, reply, 'Devices', 'devices', devicesPage(listing, clock.now()));
+    });
 
     pages.get('/images', async (request, reply) => sendPage(request, reply, 'Images', 'images', imagesPage(images.list(), images.imports())));
 
-    pages.get('/backups', { schema: { querystring: Type.Object({ device: Type.Optional(Type.String({ maxLength: 64 })) }) } }, async (request, reply) => {
-      const device = request.query.device || undefined;
-      const macs = devices.list().map((d) => d.mac);
-      return sendPage(request, reply, 'Backups', 'backups', backupsPage(backups.list(device), device, macs));
+    pages.get('/backups', { schema: { querystring: Type.Object({ device: Type.Optional(Type.String({ maxLength: 64 })), cursor: IdCursor }) } }, async (request, reply) => {
+      const device = request.query.device?.trim() || undefined;
+      const error = macProblem(device);
+      const filter = { device, cursor: request.query.cursor, error };
+      const page = error ? { backups: [], total: 0, skipped: 0, next: null } : backups.page({ mac: device, cursor: request.query.cursor ? Number(request.query.cursor) : undefined });
+      return sendPage(request, reply, 'Backups', 'backups', backupsPage(page, filter));
     });
 
     pages.get(
       '/history',
-      { schema: { querystring: Type.Object({ device: Type.Optional(Type.String({ maxLength: 64 })), state: Type.Optional(Type.String({ maxLength: 20 })) }) } },
+      {
+        schema: {
+          querystring: Type.Object({ device: Type.Optional(Type.String({ maxLength: 64 })), state: Type.Optional(Type.String({ maxLength: 20 })), cursor: IdCursor }),
+        },
+      },
       async (request, reply) => {
-        const device = request.query.device || undefined;
-        const state = (['queued', 'running', 'ok', 'failed', 'cancelled'] as const).find((s) => s === request.query.state);
-        const list = jobs.list({ mac: device, state, limit: 500 }).map((job) => jobs.view(job));
-        const macs = devices.list().map((d) => d.mac);
-        return sendPage(request, reply, 'History', 'history', historyPage(list, { device, state }, macs));
+        const device = request.query.device?.trim() || undefined;
+        const { cursor } = request.query;
+        const state = JOB_STATES.find((s) => s === request.query.state);
+        const error = macProblem(device);
+        const page = error ? { rows: [], total: 0, next: null } : jobs.list({ mac: device, state, limit: HISTORY_PAGE_SIZE, cursor: cursor ? Number(cursor) : undefined });
+        const list = page.rows.map((job) => jobs.view(job));
+        const more = { total: page.total, next: page.next === null ? null : String(page.next) };
+        return sendPage(request, reply, 'History', 'history', historyPage(list, { device, state, cursor, error }, more));
       },
     );
 
-    pages.get('/netboot', async (request, reply) =>
-      sendPage(request, reply, 'Netboot', 'netboot', netbootPage(options.netboot.status(), options.netboot.leases(), devices.list())),
-    );
+    pages.get('/netboot', async (request, reply) => {
+      const leases = options.netboot.leases();
+      // Only the devices behind the leases: never every device ever seen.
+      return sendPage(request, reply, 'Netboot', 'netboot', netbootPage(options.netboot.status(), leases, devices.viewsOf(leases.map((lease) => lease.mac))));
+    });
 
     pages.get('/dashboard/deploy-dialog/:mac', { schema: { params: Type.Object({ mac: Type.String({ maxLength: 64 }) }) } }, async (request, reply) =>
       sendHtml(reply, deployDialog(devices.view(devices.get(request.params.mac)), images.list(), options.defaultAfterSuccess)),
@@ -145,18 +174,26 @@ export const dashboardRoutes: FastifyPluginAsyncTypebox<DashboardOptions> = asyn
           querystring: Type.Object({
             view: Type.Union([Type.Literal('devices'), Type.Literal('images'), Type.Literal('backups')]),
             device: Type.Optional(Type.String({ maxLength: 64 })),
+            // The page's own query, so that the stream sends only what that page shows.
+            ...DevicePageSchema.properties,
           }),
         },
       },
       async (request, reply) => {
-        reply.hijack();
+        const { view, device, ...query } = request.query;
         const stream = reply.raw;
-        stream.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', 'x-accel-buffering': 'no' });
-        stream.write('retry: 2000\n\n');
-        const stop = live.open(request.query.view, { device: request.query.device || undefined }, (update) => {
+        // The stream starts with the first message: a bad query (a malformed cursor) is still a 400.
+        const start = () => {
+          reply.hijack();
+          stream.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', 'x-accel-buffering': 'no' });
+          stream.write('retry: 2000\n\n');
+        };
+        const stop = live.open(view, { ...query, device: device || undefined }, (update) => {
+          if (!stream.headersSent) start();
           // One SSE message; every line of the HTML goes in its own data: field (the spec joins them with \n).
           stream.write(`event: update\n${update.text.split('\n').map((line) => `data: ${line}`).join('\n')}\n\n`);
         });
+        if (!stream.headersSent) start();
         const keepAlive = setInterval(() => stream.write(': keep-alive\n\n'), 20_000);
         stream.on('close', () => {
           clearInterval(keepAlive);

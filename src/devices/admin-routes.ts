@@ -1,7 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { JobService } from '../jobs/service.js';
-import { Mac } from './schemas.js';
+import { DEFAULT_PAGE_SIZE } from './list-query.js';
+import { DeviceListQuery, Mac } from './schemas.js';
 import type { DeviceService } from './service.js';
 
 const MacParams = Type.Object({ mac: Mac });
@@ -20,7 +21,11 @@ const BackupBody = Type.Union([Type.Object({ after: After }), Type.Null()]);
 
 /** Operator view and control of devices (admin token required). */
 export const deviceAdminRoutes: FastifyPluginAsyncTypebox<{ devices: DeviceService; jobs: JobService }> = async (app, { devices, jobs }) => {
-  app.get('/api/devices', async () => ({ devices: devices.list() }));
+  // One page in a stable order (first seen, then MAC); pass `next` back as `cursor` for the rest.
+  app.get('/api/devices', { schema: { querystring: DeviceListQuery } }, async (request) => {
+    const { devices: page, total, next } = devices.page({ ...request.query, limit: request.query.limit ?? DEFAULT_PAGE_SIZE });
+    return { devices: page, total, next };
+  });
 
   app.get('/api/devices/:mac', { schema: { params: MacParams } }, async (request) => devices.view(devices.get(request.params.mac)));
 

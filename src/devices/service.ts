@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Clock } from '../shared/clock.js';
 import { badRequest, notFound } from '../shared/errors.js';
 import type { EventBus } from '../shared/events.js';
@@ -6,6 +7,8 @@ import { normalizeMac } from '../shared/mac.js';
 import { plainAddress } from '../shared/network.js';
 import type { JobService } from '../jobs/service.js';
 import type { JobView } from '../jobs/view.js';
+import type { DeviceQuery } from './list-query.js';
+import { createRegistrationLimiter, DEFAULT_REGISTRATION_LIMIT, type RegistrationLimit } from './registration-limit.js';
 import type { DeviceRow, DeviceStore } from './store.js';
 import type { RegisterBody } from './schemas.js';
 
@@ -37,17 +40,32 @@ export interface DeviceView {
 /** Three missed 30 s long-polls. A device busy with a job reports progress every ~2 s instead. */
 export const STALE_AFTER_MS = 90_000;
 
+/** A device with no job, no backup and no netboot choice, unseen this long, is forgotten. */
+export const DEFAULT_FORGET_UNKNOWN_AFTER_MS = 7 * 24 * 3600_000;
+const SWEEP_BATCH = 500;
+
 export interface DeviceServiceDeps {
   store: DeviceStore;
   jobs: JobService;
   clock: Clock;
   bus: EventBus;
+  /** New devices per source address and window (register and poll alike). */
+  registrationLimit?: RegistrationLimit;
+  forgetUnknownAfterMs?: number;
 }
 
-export function createDeviceService({ store, jobs, clock, bus }: DeviceServiceDeps) {
+export function createDeviceService(deps: DeviceServiceDeps) {
+  const { store, jobs, clock, bus } = deps;
+  const limiter = createRegistrationLimiter(deps.registrationLimit ?? DEFAULT_REGISTRATION_LIMIT, clock);
+  const forgetAfterMs = deps.forgetUnknownAfterMs ?? DEFAULT_FORGET_UNKNOWN_AFTER_MS;
+  const staleBefore = () => clock.now() - STALE_AFTER_MS;
+
   function view(device: DeviceRow): DeviceView {
-    const active = jobs.activeFor(device.mac);
+    // A device has at most one active job, and no job can be ordered after it while it is
+    // active: the active job, if any, is the latest. One indexed lookup per device.
     const latest = jobs.latestFor(device.mac);
+    const latestView = latest ? jobs.view(latest) : null;
+    const active = latest?.state === 'queued' || latest?.state === 'running';
     return {
       mac: device.mac,
       ip: device.ip,
@@ -64,8 +82,8 @@ export function createDeviceService({ store, jobs, clock, bus }: DeviceServiceDe
         stage: device.boot_stage,
         stage_at: device.boot_stage_at === null ? null : new Date(device.boot_stage_at).toISOString(),
       },
-      active_job: active ? jobs.view(active) : null,
-      latest_job: latest ? jobs.view(latest) : null,
+      active_job: active ? latestView : null,
+      latest_job: latestView,
     };
   }
 
@@ -77,7 +95,21 @@ export function createDeviceService({ store, jobs, clock, bus }: DeviceServiceDe
 
   return {
     view,
-    list: () => store.list().map(view),
+    /** Every device: only for small registries; lists people read use page(). */
+    /** One page of devices that match, in a stable order; `next` continues it. */
+    page(query: DeviceQuery) {
+      const { rows, next } = store.page(query, staleBefore());
+      return { devices: rows.map(view), next, ...store.counts(query, staleBefore()) };
+    },
+    /** Like page(), without counting: for a page that only tops itself up. */
+    rows: (query: DeviceQuery) => store.page(query, staleBefore()).rows.map(view),
+    count: (query: Omit<DeviceQuery, 'limit'>) => store.count(query, staleBefore()),
+    countSince: (query: Omit<DeviceQuery, 'limit'>, since: number) => store.countSince(query, staleBefore(), since),
+    /** Views of just these devices (those that exist), e.g. the holders of DHCP leases. */
+    viewsOf: (macs: string[]) => store.rowsOf(macs).map(view),
+    /** The devices among `macs` that still exist, as rows (cheap: no job lookups). */
+    rowsOf: (macs: string[]) => store.rowsOf(macs),
+    isStale: (device: DeviceRow) => device.last_seen_at < staleBefore(),
     get(macInput: string): DeviceRow {
       const mac = normalizeMac(macInput);
       const device = store.get(mac);
@@ -90,6 +122,8 @@ export function createDeviceService({ store, jobs, clock, bus }: DeviceServiceDe
       const mac = normalizeMac(body.mac);
       const ip = body.ip?.trim() || plainAddress(sourceIp);
       if (isIP(ip) === 0) throw badRequest(`invalid ip '${body.ip}': expected an IPv4 or IPv6 address`);
+      // A device the server has not met counts against its source address's share.
+      if (!store.get(mac)) limiter.admit(plainAddress(sourceIp));
       const device = save({
         mac,
         ip,
@@ -106,7 +140,26 @@ export function createDeviceService({ store, jobs, clock, bus }: DeviceServiceDe
     seen(macInput: string, sourceIp: string): DeviceRow {
       const mac = normalizeMac(macInput);
       const known = store.get(mac);
+      if (!known) limiter.admit(plainAddress(sourceIp));
       return save({ mac, ip: known ? null : plainAddress(sourceIp) });
+    },
+
+    /**
+     * Forgets devices that only ever registered, polled or netbooted, and were last seen longer
+     * ago than the retention: no job, no backup, no netboot choice. Devices with history stay.
+     * Works in batches and yields between them, so a sweep of 100,000 does not stall requests.
+     */
+    async sweepUnknownDevices(): Promise<number> {
+      if (forgetAfterMs <= 0) return 0;
+      const before = clock.now() - forgetAfterMs;
+      let removed = 0;
+      for (;;) {
+        const macs = store.sweepUnknown(before, SWEEP_BATCH);
+        removed += macs.length;
+        for (const mac of macs) bus.emit('device.changed', { mac });
+        if (macs.length < SWEEP_BATCH) return removed;
+        await nextTurn();
+      }
     },
   };
 }

@@ -2,10 +2,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
-import pino from 'pino';
+import pino, { type Logger } from 'pino';
 import { loadConfig, type Config } from '../../src/config.js';
 import type { InterfaceProbe } from '../../src/netboot/settings.js';
-import { startServer, type RunningServer } from '../../src/server.js';
+import { startServer, type ConnectionLimits, type RunningServer } from '../../src/server.js';
+import type { Clock } from '../../src/shared/clock.js';
 
 export interface TestServer {
   url: string;
@@ -31,13 +32,26 @@ export function tempDir(t: TestContext, prefix = 'cm4prov-test-'): string {
 export async function startTestServer(
   t: TestContext,
   overrides: Partial<Record<keyof Config, unknown>> = {},
-  options: { adminPassword?: string; interfaces?: InterfaceProbe } = {},
+  options: {
+    adminPassword?: string;
+    interfaces?: InterfaceProbe;
+    /** Socket limits (idle time, connections per address) instead of the production ones. */
+    connections?: Partial<ConnectionLimits>;
+    clock?: Clock;
+    log?: Logger;
+  } = {},
 ): Promise<TestServer> {
   const dataDir = (overrides.dataDir as string | undefined) ?? join(tempDir(t), 'data');
   const makeConfig = (port: number) =>
     loadConfig({ flags: { host: '127.0.0.1', port, logLevel: 'silent', ...overrides, dataDir }, env: {} });
-  const log = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
-  const startOptions = { log, initialAdminPassword: options.adminPassword, interfaces: options.interfaces };
+  const log = options.log ?? pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+  const startOptions = {
+    log,
+    initialAdminPassword: options.adminPassword,
+    interfaces: options.interfaces,
+    connections: options.connections,
+    clock: options.clock,
+  };
   let server = await startServer(makeConfig(0), startOptions);
   const port = server.port;
 

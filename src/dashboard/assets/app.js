@@ -194,7 +194,7 @@
     file.addEventListener('change', () => {
       const chosen = file.files?.[0];
       if (chosen && !name.value) {
-        name.value = chosen.name.replace(/\.(gz|xz|zst)$/i, '').replace(/\.img$/i, '').replace(/[^A-Za-z0-9._+-]/g, '-').replace(/^[^A-Za-z0-9]+/, '');
+        name.value = chosen.name.replace(/\.(gz|xz|zst|bz2|lz4|zip)$/i, '').replace(/\.img$/i, '').replace(/[^A-Za-z0-9._+-]/g, '-').replace(/^[^A-Za-z0-9]+/, '');
       }
     });
     upload.addEventListener('submit', async (event) => {

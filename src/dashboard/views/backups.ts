@@ -1,4 +1,4 @@
-import type { BackupView } from '../../backups/service.js';
+import { BACKUP_PAGE_SIZE, type BackupPage, type BackupView } from '../../backups/service.js';
 import { bytes, timestamp } from '../format.js';
 import { html, type SafeHtml } from '../html.js';
 
@@ -9,7 +9,8 @@ export function backupRows(backups: BackupView[]): SafeHtml {
   <td data-label="Device"><code>${backup.device_mac}</code></td>
   <td data-label="Taken">${timestamp(backup.created_at)}</td>
   <td data-label="Size">${bytes(backup.size)}</td>
-  <td data-label="sha256"><code class="hash" title="${backup.sha256}">${backup.sha256}</code></td>
+  <td data-label="sha256"><code class="hash" title="${backup.sha256}">${backup.sha256}</code>
+    <span class="sub${backup.verification.completeness === 'whole' ? '' : ' result-unconfirmed'}" data-verification>${backup.verification.summary}</span></td>
   <td class="actions">
     <a class="button" href="/api/backups/${backup.id}/download" download>Download</a>
     <button type="button" hx-get="/dashboard/promote-dialog/${backup.id}" hx-target="#dialog-body" aria-haspopup="dialog">Make image…</button>
@@ -21,25 +22,33 @@ export function backupRows(backups: BackupView[]): SafeHtml {
   )}`;
 }
 
-export function backupsPage(backups: BackupView[], device: string | undefined, devices: string[]): SafeHtml {
+export function backupsPage(page: BackupPage, filter: { device?: string; cursor?: string; error?: string }): SafeHtml {
+  const { device, cursor } = filter;
+  const href = (next?: string) => `/backups?${new URLSearchParams({ ...(device ? { device } : {}), ...(next ? { cursor: next } : {}) })}`;
+  const stream = new URLSearchParams({ view: 'backups', ...(device ? { device } : {}), ...(cursor ? { cursor } : {}) });
   return html`<h1>Backups</h1>
-<div hx-ext="sse" sse-connect="/dashboard/events?view=backups${device ? `&device=${encodeURIComponent(device)}` : ''}" sse-swap="update" hx-swap="none" hidden></div>
-<form class="filters" method="get" action="/backups">
-  <label for="backup-device">Device</label>
-  <select id="backup-device" name="device">
-    <option value="">All devices</option>
-    ${devices.map((mac) => html`<option value="${mac}" ${mac === device ? 'selected' : ''}>${mac}</option>`)}
-  </select>
+${filter.error ? '' : html`<div hx-ext="sse" sse-connect="/dashboard/events?${stream.toString()}" sse-swap="update" hx-swap="none" hidden></div>`}
+<form class="filters" method="get" action="/backups" role="search">
+  <label for="backup-device">Device MAC</label>
+  <input id="backup-device" type="search" name="device" value="${device ?? ''}" maxlength="64" autocomplete="off" placeholder="dc:a6:32:01:02:03">
   <button type="submit">Show</button>
+  ${device ? html`<a class="button" href="/backups">All devices</a>` : ''}
 </form>
+${filter.error ? html`<p class="form-error" role="alert">${filter.error}</p>` : ''}
+${page.total > page.backups.length
+  ? html`<p class="list-summary" role="status">Showing ${page.skipped + 1}–${page.skipped + page.backups.length} of ${page.total.toLocaleString('en-US')} backups${device ? '' : ' — pick a device to narrow them down'}.</p>`
+  : ''}
 <div class="table-wrap">
   <table class="backups">
     <thead><tr><th scope="col">Backup</th><th scope="col">Device</th><th scope="col">Taken</th><th scope="col">Size</th>
       <th scope="col">sha256</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
-    <tbody id="backup-rows">${backupRows(backups)}</tbody>
+    <tbody id="backup-rows">${backupRows(page.backups)}</tbody>
   </table>
 </div>
-<p class="hint">Every backup here is complete and verified: its sha256 is what the device read from its eMMC.</p>`;
+<nav class="pager" aria-label="Backup list pages">${cursor ? html`<a href="${href()}">First page</a>` : ''}
+  ${page.next ? html`<a href="${href(page.next)}" rel="next">Next ${BACKUP_PAGE_SIZE} →</a>` : ''}</nav>
+<p class="hint">Under each sha256: what is known of the backup. "Verified" only where the device's own sha256 of
+  what it read matched what arrived; a backup whose eMMC size the device never gave may not be the whole eMMC.</p>`;
 }
 
 export function promoteDialog(backup: BackupView): SafeHtml {

@@ -2,6 +2,7 @@ import type { DeviceView } from '../../devices/service.js';
 import type { ImageView } from '../../images/library.js';
 import { ago, bytes, macId } from '../format.js';
 import { html, type SafeHtml } from '../html.js';
+import { activeNote, devicePager, deviceSearchForm, deviceSummary, devicesHref, newDevicesNote, noDevicesNote, type DevicePageQuery } from './device-list.js';
 import { jobStatus } from './jobs.js';
 
 function state(device: DeviceView): { key: string; label: string } {
@@ -57,31 +58,45 @@ export function deviceRows(devices: DeviceView[], now: number): SafeHtml {
   return html`${devices.map((device) => deviceRow(device, now))}`;
 }
 
-export function devicesPage(devices: DeviceView[], now: number): SafeHtml {
+export interface DeviceListing {
+  query: DevicePageQuery;
+  devices: DeviceView[];
+  total: number;
+  skipped: number;
+  next: string | null;
+  /** Devices with a job queued or running, anywhere in the list. */
+  active: number;
+}
+
+/** The Devices page: one page of the list (at most DEVICE_PAGE_SIZE rows), searchable, live. */
+export function devicesPage(listing: DeviceListing, now: number): SafeHtml {
+  const { query, devices } = listing;
+  const stream = devicesHref(query).replace(/^\/\??/, '');
   return html`<h1>Devices</h1>
 <section aria-labelledby="detected-heading">
   <h2 id="detected-heading">Device detected (Network)</h2>
   <p class="hint">A CM4 appears here when its provisioning client registers, and updates live.
     Devices not heard from for 90 s are marked stale.</p>
-  <div hx-ext="sse" sse-connect="/dashboard/events?view=devices" sse-swap="update" hx-swap="none" hidden></div>
-  <div class="table-wrap">
-    <table class="devices">
-      <thead><tr>
-        <th scope="col">Device (MAC, IP)</th><th scope="col">Hardware</th><th scope="col">eMMC</th>
-        <th scope="col">State</th><th scope="col">Last seen</th><th scope="col">Job</th>
-        <th scope="col"><span class="visually-hidden">Actions</span></th>
-      </tr></thead>
-      <tbody id="device-rows">${deviceRows(devices, now)}</tbody>
-    </table>
+  ${deviceSearchForm(query)}
+  <div id="device-list">
+    <div hx-ext="sse" sse-connect="/dashboard/events?view=devices${stream ? `&${stream}` : ''}" sse-swap="update" hx-swap="none" hidden></div>
+    ${deviceSummary(query, { shown: devices.length, skipped: listing.skipped, total: listing.total })}
+    ${activeNote(query, listing.active)}
+    ${newDevicesNote(query, 0)}
+    <div class="table-wrap">
+      <table class="devices">
+        <thead><tr>
+          <th scope="col">Device (MAC, IP)</th><th scope="col">Hardware</th><th scope="col">eMMC</th>
+          <th scope="col">State</th><th scope="col">Last seen</th><th scope="col">Job</th>
+          <th scope="col"><span class="visually-hidden">Actions</span></th>
+        </tr></thead>
+        <tbody id="device-rows">${deviceRows(devices, now)}</tbody>
+      </table>
+    </div>
+    ${noDevicesNote(query, devices.length)}
+    ${devicePager(query, listing.next)}
   </div>
-  ${noDevicesNote(devices.length)}
 </section>`;
-}
-
-/** Shown while the list is empty; live updates hide it when the first device appears. */
-export function noDevicesNote(count: number, oob = false): SafeHtml {
-  return html`<p id="no-devices" class="empty"${oob ? html` hx-swap-oob="outerHTML"` : ''} ${count ? 'hidden' : ''}>No device has
-    registered yet. Power on a CM4 set to boot from the network, or run <code>device/provisioning-client.sh</code>.</p>`;
 }
 
 /** The Deploy dialog: pick the image, see exactly what it is, and confirm naming the device. */

@@ -6,27 +6,40 @@ import { resultBadge, throughput } from './jobs.js';
 export interface HistoryFilter {
   device?: string;
   state?: string;
+  cursor?: string;
+  /** Why the filter could not be applied (a malformed MAC). */
+  error?: string;
 }
 
-const STATES = ['ok', 'failed', 'cancelled', 'running', 'queued'];
+/** The History page shows at most this many jobs; older ones are a "next page" away. */
+export const HISTORY_PAGE_SIZE = 100;
 
-export function historyPage(jobs: JobView[], filter: HistoryFilter, devices: string[]): SafeHtml {
-  const query = new URLSearchParams(Object.entries(filter).filter(([, value]) => value) as Array<[string, string]>).toString();
+const STATES = ['ok', 'unconfirmed', 'failed', 'cancelled', 'running', 'queued'];
+
+export function historyPage(jobs: JobView[], filter: HistoryFilter, page: { total: number; next: string | null }): SafeHtml {
+  const { device, state, cursor } = filter;
+  const query = new URLSearchParams(Object.entries({ device, state }).filter((entry): entry is [string, string] => Boolean(entry[1])));
+  const href = (next?: string) => {
+    const params = new URLSearchParams(query);
+    if (next) params.set('cursor', next);
+    return `/history?${params}`;
+  };
   return html`<h1>History</h1>
-<form class="filters" method="get" action="/history">
-  <label for="history-device">Device</label>
-  <select id="history-device" name="device">
-    <option value="">All devices</option>
-    ${devices.map((mac) => html`<option value="${mac}" ${mac === filter.device ? 'selected' : ''}>${mac}</option>`)}
-  </select>
+<form class="filters" method="get" action="/history" role="search">
+  <label for="history-device">Device MAC</label>
+  <input id="history-device" type="search" name="device" value="${device ?? ''}" maxlength="64" autocomplete="off" placeholder="dc:a6:32:01:02:03">
   <label for="history-state">Result</label>
   <select id="history-state" name="state">
     <option value="">Any result</option>
-    ${STATES.map((state) => html`<option value="${state}" ${state === filter.state ? 'selected' : ''}>${state}</option>`)}
+    ${STATES.map((value) => html`<option value="${value}" ${value === state ? 'selected' : ''}>${value}</option>`)}
   </select>
   <button type="submit">Filter</button>
-  <a class="button" href="/api/jobs.csv${query ? `?${query}` : ''}" download>Export CSV</a>
+  <a class="button" href="/api/jobs.csv${query.size ? `?${query}` : ''}" download>Export CSV</a>
 </form>
+${filter.error ? html`<p class="form-error" role="alert">${filter.error}</p>` : ''}
+${page.total > jobs.length
+  ? html`<p class="list-summary" role="status">Showing ${jobs.length} of ${page.total.toLocaleString('en-US')} jobs${cursor ? ' (older ones)' : ', newest first'} — filter by device or result to narrow them down.</p>`
+  : ''}
 <div class="table-wrap">
   <table class="history">
     <thead><tr><th scope="col">Job</th><th scope="col">Device</th><th scope="col">Action</th><th scope="col">Image / backup</th>
@@ -42,11 +55,15 @@ export function historyPage(jobs: JobView[], filter: HistoryFilter, devices: str
         <td data-label="Duration">${duration(job.duration_seconds)}</td>
         <td data-label="Throughput">${throughput(job)}</td>
         <td data-label="Result">${resultBadge(job)}
-          ${job.state === 'ok' ? html`<code class="hash" title="${job.sha256}">${job.sha256?.slice(0, 12)}…</code>` : job.error ? html`<span class="error-text">${job.error}</span>` : ''}</td>
+          ${job.verification
+            ? html`<span class="sub" data-verification="${job.verification.scope}" title="${job.sha256 ?? ''}">${job.verification.summary}</span>`
+            : job.error ? html`<span class="error-text">${job.error}</span>` : ''}</td>
       </tr>`,
       )}
     </tbody>
   </table>
 </div>
-${jobs.length ? '' : html`<p class="empty">No jobs match.</p>`}`;
+${jobs.length ? '' : html`<p class="empty">No jobs match.</p>`}
+<nav class="pager" aria-label="History pages">${cursor ? html`<a href="${href()}">Newest jobs</a>` : ''}
+  ${page.next ? html`<a href="${href(page.next)}" rel="next">Older ${HISTORY_PAGE_SIZE} →</a>` : ''}</nav>`;
 }

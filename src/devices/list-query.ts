@@ -1,0 +1,84 @@
+import { badRequest } from '../shared/errors.js';
+
+/** What a device list can be narrowed to; the same words as the dashboard's state badges. */
+export const DEVICE_STATES = ['active', 'running', 'queued', 'stale', 'netbooting', 'ready'] as const;
+export type DeviceState = (typeof DEVICE_STATES)[number];
+
+export interface DeviceQuery {
+  /** Part of a MAC (any separators, any case), an IP, a serial or a model. */
+  search?: string;
+  /** '' (a form's "any"): no filter. */
+  state?: DeviceState | '';
+  /** 'oldest' (default): first seen first, so new devices join at the end. */
+  order?: 'oldest' | 'newest' | '';
+  /** The `next` of the page before. */
+  cursor?: string;
+  limit: number;
+}
+
+/** A page position: the first-seen time and MAC of the row it follows. */
+export interface Cursor {
+  firstSeen: number;
+  mac: string;
+}
+
+export const DEFAULT_PAGE_SIZE = 100;
+export const MAX_PAGE_SIZE = 500;
+
+const ACTIVE = `SELECT device_mac FROM jobs WHERE state IN ('queued', 'running')`;
+const STATE_SQL: Record<DeviceState, string> = {
+  active: `mac IN (${ACTIVE})`,
+  running: `mac IN (SELECT device_mac FROM jobs WHERE state = 'running')`,
+  queued: `mac IN (SELECT device_mac FROM jobs WHERE state = 'queued')`,
+  stale: `last_seen_at < @staleBefore AND mac NOT IN (${ACTIVE})`,
+  netbooting: `last_seen_at >= @staleBefore AND registered_at IS NULL AND mac NOT IN (${ACTIVE})`,
+  ready: `last_seen_at >= @staleBefore AND registered_at IS NOT NULL AND mac NOT IN (${ACTIVE})`,
+};
+
+const like = (text: string) => `%${text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+
+/**
+ * The WHERE terms and parameters of a filter. A search that looks like part of a MAC also
+ * matches it without separators, so `DC-A6-32`, `dca632` and `dc:a6:32` find the same devices.
+ */
+export function deviceFilter(query: Pick<DeviceQuery, 'search' | 'state'>, staleBefore: number) {
+  const terms: string[] = [];
+  const params: Record<string, string | number> = {};
+  const search = query.search?.trim();
+  if (search) {
+    const macLike = /^[0-9a-f:.\-]+$/i.test(search) && !/^[\d.]+$/.test(search);
+    params.like = like(search);
+    params.hex = macLike ? like(search.toLowerCase().replace(/[:.\-]/g, '')) : params.like;
+    terms.push(String.raw`(mac LIKE @like ESCAPE '\' OR replace(mac, ':', '') LIKE @hex ESCAPE '\' OR ip LIKE @like ESCAPE '\'
+      OR serial LIKE @like ESCAPE '\' OR model LIKE @like ESCAPE '\')`);
+  }
+  if (query.state) {
+    terms.push(STATE_SQL[query.state]);
+    if (query.state !== 'active' && query.state !== 'running' && query.state !== 'queued') params.staleBefore = staleBefore;
+  }
+  return { terms, params };
+}
+
+/** Rows after the cursor in the list's order or, with `upTo`, the rows up to and including it. */
+export function cursorTerm(order: DeviceQuery['order'], upTo = false): string {
+  const newest = order === 'newest';
+  if (upTo) {
+    return `first_seen_at ${newest ? '>=' : '<='} @cursorFirst AND NOT (first_seen_at = @cursorFirst AND mac ${newest ? '<' : '>'} @cursorMac)`;
+  }
+  const after = newest ? '<' : '>';
+  return `first_seen_at ${after}= @cursorFirst AND (first_seen_at ${after} @cursorFirst OR mac ${after} @cursorMac)`;
+}
+
+export const orderBy = (order: DeviceQuery['order']) =>
+  order === 'newest' ? 'ORDER BY first_seen_at DESC, mac DESC' : 'ORDER BY first_seen_at, mac';
+
+/** Cursors read like `1717171717171.dca632010203`: opaque to clients, but easy to check. */
+export function encodeCursor(firstSeen: number, mac: string): string {
+  return `${firstSeen}.${mac.replaceAll(':', '')}`;
+}
+
+export function decodeCursor(text: string): Cursor {
+  const match = /^(\d{1,16})\.([0-9a-f]{12})$/.exec(text);
+  if (!match) throw badRequest(`invalid cursor '${text.slice(0, 40)}': pass the 'next' value of the page before`);
+  return { firstSeen: Number(match[1]), mac: match[2]!.match(/../g)!.join(':') };
+}
