@@ -54,5 +54,8 @@ export function renderDnsmasqConfig(settings: NetbootSettings): string {
   if (settings.nonPiClients === 'ignore') {
     lines.push('# Only Raspberry Pis are answered on this LAN.', 'dhcp-ignore=tag:!rpi');
   }
+  // Settings are checked at start-up; this is the last line of defence: one setting, one line.
+  const injected = lines.find((line) => /[\u0000-\u001f\u007f]/.test(line));
+  if (injected !== undefined) throw new Error(`refusing to write a dnsmasq setting with a control character: ${JSON.stringify(injected)}`);
   return `${lines.join('\n')}\n`;
 }

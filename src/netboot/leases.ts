@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 
 export interface Lease {
   mac: string;
@@ -31,4 +31,48 @@ export function readLeases(path: string): Lease[] {
     });
   }
   return leases.sort((a, b) => a.ip.localeCompare(b.ip, 'en', { numeric: true }));
+}
+
+/** Who holds which address on the provisioning LAN, by the DHCP server's own leases. */
+export interface LeaseBook {
+  /** True for an address inside the subnet whose leases this server hands out. */
+  manages(ip: string): boolean;
+  ipOf(mac: string): string | undefined;
+  macAt(ip: string): string | undefined;
+}
+
+/**
+ * The lease file as a lookup, read again only when dnsmasq has rewritten it (size or mtime
+ * changed): a thousand polling devices cost a stat each, not a parse.
+ */
+export function createLeaseBook(path: string, inSubnet: (ip: string) => boolean): LeaseBook {
+  let seen = '';
+  let byMac = new Map<string, string>();
+  let byIp = new Map<string, string>();
+  const current = () => {
+    let stamp = 'absent';
+    try {
+      const stats = statSync(path);
+      stamp = `${stats.size}:${stats.mtimeMs}`;
+    } catch {
+      // No lease file yet: nobody holds an address.
+    }
+    if (stamp !== seen) {
+      seen = stamp;
+      const leases = readLeases(path);
+      byMac = new Map(leases.map((lease) => [lease.mac, lease.ip]));
+      byIp = new Map(leases.map((lease) => [lease.ip, lease.mac]));
+    }
+  };
+  return {
+    manages: inSubnet,
+    ipOf(mac) {
+      current();
+      return byMac.get(mac);
+    },
+    macAt(ip) {
+      current();
+      return byIp.get(ip);
+    },
+  };
 }

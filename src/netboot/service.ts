@@ -2,14 +2,15 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { Db } from '../db/open.js';
 import type { DeviceStore } from '../devices/store.js';
+import { guarded } from '../shared/background.js';
 import type { Clock } from '../shared/clock.js';
 import type { EventBus } from '../shared/events.js';
 import { createBootEventStore } from './boot-events.js';
 import { dnsmasqPaths, renderDnsmasqConfig } from './dnsmasq-config.js';
-import { readLeases } from './leases.js';
+import { createLeaseBook, readLeases } from './leases.js';
 import { createLogParser, describeBootEvent, type BootEvent } from './log-parser.js';
 import { createPolicyFiles } from './policy-files.js';
-import type { NetbootSettings } from './settings.js';
+import { inSubnet, type NetbootSettings } from './settings.js';
 import { createDnsmasqSupervisor, type DnsmasqStatus } from './supervisor.js';
 import { tailFile } from './tail.js';
 
@@ -62,10 +63,11 @@ export function createNetbootService(deps: NetbootDeps) {
     bus.emit('device.changed', { mac: event.mac });
   }
 
-  const onLine = (line: string) => {
+  // dnsmasq's lines arrive outside any request: a database error in recording one is logged, not fatal.
+  const onLine = guarded(log, "recording dnsmasq's boot events", (line: string) => {
     const event = parser?.parse(line);
     if (event) record(event);
-  };
+  });
 
   const supervisor =
     settings?.mode === 'managed'
@@ -88,8 +90,7 @@ export function createNetbootService(deps: NetbootDeps) {
       writeFileSync(paths.config, renderDnsmasqConfig(settings));
       policy!.sync(devices.netbootDisabled());
       // TFTP lines name only an IP: teach the parser the addresses leased before this start.
-      const piMacs = new Set(devices.list().map((device) => device.mac));
-      for (const lease of readLeases(paths.leases)) parser!.learn(lease.ip, lease.mac, piMacs.has(lease.mac));
+      for (const lease of readLeases(paths.leases)) parser!.learn(lease.ip, lease.mac, devices.get(lease.mac) !== undefined);
       if (supervisor) supervisor.start();
       else stopTail = tailFile(paths.log, onLine);
       log.info({ mode: settings.mode, interface: settings.interface, config: paths.config }, 'netboot (DHCP + TFTP) on');
@@ -115,6 +116,8 @@ export function createNetbootService(deps: NetbootDeps) {
       };
     },
     leases: () => (paths ? readLeases(paths.leases) : []),
+    /** Which MAC holds which address, when this server hands out the addresses (not in proxy mode). */
+    leaseBook: paths && settings && !settings.proxy ? createLeaseBook(paths.leases, inSubnet(settings)) : undefined,
     bootEvents: (mac: string, limit?: number) => events.recent(mac, limit),
     /** Lets a device netboot again, or sends it to its eMMC next boot (no PXE offer). */
     setNetboot(mac: string, enabled: boolean) {

@@ -24,6 +24,17 @@ export interface NetbootSettings {
 const toInt = (ip: string) => ip.split('.').reduce((n, octet) => n * 256 + Number(octet), 0);
 const toIp = (n: number) => [24, 16, 8, 0].map((shift) => Math.floor(n / 2 ** shift) % 256).join('.');
 
+/** Whether an IPv4 address lies inside the provisioning subnet (either form: `::ffff:10.20.50.7` too). */
+export function inSubnet(settings: Pick<NetbootSettings, 'network' | 'prefix'>): (ip: string) => boolean {
+  const size = 2 ** (32 - settings.prefix);
+  const network = toInt(settings.network);
+  return (ip) => {
+    const plain = ip.startsWith('::ffff:') ? ip.slice(7) : ip;
+    if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(plain)) return false;
+    return Math.floor(toInt(plain) / size) * size === network;
+  };
+}
+
 export interface InterfaceProbe {
   exists(name: string): boolean;
   names(): string[];
