@@ -7,7 +7,8 @@ import type { Db } from '../db/open.js';
 import type { ImageLibrary } from '../images/library.js';
 import type { JobService } from '../jobs/service.js';
 import type { JobRow } from '../jobs/store.js';
-import type { TransferRegistry } from '../jobs/transfers.js';
+import { socketBytes, type TransferRegistry } from '../jobs/transfers.js';
+import type { Socket } from 'node:net';
 import type { Clock } from '../shared/clock.js';
 import { badRequest, conflict, insufficientStorage, notFound } from '../shared/errors.js';
 import type { EventBus } from '../shared/events.js';
@@ -20,7 +21,8 @@ import { writeBlockImage, type BlockImage } from '../blockmap/image-writer.js';
 import type { BlockMapStore } from '../blockmap/store.js';
 import { almostFull } from '../shared/free-space.js';
 import { normalizeMac } from '../shared/mac.js';
-import type { BackupRow, BackupStore } from './store.js';
+import type { BackupCompleteness, BackupRow, BackupStore } from './store.js';
+import { formatBytes } from '../shared/format.js';
 
 export interface BackupServiceDeps {
   db: Db;
@@ -55,6 +57,36 @@ export interface BackupView {
   size: number;
   sha256: string;
   created_at: string;
+  /** What is known of it: whether it is the whole eMMC, and who checked its sha256. */
+  verification: { completeness: BackupCompleteness; device_checked: boolean; summary: string };
+}
+
+/** A page of the backup list: `skipped` newer ones come before it, `next` is the cursor of the one after. */
+export interface BackupPage {
+  backups: BackupView[];
+  total: number;
+  skipped: number;
+  next: string | null;
+}
+
+/** Lists show this many backups unless asked for another number (at most MAX_BACKUP_PAGE). */
+export const BACKUP_PAGE_SIZE = 100;
+export const MAX_BACKUP_PAGE = 500;
+
+/** How a stored backup was proven, which decides how its job ends. */
+interface Proof {
+  /** The device sent the sha256 of what it read, and it matched. */
+  deviceChecked: boolean;
+  completeness: BackupCompleteness;
+}
+
+function proofSummary(backup: Pick<BackupRow, 'size' | 'completeness' | 'device_checked'>): string {
+  if (backup.completeness === 'size_unknown') {
+    return `${formatBytes(backup.size)} received; the device never gave its eMMC size, so whether this is the whole eMMC is not known`;
+  }
+  return backup.device_checked
+    ? 'whole eMMC; sha256 verified: the device read what arrived'
+    : 'whole eMMC received; sha256 computed by the server (the device sent no checksum)';
 }
 
 const SHA256 = /^[0-9a-f]{64}$/;
@@ -84,11 +116,16 @@ export function createBackupService(deps: BackupServiceDeps) {
       size: backup.size,
       sha256: backup.sha256,
       created_at: new Date(backup.created_at).toISOString(),
+      verification: { completeness: backup.completeness, device_checked: backup.device_checked === 1, summary: proofSummary(backup) },
     };
   }
 
-  /** Publishes a verified body: atomic rename, then the backup row and the job's end together. */
-  async function publish(job: JobRow, temp: string, image: Pick<BlockImage, 'size' | 'sha256'>, mapId: number): Promise<BackupRow> {
+  /**
+   * Publishes a received body: atomic rename, then the backup row and the job's end together.
+   * The job ends ok when the body is known to be the whole eMMC, else unconfirmed; what was
+   * checked, and by whom, goes with it.
+   */
+  async function publish(job: JobRow, temp: string, image: Pick<BlockImage, 'size' | 'sha256'>, mapId: number, proof: Proof): Promise<BackupRow> {
     const { size: bytes, sha256 } = image;
     const stamp = new Date(clock.now()).toISOString().replace(/[-:]/g, '').replace(/\..*/, '');
     const file = join('backups', job.device_mac.replaceAll(':', ''), `${stamp}-job${job.id}.img`);
@@ -97,8 +134,17 @@ export function createBackupService(deps: BackupServiceDeps) {
     let backup: BackupRow;
     try {
       backup = db.transaction(() => {
-        const added = store.add({ mac: job.device_mac, jobId: job.id, file, size: bytes, sha256, blockMapId: mapId }, clock.now());
-        const ended = jobs.finish(job.id, { state: 'ok', sha256, bytesDone: bytes, backupId: added.id });
+        const added = store.add({ mac: job.device_mac, jobId: job.id, file, size: bytes, sha256, blockMapId: mapId, ...proof }, clock.now());
+        const whole = proof.completeness === 'whole';
+        const ended = jobs.finish(job.id, {
+          state: whole ? 'ok' : 'unconfirmed',
+          error: whole ? null : "the device never gave its eMMC size: the server cannot tell whether the body it received is the whole eMMC",
+          sha256,
+          bytesDone: bytes,
+          backupId: added.id,
+          verified: proof.deviceChecked && whole ? 'device_sha256' : whole ? 'server_sha256' : 'size_unknown',
+          verifiedBytes: bytes,
+        });
         if (!ended) throw conflict(`job ${job.id} ended before its backup could be stored`);
         return added;
       })();
@@ -113,18 +159,22 @@ export function createBackupService(deps: BackupServiceDeps) {
     return backup;
   }
 
+  /** A body's length was checked against the eMMC size the device announced, when it announced one. */
+  const completenessOf = (job: JobRow): BackupCompleteness => (job.bytes_total === null ? 'size_unknown' : 'whole');
+
   function fail(job: JobRow, error: string) {
     jobs.finish(job.id, { state: 'failed', error });
   }
 
-  async function receive(job: JobRow, body: Readable, options: UploadOptions, signal: AbortSignal): Promise<{ bytes: number; sha256: string; stored: BackupRow | null }> {
+  /** `failHere` ends the job from inside this upload's own handling: its answer must still go out. */
+  async function receive(job: JobRow, body: Readable, options: UploadOptions, signal: AbortSignal, failHere: (error: string) => void): Promise<{ bytes: number; sha256: string; stored: BackupRow | null }> {
     const declared = options.zstd ? undefined : options.declaredBytes;
     if (declared !== undefined && job.bytes_total !== null && declared !== job.bytes_total) {
       throw badRequest(`the upload is ${declared} bytes but the device's storage is ${job.bytes_total}: a backup must be the whole device`);
     }
     const full = await almostFull(tempDir);
     if (full) {
-      fail(job, full);
+      failHere(full);
       throw insufficientStorage(full);
     }
 
@@ -142,7 +192,7 @@ export function createBackupService(deps: BackupServiceDeps) {
       const message = `backup upload failed: ${error.message}`;
       log.warn({ job: job.id, bytes: error.bytes, failure: error.failure }, message);
       if (error.failure === 'disk_full') {
-        fail(job, message);
+        failHere(message);
         throw insufficientStorage(message);
       }
       // A cut or short body may be retried by the device; the job keeps the reason until then.
@@ -157,10 +207,10 @@ export function createBackupService(deps: BackupServiceDeps) {
       if (declaredSha !== result.sha256) {
         await removeIfPresent(temp);
         const message = `the upload's sha256 ${result.sha256} does not match the ${declaredSha} the device declared`;
-        fail(job, message);
+        failHere(message);
         throw badRequest(message);
       }
-      return { ...summary, stored: await publish(job, temp, result, blockMaps.add(result, clock.now())) };
+      return { ...summary, stored: await publish(job, temp, result, blockMaps.add(result, clock.now()), { deviceChecked: true, completeness: completenessOf(job) }) };
     }
     if (options.checksumFollows) {
       await rename(temp, receivedPath(job.id));
@@ -168,13 +218,22 @@ export function createBackupService(deps: BackupServiceDeps) {
       jobs.note(job.id, null, 'awaiting-checksum');
       return { ...summary, stored: null };
     }
-    // A client that never reports a checksum (the original `dd | curl` flow): a complete body is the backup.
-    return { ...summary, stored: await publish(job, temp, result, blockMaps.add(result, clock.now())) };
+    // A client that never reports a checksum (the original `dd | curl` flow): the body is stored as
+    // what it is. Whole when its length is the eMMC's the device announced; otherwise nobody knows.
+    return { ...summary, stored: await publish(job, temp, result, blockMaps.add(result, clock.now()), { deviceChecked: false, completeness: completenessOf(job) }) };
   }
 
   return {
     view,
-    list: (mac?: string) => store.list(mac === undefined ? undefined : normalizeMac(mac)).map(view),
+    /** One page of stored backups, newest first (of one device, when given); `next` is the cursor of the page after. */
+    page(filter: { mac?: string; cursor?: number; limit?: number }): BackupPage {
+      const { rows, total, skipped, next } = store.page({
+        mac: filter.mac === undefined ? undefined : normalizeMac(filter.mac),
+        cursor: filter.cursor,
+        limit: filter.limit ?? BACKUP_PAGE_SIZE,
+      });
+      return { backups: rows.map(view), total, skipped, next: next === null ? null : String(next) };
+    },
     get(id: number): BackupRow {
       const backup = store.get(id);
       if (!backup) throw notFound(`there is no backup ${id}`);
@@ -191,9 +250,20 @@ export function createBackupService(deps: BackupServiceDeps) {
       await removeIfPresent(receivedPath(job.id));
       jobs.recordUpload(job.id, null, null);
       const controller = new AbortController();
-      const untrack = transfers.track(job.id, (reason) => controller.abort(reason));
+      let answering = false;
+      // Ending the job elsewhere (cancel, stall) cuts the upload itself, not only the decoder
+      // behind it; ending it here (a refusal) leaves the connection for the answer.
+      const cut = (reason: Error) => {
+        controller.abort(reason);
+        if (!answering) body.destroy(reason);
+      };
+      const failHere = (error: string) => {
+        answering = true;
+        fail(job, error);
+      };
+      const untrack = transfers.track(job.id, cut, socketBytes((body as { socket?: Socket }).socket));
       try {
-        return await receive(job, body, options, controller.signal);
+        return await receive(job, body, options, controller.signal, failHere);
       } finally {
         untrack();
       }
@@ -217,7 +287,8 @@ export function createBackupService(deps: BackupServiceDeps) {
         fail(job, message);
         return jobs.get(job.id);
       }
-      await publish(job, received, { size: job.upload_bytes, sha256: job.upload_sha256 }, job.upload_map_id!);
+      const proof = { deviceChecked: sha256 !== undefined, completeness: completenessOf(job) };
+      await publish(job, received, { size: job.upload_bytes, sha256: job.upload_sha256 }, job.upload_map_id!, proof);
       return jobs.get(job.id);
     },
 

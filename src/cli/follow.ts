@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { JobView } from '../jobs/view.js';
 import type { ApiClient } from './api-client.js';
 import { CliError, EXIT } from './errors.js';
-import { duration, rate, shortHash } from './output.js';
+import { duration, rate } from './output.js';
 import { createStatusLine, jobProgressLine } from './progress.js';
 
 const POLL_MS = 500;
@@ -21,12 +21,14 @@ export async function followJob(api: ApiClient, jobId: number, options: { quiet?
   }
   status.done();
   if (job.state !== 'ok') {
-    throw new CliError(`job ${job.id} (${job.kind} on ${job.device_mac}) ${job.state}: ${job.error ?? 'no reason given'}`, EXIT.failed);
+    // Unconfirmed is not ok: a script waiting for a verified deploy must not go on.
+    const reason = job.state === 'unconfirmed' ? job.verification?.summary ?? job.error : job.error;
+    throw new CliError(`job ${job.id} (${job.kind} on ${job.device_mac}) ${job.state}: ${reason ?? 'no reason given'}`, EXIT.failed);
   }
   return job;
 }
 
 export function describeFinished(job: JobView): string {
   const what = job.kind === 'deploy' ? `deployed ${job.image?.name ?? 'image'} to ${job.device_mac}` : `backed up ${job.device_mac} as backup ${job.backup_id}`;
-  return `job ${job.id} ok: ${what} in ${duration(job.duration_seconds)} (${rate(job.rate_bytes_per_second)}), sha256 ${shortHash(job.sha256)}… verified`;
+  return `job ${job.id} ok: ${what} in ${duration(job.duration_seconds)} (${rate(job.rate_bytes_per_second)}); ${job.verification?.summary ?? 'nothing was verified'}`;
 }

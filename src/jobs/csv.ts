@@ -12,15 +12,23 @@ const COLUMNS: Array<[string, (job: JobView) => string | number | null | undefin
   ['ended_at', (j) => j.ended_at],
   ['duration_seconds', (j) => j.duration_seconds],
   ['bytes', (j) => j.bytes_done],
-  ['throughput_mb_per_s', (j) => (j.state === 'ok' && j.rate_bytes_per_second ? (j.rate_bytes_per_second / 1e6).toFixed(2) : null)],
+  ['throughput_mb_per_s', (j) => ((j.state === 'ok' || j.state === 'unconfirmed') && j.rate_bytes_per_second ? (j.rate_bytes_per_second / 1e6).toFixed(2) : null)],
   ['sha256', (j) => j.sha256],
+  // What was proven, as a word for filters and as the sentence every other surface shows.
+  ['verified', (j) => j.verification?.scope],
+  ['verification', (j) => j.verification?.summary],
   ['error', (j) => j.error],
 ];
 
-/** RFC 4180: quote a field holding a comma, quote or line break; double inner quotes. */
+/**
+ * RFC 4180: quote a field holding a comma, quote or line break; double inner quotes. A text
+ * cell that a spreadsheet would run as a formula (=, +, -, @, tab or CR first: OWASP's "CSV
+ * injection") gets a leading apostrophe; device-supplied text ends up in these cells.
+ */
 function field(value: string | number | null | undefined): string {
   if (value === null || value === undefined) return '';
-  const text = String(value);
+  let text = String(value);
+  if (typeof value === 'string' && /^[=+\-@\t\r]/.test(text)) text = `'${text}`;
   return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
 }
 

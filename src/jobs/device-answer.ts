@@ -44,9 +44,13 @@ export function pollAnswer(outcome: PollOutcome, baseUrl: string): PollAnswer {
             chunks_url: plan.encoding === 'zstd' ? urls.chunks : undefined,
             full_match: outcome.job.full_match,
           }
-        : { mode: 'full' }),
+        : // A client that sent no features gets exactly the fields of the original contract.
+          outcome.job.client_reports
+          ? { mode: 'full' }
+          : {}),
     };
   }
+  const backup = { action: 'backup' as const, ...common, upload_url: urls.upload, size: outcome.job.bytes_total };
   // encoding zstd: the device may send the body compressed (Content-Encoding: zstd).
-  return { action: 'backup', ...common, upload_url: urls.upload, size: outcome.job.bytes_total, encoding: outcome.job.encoding };
+  return outcome.job.client_reports ? { ...backup, encoding: outcome.job.encoding } : backup;
 }

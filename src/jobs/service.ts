@@ -7,10 +7,11 @@ import { badRequest, conflict, forbidden, gone, notFound } from '../shared/error
 import type { EventBus } from '../shared/events.js';
 import { formatBytes } from '../shared/format.js';
 import { normalizeMac } from '../shared/mac.js';
+import { plainAddress } from '../shared/network.js';
 import { newToken, tokensEqual } from '../shared/tokens.js';
 import { createHash } from 'node:crypto';
 import { createRateMeter } from './rate-meter.js';
-import type { JobFilter, JobKind, JobRow, JobStore } from './store.js';
+import type { FinalValues, JobFilter, JobKind, JobRow, JobStore } from './store.js';
 import type { TransferRegistry } from './transfers.js';
 import { toJobView, type JobView } from './view.js';
 import type { Waiters } from './waiters.js';
@@ -57,13 +58,29 @@ export function rangesDigest(chunks: Array<{ sha256: string }>): string {
   return createHash('sha256').update(chunks.map((chunk) => `${chunk.sha256}\n`).join('')).digest('hex');
 }
 
-export interface FinalOutcome {
-  state: 'ok' | 'failed' | 'cancelled';
-  error?: string | null;
-  sha256?: string | null;
-  bytesDone?: number | null;
-  backupId?: number | null;
+export type FinalOutcome = FinalValues;
+
+/** A request to one of a job's device URLs: the job, its token, and who asks. */
+export interface DeviceJobRequest {
+  job: number;
+  token: string | undefined;
+  mac?: string;
+  ip?: string;
 }
+
+/** Who took a job: the poll's source address, and whether the client said what it can do. */
+export interface Taker {
+  ip: string | null;
+  /** The poll carried `features`: a client of this server, which reports a result. */
+  reports: boolean;
+}
+
+/**
+ * A client of the original contract (`curl url | dd`, no features, never a result) is given
+ * this long after the whole image went out before its job ends as unconfirmed: time for dd
+ * to take the last bytes, and for a client that does report after all to do so.
+ */
+export const SENT_UNREPORTED_GRACE_MS = 60_000;
 
 const SHA256 = /^[0-9a-f]{64}$/;
 
@@ -123,18 +140,40 @@ export function createJobService(deps: JobServiceDeps) {
     return job;
   }
 
+  /** A deploy whose whole image went out, and of which nothing more will be heard. */
+  function endUnconfirmed(job: JobRow, why: string): JobRow | undefined {
+    const image = images.get(job.image_id!)!;
+    return finish(job.id, {
+      state: 'unconfirmed',
+      error: `the whole image was sent, but ${why}: what the eMMC holds was not verified`,
+      bytesDone: image.size,
+      verified: 'sent',
+      verifiedBytes: image.size,
+    });
+  }
+
   function abandonRunning(mac: string, why: string): JobRow | undefined {
     const active = store.activeFor(mac);
     if (active?.state !== 'running') return undefined;
+    if (active.kind === 'deploy' && active.image_sent_at !== null) return endUnconfirmed(active, `${why} without reporting a result`);
     const consequence = active.kind === 'deploy' ? 'the eMMC may hold a partial image' : 'no backup was stored';
     const earlier = active.error ? ` (last problem: ${active.error})` : '';
     return finish(active.id, { state: 'failed', error: `abandoned: ${why} before reporting a result; ${consequence}${earlier}` });
   }
 
   /** Hands the device its queued job, if any: the one moment a job moves queued → running. */
-  function takeQueued(mac: string, features: ReadonlySet<string>): PollOutcome | undefined {
+  function takeQueued(mac: string, features: ReadonlySet<string>, taker: Taker): PollOutcome | undefined {
     const job = store.activeFor(mac);
-    if (job?.state !== 'queued' || !store.markStarted(job.id, clock.now())) return undefined;
+    if (job?.state !== 'queued') return undefined;
+    // The file may have changed or gone since the order: never hand out an image that is not
+    // intact. While it is being re-hashed the job waits; a broken one fails without starting.
+    const problem = job.kind === 'deploy' ? images.fileProblem(images.get(job.image_id!)!) : null;
+    if (problem?.checking) return undefined;
+    if (problem) {
+      finish(job.id, { state: 'failed', error: `not started: image file: ${problem.reason}` });
+      return undefined;
+    }
+    if (!store.markStarted(job.id, clock.now(), taker)) return undefined;
     if (job.kind === 'backup') {
       store.saveTransfer(job.id, 'full', features.has('zstd') ? 'zstd' : 'identity', null);
       const started = store.get(job.id)!;
@@ -160,14 +199,21 @@ export function createJobService(deps: JobServiceDeps) {
     if (digest !== rangesDigest(images.chunksOf(image))) {
       return finish(job.id, { state: 'failed', error: 'the read-back of the mapped ranges does not match the image map' })!;
     }
+    const map = images.blockMapOf(image)!;
     if (job.full_match) {
-      const map = images.blockMapOf(image)!;
       const whole = report.sha256?.toLowerCase();
       if (whole !== map.sparse_sha256) {
         return finish(job.id, { state: 'failed', error: `full match asked: the target hashes to ${whole ?? 'nothing reported'}, the image (unmapped as zeros) to ${map.sparse_sha256}` })!;
       }
     }
-    return finish(job.id, { state: 'ok', sha256: image.sha256, bytesDone: job.bytes_total })!;
+    return finish(job.id, {
+      state: 'ok',
+      sha256: image.sha256,
+      bytesDone: job.bytes_total,
+      ...(job.full_match
+        ? { verified: 'target', verifiedBytes: image.size, verifiedRanges: map.chunk_count }
+        : { verified: 'mapped_ranges', verifiedBytes: map.mapped_bytes, verifiedRanges: map.chunk_count }),
+    })!;
   }
 
   return {
@@ -223,11 +269,17 @@ export function createJobService(deps: JobServiceDeps) {
      * A device asks for work. Answers at once when there is some; otherwise waits up to
      * `waitMs` for the operator to order it (long-poll), then answers "none".
      */
-    async poll(mac: string, waitMs: number, signal?: AbortSignal, features: ReadonlySet<string> = new Set()): Promise<PollOutcome> {
+    async poll(
+      mac: string,
+      waitMs: number,
+      signal?: AbortSignal,
+      features: ReadonlySet<string> = new Set(),
+      taker: Taker = { ip: null, reports: features.size > 0 },
+    ): Promise<PollOutcome> {
       const abandoned = abandonRunning(mac, 'the device polled for new work (its client restarted)');
       const deadline = clock.now() + waitMs;
       for (;;) {
-        const taken = takeQueued(mac, features);
+        const taken = takeQueued(mac, features, taker);
         if (taken) return taken;
         const left = deadline - clock.now();
         if (left <= 0 || signal?.aborted) return { action: 'none', abandoned };
@@ -240,13 +292,19 @@ export function createJobService(deps: JobServiceDeps) {
      * Checks a device-side job request: the job exists, the token is its own, the MAC (when
      * sent) is its device's, and it is running. Each failure gets its own 4xx and sentence.
      */
-    authorizeDevice(jobId: number, token: string | undefined, macInput?: string, kind?: JobKind): JobRow {
+    authorizeDevice(access: DeviceJobRequest, kind?: JobKind): JobRow {
+      const { job: jobId, token, mac: macInput } = access;
       const job = store.get(jobId);
       if (!job) throw notFound(`there is no job ${jobId}`);
       if (!tokensEqual(job.token, token)) throw forbidden(`the token is not valid for job ${jobId}`);
       if (macInput !== undefined && macInput !== '') {
         const mac = normalizeMac(macInput);
         if (mac !== job.device_mac) throw forbidden(`job ${jobId} belongs to device ${job.device_mac}, not ${mac}`);
+      }
+      const from = access.ip === undefined ? undefined : plainAddress(access.ip);
+      if (job.device_ip !== null && from !== undefined && from !== job.device_ip) {
+        log.warn({ job: jobId, mac: job.device_mac, taken_by: job.device_ip, from }, 'job URL used from another address; refused');
+        throw forbidden(`job ${jobId} was taken by ${job.device_ip}; its URLs do not answer ${from}`);
       }
       if (kind && job.kind !== kind) throw conflict(`job ${jobId} is a ${job.kind}, not a ${kind}`);
       if (job.state === 'queued') throw conflict(`job ${jobId} has not been handed to its device yet`);
@@ -267,6 +325,21 @@ export function createJobService(deps: JobServiceDeps) {
       store.saveDetail(job.id, detail);
       devices.touch(job.device_mac, now);
       rates.record(job.id, phase ?? job.phase, bytesDone, now);
+      const updated = store.get(job.id)!;
+      changed(updated);
+      return updated;
+    },
+
+    /**
+     * The device says an attempt failed and it tries again: a sign of life even though no byte
+     * moved, and a reason shown on the job meanwhile (and in the stall message, should it come).
+     */
+    retrying(job: JobRow, bytesDone: number, phase: string | null, problem: string): JobRow {
+      const now = clock.now();
+      store.saveNote(job.id, problem, phase);
+      if (!store.saveProgress(job.id, bytesDone, phase, now)) throw gone(`job ${job.id} has ended`);
+      store.touch(job.id, now);
+      devices.touch(job.device_mac, now);
       const updated = store.get(job.id)!;
       changed(updated);
       return updated;
@@ -305,7 +378,18 @@ export function createJobService(deps: JobServiceDeps) {
           error: `read-back sha256 ${sha256} does not match the image's ${image.sha256}: the eMMC does not hold the image`,
         })!;
       }
-      return finish(job.id, { state: 'ok', sha256, bytesDone: image.size })!;
+      return finish(job.id, { state: 'ok', sha256, bytesDone: image.size, verified: 'image', verifiedBytes: image.size })!;
+    },
+
+    /**
+     * The whole image has gone out to the device (full-image transfer). A client of the
+     * original contract will say nothing more: its job now waits only for the grace time.
+     */
+    imageSent(jobId: number) {
+      if (!store.markImageSent(jobId, clock.now())) return;
+      store.saveNote(jobId, null, 'sent');
+      const job = store.get(jobId);
+      if (job) changed(job);
     },
 
     finish,
@@ -315,8 +399,15 @@ export function createJobService(deps: JobServiceDeps) {
       const now = clock.now();
       const failed: JobRow[] = [];
       for (const job of store.running()) {
-        if (transfers.isActive(job.id)) continue;
+        if (transfers.isMoving(job.id, now, deps.stallTimeoutMs)) continue;
         const quietMs = now - (job.last_activity_at ?? job.started_at ?? job.created_at);
+        if (job.kind === 'deploy' && job.image_sent_at !== null && !transfers.isActive(job.id)) {
+          const grace = job.client_reports ? deps.stallTimeoutMs : Math.min(SENT_UNREPORTED_GRACE_MS, deps.stallTimeoutMs);
+          if (now - job.image_sent_at < grace || quietMs < grace) continue;
+          const ended = endUnconfirmed(job, `the device reported no result within ${Math.round((now - job.image_sent_at) / 1000)} s`);
+          if (ended) failed.push(ended);
+          continue;
+        }
         if (quietMs < deps.stallTimeoutMs) continue;
         const ended = finish(job.id, {
           state: 'failed',

@@ -1,8 +1,12 @@
 import type { Db } from '../db/open.js';
+import type { Verified } from './verification.js';
 
 export type JobKind = 'deploy' | 'backup';
-export type JobState = 'queued' | 'running' | 'ok' | 'failed' | 'cancelled';
+/** `unconfirmed`: the work was handed over (the whole image sent, a backup body received), but nothing confirms it is complete. */
+export type JobState = 'queued' | 'running' | 'ok' | 'unconfirmed' | 'failed' | 'cancelled';
+export type FinalState = 'ok' | 'unconfirmed' | 'failed' | 'cancelled';
 export const ACTIVE_STATES: readonly JobState[] = ['queued', 'running'];
+export const JOB_STATES: readonly JobState[] = ['queued', 'running', 'ok', 'unconfirmed', 'failed', 'cancelled'];
 
 export interface JobRow {
   id: number;
@@ -35,6 +39,16 @@ export interface JobRow {
   bytes_verified: number | null;
   device_rate: number | null;
   discarded: number | null;
+  /** What the finished job proved (see verification.ts); null while active, or when it proved nothing. */
+  verified: Verified | null;
+  verified_bytes: number | null;
+  verified_ranges: number | null;
+  /** The device's address when it took the job: its job URLs answer only there. */
+  device_ip: string | null;
+  /** 1: the client said what it can do when it took the job, and so reports a result. */
+  client_reports: number;
+  /** When the last byte of the whole image had been sent (full-image transfers). */
+  image_sent_at: number | null;
 }
 
 export interface NewJob {
@@ -47,11 +61,32 @@ export interface NewJob {
   fullMatch: number;
 }
 
+/** How a job ends: its state, and what it proved (see verification.ts). */
+export interface FinalValues {
+  state: FinalState;
+  error?: string | null;
+  sha256?: string | null;
+  bytesDone?: number | null;
+  backupId?: number | null;
+  verified?: Verified | null;
+  verifiedBytes?: number | null;
+  verifiedRanges?: number | null;
+}
+
 export interface JobFilter {
   mac?: string;
   state?: JobState;
   kind?: JobKind;
   limit?: number;
+  /** The `next` of the page before: only jobs older than that one. */
+  cursor?: number;
+}
+
+/** A page of jobs, newest first: `total` match the filter; `next` continues after `rows`. */
+export interface JobPage {
+  rows: JobRow[];
+  total: number;
+  next: number | null;
 }
 
 export function createJobStore(db: Db) {
@@ -71,12 +106,18 @@ export function createJobStore(db: Db) {
   );
   const running = db.prepare<[], JobRow>(`SELECT * FROM jobs WHERE state = 'running'`);
   const latestForDevice = db.prepare<[string], JobRow>('SELECT * FROM jobs WHERE device_mac = ? ORDER BY id DESC LIMIT 1');
-  const start = db.prepare<{ id: number; now: number }>(`
-    UPDATE jobs SET state = 'running', started_at = @now, last_activity_at = @now
+  const start = db.prepare<{ id: number; now: number; ip: string | null; reports: number }>(`
+    UPDATE jobs SET state = 'running', started_at = @now, last_activity_at = @now, device_ip = @ip, client_reports = @reports
     WHERE id = @id AND state = 'queued'`);
+  // A report that moves nothing (same bytes, same phase) is not a sign of progress: the stall
+  // timeout keeps running, so a device stuck while still reporting ends instead of hanging forever.
   const progress = db.prepare<{ id: number; bytesDone: number; phase: string | null; now: number }>(`
-    UPDATE jobs SET bytes_done = @bytesDone, phase = coalesce(@phase, phase), last_activity_at = @now
+    UPDATE jobs SET bytes_done = @bytesDone, phase = coalesce(@phase, phase),
+      last_activity_at = CASE WHEN bytes_done = @bytesDone AND phase IS coalesce(@phase, phase) THEN last_activity_at ELSE @now END
     WHERE id = @id AND state = 'running'`);
+  const imageSent = db.prepare<{ id: number; now: number }>(
+    `UPDATE jobs SET image_sent_at = @now, last_activity_at = @now WHERE id = @id AND state = 'running' AND image_sent_at IS NULL`,
+  );
   const activity = db.prepare<{ id: number; now: number }>(
     `UPDATE jobs SET last_activity_at = @now WHERE id = @id AND state = 'running'`,
   );
@@ -88,9 +129,11 @@ export function createJobStore(db: Db) {
   );
   const finish = db.prepare<{
     id: number; state: JobState; error: string | null; sha256: string | null; bytesDone: number | null; backupId: number | null; now: number;
+    verified: Verified | null; verifiedBytes: number | null; verifiedRanges: number | null;
   }>(`
     UPDATE jobs SET state = @state, error = @error, sha256 = coalesce(@sha256, sha256),
       bytes_done = coalesce(@bytesDone, bytes_done), backup_id = coalesce(@backupId, backup_id),
+      verified = @verified, verified_bytes = @verifiedBytes, verified_ranges = @verifiedRanges,
       phase = NULL, upload_bytes = NULL, upload_sha256 = NULL, ended_at = @now, last_activity_at = @now
     WHERE id = @id AND state IN ('queued', 'running')`);
   const usingImage = db.prepare<[number], { n: number }>(
@@ -106,8 +149,11 @@ export function createJobStore(db: Db) {
     activeFor: (mac: string) => activeForDevice.get(mac),
     latestFor: (mac: string) => latestForDevice.get(mac),
     running: () => running.all(),
-    /** queued → running; false if the job was no longer queued. */
-    markStarted: (id: number, now: number) => start.run({ id, now }).changes === 1,
+    /** queued → running, taken by the device at `ip`; false if the job was no longer queued. */
+    markStarted: (id: number, now: number, taker: { ip: string | null; reports: boolean }) =>
+      start.run({ id, now, ip: taker.ip, reports: taker.reports ? 1 : 0 }).changes === 1,
+    /** The whole image has gone out to the device; true the first time. */
+    markImageSent: (id: number, now: number) => imageSent.run({ id, now }).changes === 1,
     saveProgress: (id: number, bytesDone: number, phase: string | null, now: number) =>
       progress.run({ id, bytesDone, phase, now }).changes === 1,
     /** Best effort: a stream can close after shutdown has closed the database. */
@@ -127,11 +173,7 @@ export function createJobStore(db: Db) {
     saveUpload: (id: number, bytes: number | null, sha256: string | null, mapId: number | null = null) =>
       upload.run({ id, bytes, sha256, mapId }),
     /** Moves an active job to its final state; false if it had already ended. */
-    finish(
-      id: number,
-      outcome: { state: 'ok' | 'failed' | 'cancelled'; error?: string | null; sha256?: string | null; bytesDone?: number | null; backupId?: number | null },
-      now: number,
-    ): boolean {
+    finish(id: number, outcome: FinalValues, now: number): boolean {
       return finish.run({
         id,
         state: outcome.state,
@@ -139,17 +181,27 @@ export function createJobStore(db: Db) {
         sha256: outcome.sha256 ?? null,
         bytesDone: outcome.bytesDone ?? null,
         backupId: outcome.backupId ?? null,
+        verified: outcome.verified ?? null,
+        verifiedBytes: outcome.verifiedBytes ?? null,
+        verifiedRanges: outcome.verifiedRanges ?? null,
         now,
       }).changes === 1;
     },
-    list(filter: JobFilter): JobRow[] {
+    list(filter: JobFilter): JobPage {
       const where: string[] = [];
-      const params: Record<string, unknown> = { limit: filter.limit ?? 100 };
+      const params: Record<string, unknown> = {};
       if (filter.mac) { where.push('device_mac = @mac'); params.mac = filter.mac; }
       if (filter.state) { where.push('state = @state'); params.state = filter.state; }
       if (filter.kind) { where.push('kind = @kind'); params.kind = filter.kind; }
-      const clause = where.length ? `WHERE ${where.join(' AND ')}` : '';
-      return db.prepare(`SELECT * FROM jobs ${clause} ORDER BY id DESC LIMIT @limit`).all(params) as JobRow[];
+      const clause = (terms: string[]) => (terms.length ? `WHERE ${terms.join(' AND ')}` : '');
+      const limit = filter.limit ?? 100;
+      const after = filter.cursor === undefined ? where : [...where, 'id < @cursor'];
+      const rows = db.prepare(`SELECT * FROM jobs ${clause(after)} ORDER BY id DESC LIMIT @limit`)
+        .all({ ...params, cursor: filter.cursor, limit: limit + 1 }) as JobRow[];
+      const more = rows.length > limit;
+      if (more) rows.pop();
+      const { total } = db.prepare(`SELECT count(*) AS total FROM jobs ${clause(where)}`).get(params) as { total: number };
+      return { rows, total, next: more ? rows.at(-1)!.id : null };
     },
     imageInUse: (imageId: number) => usingImage.get(imageId)!.n > 0,
   };

@@ -1,5 +1,6 @@
 import type { ImageRow } from '../images/store.js';
 import type { JobRow } from './store.js';
+import { describeVerification, type VerificationView } from './verification.js';
 
 export interface JobView {
   id: number;
@@ -28,6 +29,10 @@ export interface JobView {
   bytes_verified: number | null;
   device_rate_bytes_per_second: number | null;
   discarded: boolean | null;
+  /** What the finished job proved, in words every surface shows; null while active or when nothing was proven. */
+  verification: VerificationView | null;
+  /** The address the device took the job from; its job URLs answer only there. */
+  device_ip: string | null;
 }
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
@@ -36,7 +41,7 @@ export function toJobView(job: JobRow, image: ImageRow | undefined, now: number,
   const end = job.ended_at ?? now;
   const seconds = job.started_at === null ? null : Math.max(0, (end - job.started_at) / 1000);
   const average = seconds && seconds > 0 && job.bytes_done > 0 ? job.bytes_done / seconds : null;
-  const rate = job.state === 'running' ? liveRate : job.state === 'ok' ? average : null;
+  const rate = job.state === 'running' ? liveRate : job.state === 'ok' || job.state === 'unconfirmed' ? average : null;
   const remaining = job.bytes_total === null ? null : Math.max(0, job.bytes_total - job.bytes_done);
   return {
     id: job.id,
@@ -62,5 +67,7 @@ export function toJobView(job: JobRow, image: ImageRow | undefined, now: number,
     bytes_verified: job.bytes_verified,
     device_rate_bytes_per_second: job.device_rate,
     discarded: job.discarded === null ? null : job.discarded === 1,
+    verification: describeVerification(job),
+    device_ip: job.device_ip,
   };
 }

@@ -1,6 +1,7 @@
 import { Type, type Static } from 'typebox';
+import { WholeNumber } from '../http/whole-number.js';
 
-export const JobParams = Type.Object({ job: Type.Integer({ minimum: 1 }) });
+export const JobParams = Type.Object({ job: WholeNumber({ minimum: 1 }) });
 
 export const TokenQuery = Type.Object({
   token: Type.Optional(Type.String({ maxLength: 200, description: "the job's token, from its URLs" })),
@@ -9,13 +10,14 @@ export const TokenQuery = Type.Object({
 
 export const ProgressBody = Type.Object(
   {
-    bytes_done: Type.Integer({ minimum: 0, description: 'bytes written, read or verified so far in this phase' }),
+    bytes_done: WholeNumber({ description: 'bytes written, read or verified so far in this phase' }),
     phase: Type.Optional(Type.String({ maxLength: 40, description: 'e.g. writing, verifying, uploading' })),
-    bytes_written: Type.Optional(Type.Integer({ minimum: 0 })),
-    bytes_verified: Type.Optional(Type.Integer({ minimum: 0 })),
-    rate: Type.Optional(Type.Integer({ minimum: 0, description: "the device's current rate, bytes per second" })),
+    bytes_written: Type.Optional(WholeNumber()),
+    bytes_verified: Type.Optional(WholeNumber()),
+    rate: Type.Optional(WholeNumber({ description: "the device's current rate, bytes per second" })),
     discarded: Type.Optional(Type.Integer({ minimum: 0, maximum: 1, description: '1: the target was discarded (or zeroed) first' })),
     mac: Type.Optional(Type.String({ maxLength: 64 })),
+    problem: Type.Optional(Type.String({ maxLength: 500, description: 'an attempt failed and another follows: why (shown on the job)' })),
   },
   { additionalProperties: true },
 );
@@ -28,7 +30,7 @@ export const ResultBody = Type.Object(
     ranges_sha256: Type.Optional(
       Type.String({ pattern: '^[0-9a-fA-F]{64}$', description: 'sparse deploy: sha256 over the read-back chunk hashes, one hex line each' }),
     ),
-    bytes: Type.Optional(Type.Integer({ minimum: 0 })),
+    bytes: Type.Optional(WholeNumber()),
     error: Type.Optional(Type.String({ maxLength: 2000 })),
     mac: Type.Optional(Type.String({ maxLength: 64 })),
   },

@@ -62,15 +62,25 @@ test('a complete upload whose checksum the device confirms becomes a stored, dow
   assert.deepEqual(filesUnder(join(server.dataDir, 'tmp')), []);
 });
 
-test('an upload from a client that never reports (the original dd | curl flow) is stored when complete', async (t) => {
+test('an upload from a client that never reports (the original dd | curl flow) is stored, and says only what is known', async (t) => {
   const server = await startTestServer(t);
   const data = randomBytes(300_000);
+  // No eMMC size from the device: a body that ends is kept, but nobody can call it the whole eMMC.
   const order = await runningBackup(server, undefined);
-  const reply = await upload(order, data);
-  const body = (await reply.json()) as any;
-  assert.equal(body.state, 'ok');
+  const body = (await (await upload(order, data)).json()) as any;
+  assert.equal(body.state, 'unconfirmed');
   assert.ok(body.backup_id);
+  const job = (await server.admin('GET', `/api/jobs/${order.job}`)).body;
+  assert.equal(job.verification.scope, 'size_unknown');
   assert.equal((await server.admin('GET', `/api/backups/${body.backup_id}`)).body.sha256, sha256(data));
+
+  // With the size known, a body of that length is whole; its sha256 is still only the server's.
+  const sized = await runningBackup(server, data.length);
+  const whole = (await (await upload(sized, data)).json()) as any;
+  assert.equal(whole.state, 'ok');
+  const wholeJob = (await server.admin('GET', `/api/jobs/${sized.job}`)).body;
+  assert.deepEqual([wholeJob.verification.scope, wholeJob.verification.checked], ['server_sha256', false]);
+  assert.doesNotMatch(wholeJob.verification.summary, /verified/);
 });
 
 test('a body whose sha256 is not the one the device declared, or read, is never stored', async (t) => {

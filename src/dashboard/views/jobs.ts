@@ -8,6 +8,8 @@ const PHASE: Record<string, string> = {
   verifying: 'Verifying',
   uploading: 'Uploading',
   'awaiting-checksum': 'Checking',
+  sending: 'Sending',
+  sent: 'Sent; waiting for the device to report',
 };
 
 /** " mapped (zstd)": a sparse deploy counts only the image's mapped bytes. */
@@ -36,8 +38,13 @@ export function jobStatus(job: JobView): SafeHtml {
       <span class="job-line" data-job-progress>${phase} ${bytes(job.bytes_done)} / ${bytes(job.bytes_total)}${sparse(job)} · ${rate(job.rate_bytes_per_second)}${eta}</span>`;
   }
   if (job.state === 'ok') {
-    return html`<span class="job-line result-ok"><span aria-hidden="true">✓</span> ${action} ok · sha256
-      <code title="${job.sha256}">${job.sha256?.slice(0, 12)}…</code> verified · ${timestamp(job.ended_at)}</span>`;
+    return html`<span class="job-line result-ok"><span aria-hidden="true">✓</span> ${action} ok · <span data-verification="${job.verification?.scope ?? ''}"
+      title="${job.sha256 ?? ''}">${job.verification?.summary ?? 'nothing was verified'}</span> · ${timestamp(job.ended_at)}</span>`;
+  }
+  if (job.state === 'unconfirmed') {
+    const what = job.kind === 'deploy' ? 'sent, not confirmed' : 'received, not confirmed whole';
+    return html`<span class="job-line result-unconfirmed"><span aria-hidden="true">?</span> ${action} ${what} ·
+      <span data-verification="${job.verification?.scope ?? ''}">${job.verification?.summary ?? job.error ?? ''}</span> · ${timestamp(job.ended_at)}</span>`;
   }
   const verb = job.state === 'cancelled' ? 'cancelled' : 'failed';
   return html`<span class="job-line result-${job.state}"><span aria-hidden="true">✗</span> ${action} ${verb}: ${job.error ?? 'no reason given'}</span>`;
@@ -48,5 +55,5 @@ export function resultBadge(job: JobView): SafeHtml {
 }
 
 export function throughput(job: JobView): string {
-  return job.state === 'ok' ? rate(job.rate_bytes_per_second) : '–';
+  return job.state === 'ok' || job.state === 'unconfirmed' ? rate(job.rate_bytes_per_second) : '–';
 }
