@@ -6,11 +6,14 @@ import { loadAssets } from './dashboard/assets.js';
 import { dashboardRoutes } from './dashboard/routes.js';
 import { deviceAdminRoutes } from './devices/admin-routes.js';
 import { deviceRoutes } from './devices/device-routes.js';
+import { crossOriginGuard } from './http/cross-origin-guard.js';
 import { deviceNetworkGuard } from './http/device-network.js';
+import { errorReply, redactUrl } from './http/error-reply.js';
+import { wholeNumberKeyword } from './http/whole-number.js';
+import type { AppError } from './shared/errors.js';
 import { imageAdminRoutes } from './images/routes.js';
 import { jobAdminRoutes } from './jobs/routes.js';
 import type { Services } from './services.js';
-import { AppError } from './shared/errors.js';
 import { createAllowList } from './shared/network.js';
 import { netbootAdminRoutes } from './netboot/routes.js';
 import { transferRoutes } from './transfers/routes.js';
@@ -28,7 +31,8 @@ export async function buildApp({ services, log }: AppOptions): Promise<FastifyIn
   const { config } = services;
   const app = Fastify({
     loggerInstance: log as FastifyBaseLogger,
-    // A 32 GB backup upload or a long-poll must never be cut by a server-side timer.
+    // A 32 GB backup upload or a long-poll must never be cut by a whole-request timer. Sockets
+    // that move no bytes are cut by src/http/idle-connections.ts, which server.ts applies.
     requestTimeout: 0,
     connectionTimeout: 0,
     keepAliveTimeout: 75_000,
@@ -37,7 +41,7 @@ export async function buildApp({ services, log }: AppOptions): Promise<FastifyIn
     // Devices poll all day: a log line per request would drown what matters.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 1024 * 1024,
-    ajv: { customOptions: { coerceTypes: true } },
+    ajv: { customOptions: { coerceTypes: true }, plugins: [wholeNumberKeyword] },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   // sh clients post forms (curl --data-urlencode); an empty field means "not given".
@@ -46,15 +50,9 @@ export async function buildApp({ services, log }: AppOptions): Promise<FastifyIn
   });
 
   app.setErrorHandler((error: FastifyError | AppError, request, reply) => {
-    if (error instanceof AppError) {
-      return reply.code(error.statusCode).send({ error: error.code, message: error.message });
-    }
-    if (error.validation) {
-      return reply.code(400).send({ error: 'bad_request', message: `invalid request: ${error.message}` });
-    }
-    const status = error.statusCode && error.statusCode >= 400 ? error.statusCode : 500;
-    if (status >= 500) request.log.error({ err: error, url: request.url }, 'request failed');
-    return reply.code(status).send({ error: status >= 500 ? 'internal' : 'bad_request', message: error.message });
+    const { status, body, headers, log: worthLogging } = errorReply(error);
+    if (worthLogging) request.log.error({ err: error, method: request.method, url: redactUrl(request.url) }, 'request failed');
+    return reply.code(status).headers(headers).send(body);
   });
   app.setNotFoundHandler((request, reply) =>
     reply.code(404).send({ error: 'not_found', message: `no such endpoint: ${request.method} ${request.url.split('?')[0]}` }),
@@ -62,7 +60,8 @@ export async function buildApp({ services, log }: AppOptions): Promise<FastifyIn
 
   await app.register(async (deviceApi) => {
     deviceApi.addHook('onRequest', deviceNetworkGuard(createAllowList(config.deviceNetwork)));
-    await deviceApi.register(deviceRoutes, { devices: services.devices, jobs: services.jobs, publicUrl: config.publicUrl });
+    deviceApi.addHook('onRequest', crossOriginGuard());
+    await deviceApi.register(deviceRoutes, { devices: services.devices, jobs: services.jobs, identity: services.identity, publicUrl: config.publicUrl });
     await deviceApi.register(transferRoutes, { transfers: services.transfers, jobs: services.jobs });
   });
 

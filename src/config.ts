@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { resolve } from 'node:path';
 import { Type, type Static } from 'typebox';
+import { DEFAULT_MAX_CONNECTIONS_PER_ADDRESS } from './http/connection-cap.js';
 import { parseCidr } from './shared/network.js';
 
 /** The server's whole configuration: built once at start-up, then passed explicitly. */
@@ -25,6 +26,9 @@ export const ConfigSchema = Type.Object({
   dnsmasqPath: Type.String({ description: 'the dnsmasq binary' }),
   nonPiClients: Type.Union([Type.Literal('dhcp'), Type.Literal('ignore')], { description: 'what other hosts on the LAN get' }),
   afterSuccess: Type.Union([Type.Literal('emmc'), Type.Literal('netboot')], { description: 'default next boot after a job ends ok' }),
+  maxConnectionsPerAddress: Type.Integer({ minimum: 0, description: 'open connections one client address may hold; 0: no cap' }),
+  deviceRegistrationLimit: Type.Integer({ minimum: 0, description: 'new devices one source address may add per minute; 0: no limit' }),
+  forgetUnknownDevicesAfter: Type.Integer({ minimum: 0, description: 'days after which a device with no job, backup or setting of its own is forgotten; 0: never' }),
 });
 export type Config = Static<typeof ConfigSchema>;
 export type LogLevel = Config['logLevel'];
@@ -61,6 +65,9 @@ const OPTIONS = {
   dnsmasqPath: { parse: parseNonEmpty, fallback: 'dnsmasq' },
   nonPiClients: { parse: oneOf(['dhcp', 'ignore'] as const), fallback: 'dhcp' },
   afterSuccess: { parse: oneOf(['emmc', 'netboot'] as const), fallback: 'emmc' },
+  maxConnectionsPerAddress: { parse: parseConnectionCap, fallback: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS },
+  deviceRegistrationLimit: { parse: wholeNumber('new devices per minute', '0: no limit'), fallback: 20 },
+  forgetUnknownDevicesAfter: { parse: wholeNumber('days', '0: never'), fallback: 7 },
 } satisfies { [K in keyof Config]-?: OptionSpec<Config[K]> };
 
 export type ConfigKey = keyof typeof OPTIONS;
@@ -164,6 +171,8 @@ function parsePort(value: unknown) {
 
 function parseNonEmpty(value: unknown) {
   if (typeof value !== 'string' || value.trim() === '') return { error: 'expected a folder path' };
+  // Paths end up in dnsmasq's config file, one setting per line: a line break would add settings.
+  if (/[\u0000-\u001f\u007f]/.test(value)) return { error: `${JSON.stringify(value)} holds a control character (a line break?); paths may not` };
   return value;
 }
 
@@ -187,6 +196,17 @@ function parseCidrList(value: unknown) {
     if (typeof parsed === 'string') return { error: parsed };
   }
   return cidrs;
+}
+
+function wholeNumber(unit: string, zero: string) {
+  return (value: unknown) => {
+    const text = String(value).trim();
+    return /^\d{1,9}$/.test(text) ? Number(text) : { error: `'${String(value)}' must be a whole number of ${unit} (${zero})` };
+  };
+}
+
+function parseConnectionCap(value: unknown) {
+  return wholeNumber('connections', '0: no cap')(value);
 }
 
 function parseStallTimeout(value: unknown) {

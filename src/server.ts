@@ -3,7 +3,11 @@ import pino, { type Logger } from 'pino';
 import { adminTokenPath } from './admin/token.js';
 import { buildApp } from './app.js';
 import type { Config } from './config.js';
+import { capConnectionsPerAddress, type ConnectionCap } from './http/connection-cap.js';
+import { DEFAULT_IDLE_LIMITS, limitIdleConnections, type IdleLimits } from './http/idle-connections.js';
 import { createServices } from './services.js';
+import { guarded } from './shared/background.js';
+import { lockDataDir } from './shared/data-lock.js';
 import type { InterfaceProbe } from './netboot/settings.js';
 import type { Clock } from './shared/clock.js';
 
@@ -12,10 +16,18 @@ export interface RunningServer {
   port: number;
   httpServer: import('node:http').Server;
   services: ReturnType<typeof createServices>;
+  /** Open connections per client address. */
+  connections: ConnectionCap;
   close(): Promise<void>;
 }
 
+/** Socket-level limits; tests shorten them. `maxPerAddress` 0: no cap. */
+export interface ConnectionLimits extends IdleLimits {
+  maxPerAddress: number;
+}
+
 const WATCHDOG_INTERVAL_MS = 5_000;
+const SWEEP_INTERVAL_MS = 3_600_000;
 
 /**
  * Runs the server: opens the data dir, finishes what a previous process left half-done,
@@ -23,19 +35,51 @@ const WATCHDOG_INTERVAL_MS = 5_000;
  */
 export async function startServer(
   config: Config,
-  options: { log?: Logger; clock?: Clock; initialAdminPassword?: string; interfaces?: InterfaceProbe } = {},
+  options: {
+    log?: Logger;
+    clock?: Clock;
+    initialAdminPassword?: string;
+    interfaces?: InterfaceProbe;
+    connections?: Partial<ConnectionLimits>;
+  } = {},
 ): Promise<RunningServer> {
   const log = options.log ?? pino({ level: config.logLevel, base: undefined });
-  const services = createServices({ config, log, clock: options.clock, interfaces: options.interfaces });
-  await services.recover(options.initialAdminPassword);
-  const app = await buildApp({ services, log });
-  await app.listen({ host: config.host, port: config.port });
+  // Before anything touches the folder: a second server must not sweep the first one's uploads.
+  const lock = lockDataDir(config.dataDir);
+  let services: ReturnType<typeof createServices>;
+  let app: Awaited<ReturnType<typeof buildApp>>;
+  try {
+    services = createServices({ config, log, clock: options.clock, interfaces: options.interfaces });
+    await services.recover(options.initialAdminPassword);
+    app = await buildApp({ services, log });
+  } catch (error) {
+    lock.release();
+    throw error;
+  }
+  const limits = { ...DEFAULT_IDLE_LIMITS, maxPerAddress: config.maxConnectionsPerAddress, ...options.connections };
+  limitIdleConnections(app.server, limits);
+  const connections = capConnectionsPerAddress(app.server, { limit: limits.maxPerAddress, log, clock: services.clock });
+  try {
+    await app.listen({ host: config.host, port: config.port });
+  } catch (error) {
+    await services.close();
+    lock.release();
+    throw error;
+  }
   const { port } = app.server.address() as AddressInfo;
 
   await services.golden.start();
   services.netboot.start();
-  const watchdog = setInterval(() => services.jobs.failStalled(), WATCHDOG_INTERVAL_MS);
+  const watchdog = setInterval(guarded(log, 'ending stalled jobs', () => services.jobs.failStalled()), WATCHDOG_INTERVAL_MS);
   watchdog.unref();
+  // Devices that only ever registered (a scan, a flood of made-up MACs) are forgotten after a while.
+  const sweep = guarded(log, 'forgetting unknown devices', async () => {
+    const forgotten = await services.devices.sweepUnknownDevices();
+    if (forgotten) log.info({ forgotten }, 'forgot devices that never had work and were not seen for a while');
+  });
+  sweep();
+  const sweeper = setInterval(sweep, SWEEP_INTERVAL_MS);
+  sweeper.unref();
 
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
@@ -50,13 +94,16 @@ export async function startServer(
     port,
     httpServer: app.server,
     services,
+    connections,
     close() {
       closing ??= (async () => {
         clearInterval(watchdog);
+        clearInterval(sweeper);
         await services.golden.stop();
         await services.netboot.stop();
         await app.close();
         await services.close();
+        lock.release();
       })();
       return closing;
     },

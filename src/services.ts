@@ -13,6 +13,7 @@ import type { Config } from './config.js';
 import { openDatabase, type Db } from './db/open.js';
 import { createLiveViews } from './dashboard/live.js';
 import { createDeviceService } from './devices/service.js';
+import { createIdentityCheck } from './devices/identity.js';
 import { createNetbootService } from './netboot/service.js';
 import { resolveNetbootSettings, type InterfaceProbe } from './netboot/settings.js';
 import { createDeviceStore } from './devices/store.js';
@@ -44,7 +45,7 @@ export function createServices(options: ServiceOptions) {
   const db: Db = openDatabase(join(dataDir, 'cm4prov.sqlite'));
   const adminToken = ensureAdminToken(dataDir);
   const bus = createEventBus();
-  const transfersInFlight = createTransferRegistry();
+  const transfersInFlight = createTransferRegistry(clock);
 
   const jobStore = createJobStore(db);
   const deviceStore = createDeviceStore(db);
@@ -86,7 +87,15 @@ export function createServices(options: ServiceOptions) {
     clock,
     log: log.child({ module: 'netboot' }),
   });
-  const devices = createDeviceService({ store: deviceStore, jobs, clock, bus });
+  const devices = createDeviceService({
+    store: deviceStore,
+    jobs,
+    clock,
+    bus,
+    registrationLimit: { perAddress: config.deviceRegistrationLimit, windowMs: 60_000 },
+    forgetUnknownAfterMs: config.forgetUnknownDevicesAfter * 86_400_000,
+  });
+  const identity = createIdentityCheck({ leases: netboot.leaseBook, clock, log: log.child({ module: 'devices' }) });
   const backups = createBackupService({
     db,
     images,
@@ -103,8 +112,8 @@ export function createServices(options: ServiceOptions) {
   const transfers = createTransferService({ jobs, images, backups, transfers: transfersInFlight });
   const sessions = createSessionStore(db, clock);
   const passwords = createPasswordStore(db);
-  const auth = createAdminAuth({ adminToken, sessions, dataDir });
-  const live = createLiveViews({ bus, devices, images, backups, clock });
+  const auth = createAdminAuth({ adminToken, sessions });
+  const live = createLiveViews({ bus, devices, images, backups, clock, log: log.child({ module: 'dashboard' }) });
   const golden = createGoldenWatcher({ library: images, store: imageStore, dataDir, clock, log: log.child({ module: 'golden' }) });
 
   bus.on('job.changed', ({ jobId, mac, state }) => {
@@ -114,8 +123,11 @@ export function createServices(options: ServiceOptions) {
     // When a job ends, bytes it alone needed can go: a superseded image, an unpublished upload.
     images.sweepRetired();
     void backups.discardUnpublished(jobId);
-    // Its work done, a device boots from eMMC next unless the order said otherwise: no loop.
-    if (state === 'ok' && jobs.get(jobId).after_success === 'emmc') netboot.setNetboot(mac, false);
+    // Its work done, a device boots from eMMC next unless the order said otherwise: no loop. A
+    // job that handed its work over unconfirmed counts as done too: the device was given all of
+    // it, and netbooting it again would loop it into provisioning with nobody asking.
+    const done = state === 'ok' || state === 'unconfirmed';
+    if (done && jobs.get(jobId).after_success === 'emmc') netboot.setNetboot(mac, false);
   });
 
   return {
@@ -125,6 +137,7 @@ export function createServices(options: ServiceOptions) {
     clock,
     adminToken,
     devices,
+    identity,
     jobs,
     images,
     backups,
@@ -140,6 +153,7 @@ export function createServices(options: ServiceOptions) {
     caches,
     /** Start-up housekeeping: what a previous process left half-done; a first admin password. */
     async recover(initialAdminPassword?: string) {
+      images.checkFiles(); // image files deleted or changed while the server was down: marked broken
       // Compressed caches that a previous run did not finish, and maps for images older than maps.
       for (const mapId of blockMaps.needingCache()) {
         const file = blockMaps.fileFor(mapId);

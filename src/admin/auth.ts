@@ -2,7 +2,7 @@ import type { FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify
 import { AppError } from '../shared/errors.js';
 import { tokensEqual } from '../shared/tokens.js';
 import { readCookie, SESSION_COOKIE, type Session, type SessionStore } from './sessions.js';
-import { adminTokenPath } from './token.js';
+import { ADMIN_TOKEN_FILE } from './token.js';
 
 export type Operator = { via: 'token' } | { via: 'session'; session: Session };
 
@@ -15,8 +15,8 @@ export const CSRF_FIELD = '_csrf';
  * session. A session's state-changing requests must also carry its CSRF token (header
  * X-CSRF-Token, or the `_csrf` form field for plain forms), which another site cannot read.
  */
-export function createAdminAuth(deps: { adminToken: string; sessions: SessionStore; dataDir: string }) {
-  const { adminToken, sessions, dataDir } = deps;
+export function createAdminAuth(deps: { adminToken: string; sessions: SessionStore }) {
+  const { adminToken, sessions } = deps;
 
   function sessionOf(request: FastifyRequest): { token: string; session: Session } | undefined {
     const token = readCookie(request.headers.cookie, SESSION_COOKIE);
@@ -40,7 +40,8 @@ export function createAdminAuth(deps: { adminToken: string; sessions: SessionSto
       throw new AppError(
         401,
         'unauthorized',
-        `this admin API needs "Authorization: Bearer <token>" (the token is in ${adminTokenPath(dataDir)}) or a dashboard login`,
+        // Where the token is, without the server's own path (error bodies never show paths).
+        `this admin API needs "Authorization: Bearer <token>" (the token is in the ${ADMIN_TOKEN_FILE} file of the server's data folder) or a dashboard login`,
       );
     }
     return { via: 'session', session: found.session };

@@ -31,11 +31,14 @@ export function createCacheBuilder(deps: { store: BlockMapStore; dataDir: string
   async function drain() {
     while (queue.length && !stopping.signal.aborted) {
       const job = queue.shift()!;
-      const chunks = store.plainChunks(job.mapId);
-      const state: CacheProgress = { state: 'building', done: 0, total: chunks.length };
+      const state: CacheProgress = { state: 'building', done: 0, total: 0 };
       progress.set(job.mapId, state);
       const file = join('cache', `map-${job.mapId}.zst`);
+      // Everything, the database reads included, inside the try: this runs in the background,
+      // where an escaping error would end the process.
       try {
+        const chunks = store.plainChunks(job.mapId);
+        state.total = chunks.length;
         mkdirSync(cacheDir, { recursive: true });
         const built = await buildChunkCache(job.rawPath, chunks, join(dataDir, file), {
           onProgress: (done) => (state.done = done),

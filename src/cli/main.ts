@@ -6,6 +6,7 @@ import { createCommandContext } from './context.js';
 import { registerDeviceCommands } from './devices.js';
 import { registerEepromCommands } from './eeprom.js';
 import { CliError, EXIT } from './errors.js';
+import { printable } from './output.js';
 import { registerImageCommands } from './images.js';
 import { registerJobCommands } from './jobs.js';
 import { registerNetbootCommands } from './netboot.js';
@@ -44,7 +45,7 @@ async function main() {
       process.exit(error.exitCode === 0 ? EXIT.ok : EXIT.usage);
     }
     if (error instanceof CliError) {
-      process.stderr.write(`cm4prov: ${error.message}\n`);
+      process.stderr.write(`cm4prov: ${printable(error.message)}\n`);
       process.exit(error.exitCode);
     }
     process.stderr.write(`cm4prov: unexpected error: ${(error as Error).stack ?? String(error)}\n`);

@@ -3,7 +3,7 @@ import type { DeviceView } from '../devices/service.js';
 import type { Lease } from '../netboot/leases.js';
 import type { NetbootStatus } from '../netboot/service.js';
 import type { CommandContext } from './context.js';
-import { printJson, printTable, when } from './output.js';
+import { printJson, printTable, say, when } from './output.js';
 
 /** `cm4prov netboot …`: DHCP/TFTP status, leases, boot stages and each device's boot policy. */
 export function registerNetbootCommands(program: Command, context: CommandContext): Command {
@@ -28,7 +28,7 @@ export function registerNetbootCommands(program: Command, context: CommandContex
         ['dnsmasq config', status.config_file],
         ['dnsmasq', dnsmasq ? `${dnsmasq.state}${dnsmasq.pid ? ` (pid ${dnsmasq.pid})` : ''} since ${when(dnsmasq.since)}, ${dnsmasq.restarts} restarts${dnsmasq.last_exit ? `, last exit: ${dnsmasq.last_exit}` : ''}` : `external (mode ${status.mode}): run by the system`],
       ];
-      for (const [label, value] of lines) console.log(`${label.padEnd(15)} ${value ?? '-'}`);
+      for (const [label, value] of lines) say(`${label.padEnd(15)} ${value ?? '-'}`);
     });
 
   context

@@ -1,7 +1,9 @@
 import type { Command } from 'commander';
 import { CONFIG_KEYS, ConfigError, envName, flagName, isSwitch, loadConfig, type ConfigKey } from '../config.js';
 import { passwordProblem } from '../admin/passwords.js';
+import { DatabaseUnusable } from '../db/open.js';
 import { startServer } from '../server.js';
+import { DataDirInUse } from '../shared/data-lock.js';
 import { CliError, EXIT } from './errors.js';
 
 const FLAG_HELP: Record<ConfigKey, string> = {
@@ -21,6 +23,9 @@ const FLAG_HELP: Record<ConfigKey, string> = {
   dnsmasqPath: 'the dnsmasq binary (default: dnsmasq on PATH)',
   nonPiClients: 'dhcp (other hosts get plain DHCP) or ignore (only Raspberry Pis are answered)',
   afterSuccess: 'after a job ends ok the device boots: emmc (no more PXE offer; default) or netboot',
+  maxConnectionsPerAddress: 'open TCP connections one client address may hold; more are answered 503 at once (default 32; 0: no cap)',
+  deviceRegistrationLimit: 'new devices one source address may add per minute; more are answered 429 (default 20; 0: no limit)',
+  forgetUnknownDevicesAfter: 'days after which a device that never had a job or backup, and was not seen, is forgotten (default 7; 0: never)',
 };
 
 export function registerServeCommand(program: Command, env: NodeJS.ProcessEnv) {
@@ -47,7 +52,8 @@ export function registerServeCommand(program: Command, env: NodeJS.ProcessEnv) {
     try {
       server = await startServer(config, { initialAdminPassword });
     } catch (error) {
-      if (error instanceof ConfigError) throw new CliError(error.message, EXIT.usage);
+      if (error instanceof ConfigError || error instanceof DataDirInUse) throw new CliError(error.message, EXIT.usage);
+      if (error instanceof DatabaseUnusable) throw new CliError(error.message, EXIT.failed);
       const code = (error as NodeJS.ErrnoException).code;
       if (code === 'EADDRINUSE') throw new CliError(`port ${config.port} on ${config.host} is already in use; pick another with --port`, EXIT.usage);
       if (code === 'EACCES' || code === 'EROFS') throw new CliError(`cannot use ${config.dataDir} or the port: ${(error as Error).message}`, EXIT.usage);

@@ -4,8 +4,9 @@ import { rm, statfs } from 'node:fs/promises';
 /** 1 MiB chunks: Node's 64 KiB default halves streaming throughput for multi-GB images. */
 export const STREAM_CHUNK_BYTES = 1024 * 1024;
 
+/** Creates a folder (and its parents) readable by this user only: data folders hold backups and tokens. */
 export function ensureDir(path: string): string {
-  mkdirSync(path, { recursive: true });
+  mkdirSync(path, { recursive: true, mode: 0o700 });
   return path;
 }
 

@@ -22,7 +22,8 @@ export function asWriteError(error: unknown, bytes: number, expectedBytes: numbe
     return new StreamWriteError('cut', bytes, `the connection was cut after ${bytes}${of} bytes`);
   }
   if (error instanceof Error && error.name !== 'Error') return error;
-  return new StreamWriteError('io', bytes, `writing failed after ${bytes}${of} bytes: ${(error as Error).message}`);
+  // The code, not the message: an fs message names the server's own paths.
+  return new StreamWriteError('io', bytes, `writing failed after ${bytes}${of} bytes (${code || 'I/O error'})`);
 }
 
 /**
