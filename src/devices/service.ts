@@ -95,7 +95,6 @@ export function createDeviceService(deps: DeviceServiceDeps) {
 
   return {
     view,
-    /** Every device: only for small registries; lists people read use page(). */
     /** One page of devices that match, in a stable order; `next` continues it. */
     page(query: DeviceQuery) {
       const { rows, next } = store.page(query, staleBefore());
