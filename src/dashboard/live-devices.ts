@@ -104,7 +104,12 @@ ${noDevicesNote(query, shown.size, true)}${devicePager(query, nextCursor(), true
   // Timers run outside any request: a database error there is logged, never fatal (background.ts).
   const flush = guarded(log, 'live device rows', () => {
     flushTimer = undefined;
-    if (dirty.size) sendWith(renderDirty());
+    if (!dirty.size) return;
+    // A row that shows a job starting or ending goes out with the "N devices have a job" count
+    // that matches it, never a count from before.
+    if (jobsMoved) counts.active = devices.count({ state: 'active' });
+    jobsMoved = false;
+    sendWith(renderDirty());
   });
   const check = guarded(log, 'live device counts', () => {
     checkTimer = undefined;
