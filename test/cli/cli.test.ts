@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { CLI, runCli, runCliOnTty } from '../helpers/cli.js';
@@ -9,16 +8,9 @@ import { runClient } from '../helpers/device-client.js';
 import { makeExt4Image } from '../helpers/ext4.js';
 import { makeFakeEmmc, sha256OfFile, writeImageFile } from '../helpers/files.js';
 import { MAC, registerDevice } from '../helpers/fixtures.js';
+import { freePort } from '../helpers/ports.js';
 import { startTestServer, tempDir } from '../helpers/server.js';
 import { waitFor } from '../helpers/wait.js';
-
-async function freePort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as AddressInfo;
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}
 
 test('cm4prov serve starts on the given data dir and port, creates the admin token, and stops on SIGTERM', async (t) => {
   const dataDir = join(tempDir(t), 'data');

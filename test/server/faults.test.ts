@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import Database from 'better-sqlite3';
-import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { Writable } from 'node:stream';
 import { join } from 'node:path';
@@ -9,8 +10,9 @@ import pino from 'pino';
 import { loadConfig, ConfigError } from '../../src/config.js';
 import { startServer } from '../../src/server.js';
 import { DataDirInUse } from '../../src/shared/data-lock.js';
-import { runCli } from '../helpers/cli.js';
+import { CLI, runCli } from '../helpers/cli.js';
 import { MAC, pathOf, poll, registerDevice } from '../helpers/fixtures.js';
+import { freePort } from '../helpers/ports.js';
 import { startTestServer, tempDir } from '../helpers/server.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -254,4 +256,46 @@ test("a device's word that an attempt failed and another follows is a sign of li
   clock.advance(11 * 60 * 1000);
   const [stalled] = jobs.failStalled();
   assert.match(stalled?.error ?? '', /^no word from the device for 660 s \(last problem: attempt 3 of 5: backup upload failed/);
+});
+
+test('a server killed with SIGKILL mid-upload: the next one starts on the same folder, keeps no half body, and the job ends by its rule', async (t) => {
+  const dataDir = join(tempDir(t), 'data');
+  const serve = (port: number) => {
+    const child = spawn(process.execPath, [CLI, 'serve', '--host', '127.0.0.1', '--port', String(port), '--data-dir', dataDir, '--log-level', 'warn'], { stdio: 'pipe' });
+    t.after(() => child.kill('SIGKILL'));
+    return child;
+  };
+  const port = await freePort();
+  const first = serve(port);
+  const base = `http://127.0.0.1:${port}`;
+  await waitFor('the first server', () => fetch(`${base}/api/device-action-poll?mac=${MAC}`).then((r) => r.ok, () => false), 20_000);
+  const token = readFileSync(join(dataDir, 'admin-token'), 'utf8').trim();
+  const admin = (method: string, path: string) => fetch(`${base}${path}`, { method, headers: { authorization: `Bearer ${token}` } }).then((r) => r.json() as Promise<any>);
+  await fetch(`${base}/api/register-device`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ mac: MAC, storage_bytes: 8 * 1024 * 1024 }) });
+  const ordered = await admin('POST', `/api/devices/${MAC}/backup`);
+  const order = (await (await fetch(`${base}/api/device-action-poll?mac=${MAC}`)).json()) as any;
+  const upload = request(order.upload_url, { method: 'PUT', headers: { 'content-length': 8 * 1024 * 1024 } });
+  upload.on('error', () => undefined);
+  upload.write(Buffer.alloc(2 * 1024 * 1024, 3));
+  await waitFor('half a body on disk', () => readdirSync(join(dataDir, 'tmp')).some((name) => name.endsWith('.part')) || undefined);
+
+  const killed = new Promise((resolve) => first.on('exit', (_code, signal) => resolve(signal)));
+  first.kill('SIGKILL');
+  assert.equal(await killed, 'SIGKILL');
+  upload.destroy();
+
+  const second = serve(port);
+  let output = '';
+  second.stderr.on('data', (chunk) => (output += chunk));
+  await waitFor('the second server (no stale lock)', () => fetch(`${base}/api/device-action-poll?mac=dc:a6:32:00:00:99`).then((r) => r.ok, () => false), 20_000)
+    .catch((error: Error) => {
+      throw new Error(`${error.message}\n${output}`);
+    });
+  assert.deepEqual(readdirSync(join(dataDir, 'tmp')), [], 'the half body was swept at start');
+  assert.deepEqual((await admin('GET', '/api/backups')).backups, [], 'and never became a backup');
+  const job = await admin('GET', `/api/jobs/${ordered.id}`);
+  assert.equal(job.state, 'running', 'its device may still come back; the stall timeout or its next poll ends it');
+  const again = (await (await fetch(`${base}/api/device-action-poll?mac=${MAC}`)).json()) as any;
+  assert.equal(again.abandoned_job, ordered.id);
+  assert.match(again.message, /abandoned: .*no backup was stored/);
 });
