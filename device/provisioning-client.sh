@@ -302,14 +302,26 @@ BACKGROUND='' FIFO_LINKS='' RUNNING='' STATUSES=''
 track() { BACKGROUND="$BACKGROUND $1"; LAST_PID=$1; }
 link_fifo() { FIFO_LINKS="$FIFO_LINKS $1 $2 $3"; }
 
-# Byte position of a process's file descriptor: how far dd has read or written.
-fd_position() { sed -n 's/^pos:[[:space:]]*//p' "/proc/$1/fdinfo/$2" 2>/dev/null || true; }
+# The watch loop below runs four times a second next to the hot path (curl, zstd, dd): its
+# probes read /proc with the shell's own `read`, no process per look.
+
+# Sets PROBE to the byte position of a process's file descriptor (how far dd has read or
+# written), or to nothing when there is none (yet) or it is below MINIMUM.
+probe_fd_position() { # pid fd [minimum]
+	local key value
+	PROBE=''
+	{ while read -r key value; do
+		if [ "$key" = pos: ]; then PROBE=$value; break; fi
+	done < "/proc/$1/fdinfo/$2"; } 2>/dev/null || true
+	[ -z "${3:-}" ] || [ -z "$PROBE" ] || [ "$PROBE" -ge "$3" ] || PROBE=''
+}
 
 # True while PID runs (an exited child that is not reaped yet is a zombie, not running).
 is_running() {
-	local state
-	state=$(sed -n 's/^State:[[:space:]]*\(.\).*/\1/p' "/proc/$1/status" 2>/dev/null)
-	[ -n "$state" ] && [ "$state" != Z ]
+	local stat=''
+	{ read -r stat < "/proc/$1/stat"; } 2>/dev/null || return 1
+	stat=${stat##*) } # after "pid (comm) ": the state letter
+	case $stat in '' | Z* | X*) return 1 ;; esac
 }
 
 # Sets RUNNING to the attempt's processes that still run (" pid " each); false when none does.
@@ -390,8 +402,8 @@ kill_background() {
 	BACKGROUND=''
 }
 
-# watch_attempt PHASE written|read FROM END POSITION_COMMAND [ARG…]: waits until every process of
-# the attempt has ended, reporting PHASE progress from the byte position POSITION_COMMAND prints
+# watch_attempt PHASE written|read FROM END PROBE_COMMAND [ARG…]: waits until every process of
+# the attempt has ended, reporting PHASE progress from the byte position PROBE_COMMAND sets in PROBE
 # (bytes written to, or read from, the target, going from FROM to END; nothing while there is
 # none yet). Only a position that moved is reported. A position that has not moved for
 # STALL_TIMEOUT seconds short of END ends the attempt; from END on, or once the process moving
@@ -400,18 +412,21 @@ kill_background() {
 # status_of). Returns 0 when the processes ended by themselves, 3 when the server ended the job
 # (cancelled), 4 when the attempt stalled; in both cases after stopping it.
 watch_attempt() {
-	local phase="$1" what="$2" from="$3" end="$4" rc=0 pos now started moved_at reported="$3" reported_at=0 fields onto=from
+	local phase="$1" what="$2" from="$3" end="$4" rc=0 pos now started moved_at reported="$3" reported_at=0 fields onto=from ticks=0
 	shift 4
 	[ "$what" != written ] || onto=to
 	POSITION=''
 	started=$(date +%s)
-	moved_at=$started
+	moved_at=$started now=$started
 	while note_running; do
 		release_orphaned_fifos
 		# Quarter-second ticks (busybox sleep takes fractions) so a short job is not kept waiting.
 		sleep 0.25 2>/dev/null || sleep 1
-		pos=$("$@" || true)
-		now=$(date +%s)
+		"$@" || true
+		pos=$PROBE
+		# The clock is read once a second: every look would be a process of its own.
+		ticks=$((ticks + 1))
+		[ $((ticks % 4)) -ne 0 ] || now=$(date +%s)
 		if [ -n "$pos" ] && [ "$pos" != "$POSITION" ]; then
 			POSITION=$pos moved_at=$now
 		elif [ -z "$pos" ] && [ -n "$POSITION" ]; then
@@ -440,13 +455,6 @@ watch_attempt() {
 
 # ---------------------------------------------------------------- deploy
 
-# dd's absolute position on the target once it has opened it and gone to OFFSET; nothing before
-# (until then its stdout, position 0, is /dev/null).
-write_position() { # dd_pid offset
-	local pos
-	pos=$(fd_position "$1" 1)
-	if [ -n "$pos" ] && [ "$pos" -ge "$2" ]; then echo "$pos"; fi
-}
 
 # Writes the image onto the target: curl → FIFO → dd, resuming with a Range request after a
 # failed attempt (cut, refused with 5xx, stalled) from the first byte dd has not surely written.
@@ -469,7 +477,9 @@ write_image() {
 		dd_pid=$LAST_PID
 		link_fifo "$curl_pid" "$dd_pid" "$WORK/image.fifo"
 		rc=0
-		watch_attempt writing written "$offset" "$A_SIZE" write_position "$dd_pid" "$offset" || rc=$?
+		# dd's stdout is /dev/null until it has opened the target and gone to the offset: positions
+		# below the offset are not the target's.
+		watch_attempt writing written "$offset" "$A_SIZE" probe_fd_position "$dd_pid" 1 "$offset" || rc=$?
 		[ "$rc" -ne 3 ] || exit 1
 		curl_rc=$(status_of "$curl_pid")
 		dd_rc=$(status_of "$dd_pid")
@@ -516,7 +526,7 @@ read_back() { # bytes phase
 	track $!
 	dd_pid=$LAST_PID
 	link_fifo "$dd_pid" "$sum_pid" "$WORK/verify.fifo"
-	watch_attempt "$2" read 0 "$1" fd_position "$dd_pid" 0 || rc=$?
+	watch_attempt "$2" read 0 "$1" probe_fd_position "$dd_pid" 0 || rc=$?
 	[ "$rc" -ne 3 ] || exit 1
 	[ "$rc" -ne 4 ] || fail_job "reading back $TARGET_DEVICE stopped: $STALL_ERROR"
 	[ "$(status_of "$dd_pid")" -eq 0 ] || fail_job "reading back $TARGET_DEVICE failed: $(tail -n 1 "$WORK/verify.err")"
@@ -579,7 +589,7 @@ discard_target() {
 # iflag=fullblock; chunks are at most 4 MiB). A chunk counts as written only when dd wrote the
 # whole record ("1+0 records out"); a stream that ends early ends the writing there.
 write_chunks() { # from
-	local idx off len sha rest
+	local idx off len sha rest total=0
 	while read -r idx off len sha rest <&3; do
 		[ "$idx" -ge "$1" ] || continue
 		if ! dd of="$TARGET_DEVICE" bs="$len" count=1 seek="$off" iflag=fullblock \
@@ -587,9 +597,29 @@ write_chunks() { # from
 			cat "$WORK/chunk.err" >> "$WORK/write.err"
 			return 1
 		fi
-		grep -q '^1+0 records out' "$WORK/chunk.err" || return 0
+		whole_record_written "$WORK/chunk.err" || return 0
 		echo "$idx $len" >> "$WORK/written"
+		total=$((total + len))
+		echo "$total" > "$WORK/written.total"
 	done 3< "$WORK/chunks"
+}
+
+# True when dd's report (FILE) says it wrote one whole record; read with the shell's `read`,
+# as this runs once per chunk on the hot path.
+whole_record_written() { # file
+	local line
+	while read -r line; do
+		case $line in "1+0 records out"*) return 0 ;; esac
+	done < "$1"
+	return 1
+}
+
+# Sets PROBE to the bytes of whole chunks written so far, as write_chunks last noted them (a
+# moment's empty file while it rewrites the note reads as no news).
+probe_chunks_written() {
+	local total=''
+	{ read -r total < "$WORK/written.total"; } 2>/dev/null || true
+	if [ -n "$total" ]; then PROBE=$((WRITTEN_BEFORE + total)); else PROBE=$POSITION; fi
 }
 
 # Bytes of whole chunks written so far (the chunk in flight counts once dd has written it all).
@@ -600,7 +630,7 @@ chunks_written() {
 # Streams chunks FROM..last onto the target. Sets STREAM_OK=yes when every byte arrived.
 stream_chunks() { # from
 	local from="$1" zoff rc=0 curl_rc decode_rc=0 writer_rc curl_pid decoder_pid='' writer_pid
-	rm -f "$WORK/z.fifo" "$WORK/raw.fifo" "$WORK/written" && : > "$WORK/written"
+	rm -f "$WORK/z.fifo" "$WORK/raw.fifo" "$WORK/written" "$WORK/written.total" && : > "$WORK/written"
 	mkfifo "$WORK/raw.fifo"
 	if [ "$A_ENCODING" = zstd ]; then
 		mkfifo "$WORK/z.fifo"
@@ -629,7 +659,7 @@ stream_chunks() { # from
 	track $!
 	writer_pid=$LAST_PID
 	link_fifo "${decoder_pid:-$curl_pid}" "$writer_pid" "$WORK/raw.fifo"
-	watch_attempt writing written "$WRITTEN_BEFORE" "$M_MAPPED" chunks_written || rc=$?
+	watch_attempt writing written "$WRITTEN_BEFORE" "$M_MAPPED" probe_chunks_written || rc=$?
 	[ "$rc" -ne 3 ] || exit 1
 	curl_rc=$(status_of "$curl_pid")
 	[ -z "$decoder_pid" ] || decode_rc=$(status_of "$decoder_pid")
@@ -778,7 +808,7 @@ upload_once() {
 	else
 		link_fifo "$tee_pid" "$curl_pid" "$WORK/upload.fifo"
 	fi
-	watch_attempt uploading read 0 "$TARGET_BYTES" fd_position "$dd_pid" 0 || rc=$?
+	watch_attempt uploading read 0 "$TARGET_BYTES" probe_fd_position "$dd_pid" 0 || rc=$?
 	[ "$rc" -ne 3 ] || exit 1
 	if [ "$rc" -eq 4 ]; then
 		HTTP_ERROR="the upload stopped moving: $STALL_ERROR"
