@@ -394,7 +394,10 @@ export function createJobService(deps: JobServiceDeps) {
 
     finish,
 
-    /** Fails running jobs whose device has gone quiet (powered off, cable pulled, client killed). */
+    /**
+     * Ends running jobs whose device has gone quiet (powered off, cable pulled, client killed):
+     * failed, or unconfirmed when the whole image had been sent and only the word about it is missing.
+     */
     failStalled(): JobRow[] {
       const now = clock.now();
       const failed: JobRow[] = [];
