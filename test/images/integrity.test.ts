@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { closeSync, mkdirSync, openSync, readSync, renameSync, rmSync, statSync, truncateSync, utimesSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { deployDialog } from '../../src/dashboard/views/devices.js';
 import { imageRows } from '../../src/dashboard/views/images.js';
 import { runCli } from '../helpers/cli.js';
 import { writeImageFile } from '../helpers/files.js';
@@ -49,6 +50,10 @@ test('an image file deleted behind the server is marked broken at restart, refus
 
   const rows = String(imageRows(server.server.services.images.list(), []));
   assert.match(rows, /gone <span class="badge badge-default">default<\/span> <span class="badge badge-failed">broken<\/span><span class="error-text">Not deployable: its file is missing from the data folder\.<\/span>/);
+  const { services } = server.server;
+  const dialog = String(deployDialog(services.devices.view(services.devices.get(MAC)), services.images.list(), 'emmc'));
+  assert.match(dialog, /<option value="gone" disabled>gone: broken: its file is missing from the data folder<\/option>/, 'the Deploy dialog shows it, disabled, with why');
+  assert.match(dialog, /<option value="kept"[^>]*selected>kept<\/option>/, 'and offers the intact one');
   const listed = await runCli(['image', 'list'], { CM4PROV_SERVER: server.url, CM4PROV_DATA_DIR: server.dataDir });
   assert.equal(listed.code, 0, listed.stderr);
   assert.match(listed.stdout, /^NAME .* BROKEN\n/);

@@ -101,12 +101,19 @@ export function devicesPage(listing: DeviceListing, now: number): SafeHtml {
 
 /** The Deploy dialog: pick the image, see exactly what it is, and confirm naming the device. */
 export function deployDialog(device: DeviceView, images: ImageView[], defaultAfter: 'emmc' | 'netboot'): SafeHtml {
-  const fits = (image: ImageView) => device.storage_bytes === null || image.size <= device.storage_bytes;
-  const usable = images.filter(fits);
+  // Why an image cannot go onto this device now; such images are listed, disabled, with the reason.
+  const unusable = (image: ImageView) =>
+    image.broken
+      ? `broken: ${image.broken}`
+      : device.storage_bytes !== null && image.size > device.storage_bytes
+        ? `${bytes(image.size)}, larger than this eMMC`
+        : undefined;
+  const usable = images.filter((image) => !unusable(image));
   const chosen = usable.find((image) => image.default) ?? usable[0];
   if (!chosen) {
     return html`<h2 id="dialog-title">Deploy to ${device.mac}</h2>
-      <p>${images.length ? 'No image fits this eMMC.' : 'There is no image yet.'} Add one on the <a href="/images">Images</a> page.</p>
+      <p>${images.length ? `No image can be deployed here: ${images.map((image) => `${image.name} (${unusable(image)})`).join('; ')}.` : 'There is no image yet.'}
+        Add one on the <a href="/images">Images</a> page.</p>
       <div class="dialog-actions"><button type="button" data-close-dialog autofocus>Close</button></div>`;
   }
   return html`<h2 id="dialog-title">Deploy to ${device.mac}</h2>
@@ -115,6 +122,7 @@ export function deployDialog(device: DeviceView, images: ImageView[], defaultAft
   <select id="deploy-image" name="image" data-image-facts>
     ${usable.map((image) => html`<option value="${image.name}" data-size="${image.size}" data-size-text="${bytes(image.size)}"
       data-sha256="${image.sha256}" ${image === chosen ? 'selected' : ''}>${image.name}${image.default ? ' (default)' : ''}</option>`)}
+    ${images.filter(unusable).map((image) => html`<option value="${image.name}" disabled>${image.name}: ${unusable(image)}</option>`)}
   </select>
   <dl class="facts">
     <dt>Size</dt><dd data-fact="size">${bytes(chosen.size)}</dd>
