@@ -19,11 +19,13 @@ import { resolveNetbootSettings, type InterfaceProbe } from './netboot/settings.
 import { createDeviceStore } from './devices/store.js';
 import { createGoldenWatcher } from './images/golden.js';
 import { createImageLibrary } from './images/library.js';
+import { recheckBmapMaps } from './images/recheck-maps.js';
 import { createImageStore } from './images/store.js';
 import { createJobService } from './jobs/service.js';
 import { createJobStore } from './jobs/store.js';
 import { createTransferRegistry } from './jobs/transfers.js';
 import { createWaiters } from './jobs/waiters.js';
+import { guarded } from './shared/background.js';
 import { systemClock, type Clock } from './shared/clock.js';
 import { createEventBus } from './shared/events.js';
 import { ensureDir } from './shared/files.js';
@@ -159,7 +161,12 @@ export function createServices(options: ServiceOptions) {
         const file = blockMaps.fileFor(mapId);
         if (file) caches.enqueue({ mapId, rawPath: join(dataDir, file) });
       }
-      void images.mapOldImages();
+      // In the background: maps for images older than maps, and a one-time check of maps an
+      // earlier version made from bmaps (images/recheck-maps.ts).
+      guarded(log, 'mapping images', async () => {
+        await images.mapOldImages();
+        await recheckBmapMaps({ store: imageStore, blockMaps, caches, pathOf: images.pathOf, clock, bus, log: log.child({ module: 'images' }) });
+      })();
       if (initialAdminPassword && !passwords.isSet()) {
         await passwords.set(initialAdminPassword);
         log.info('admin password set from CM4PROV_ADMIN_PASSWORD');

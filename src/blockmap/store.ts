@@ -13,6 +13,8 @@ export interface BlockMapRow {
   cache_file: string | null;
   cache_bytes: number | null;
   created_at: number;
+  /** 1: made from a bmap by an earlier version; checked against its file once (images/recheck-maps.ts). */
+  needs_recheck: number;
 }
 
 export interface ChunkRow {
@@ -39,6 +41,7 @@ export function createBlockMapStore(db: Db) {
     'UPDATE block_map_chunks SET zoffset = ?, zlength = ? WHERE map_id = ? AND idx = ?',
   );
   const setCache = db.prepare<[string, number, number]>('UPDATE block_maps SET cache_file = ?, cache_bytes = ? WHERE id = ?');
+  const rechecked = db.prepare<[number]>('UPDATE block_maps SET needs_recheck = 0 WHERE id = ?');
   const uncached = db.prepare<[], { id: number }>(`
     SELECT m.id FROM block_maps m WHERE m.cache_file IS NULL AND (
       EXISTS (SELECT 1 FROM images i WHERE i.block_map_id = m.id AND i.retired_at IS NULL) OR
@@ -72,6 +75,7 @@ export function createBlockMapStore(db: Db) {
       setCache.run(file, bytes, id);
     }),
     needingCache: () => uncached.all().map((row) => row.id),
+    markRechecked: (id: number) => rechecked.run(id),
   };
 }
 

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
@@ -102,4 +102,42 @@ test('a bmap whose unmapped gap holds bytes deploys, with zstd, exactly as bmapt
 test('a bmap whose unmapped gap holds bytes deploys, without zstd (the image\'s own ranges), exactly as bmaptool copy writes it', async (t) => {
   const job = await deployWithBmap(t, { PATH_WITHOUT_ZSTD: '1' }, {});
   assert.deepEqual(job.transfer, { mode: 'sparse', encoding: 'identity', full_match: false });
+});
+
+test('maps an earlier version made from bmaps are checked once at start: a map that does not match its file is replaced, one that does is kept', async (t) => {
+  const source = imageWithDirtyGap(t);
+  const server = await startTestServer(t);
+  const upload = async (name: string) => {
+    const declared = (await (await fetch(`${server.url}/api/images/bmaps`, { method: 'POST', headers: { authorization: `Bearer ${server.token}` }, body: source.xml })).json()) as { bmap: string };
+    const added = await fetch(`${server.url}/api/images?name=${name}&bmap=${declared.bmap}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${server.token}`, 'content-type': 'application/octet-stream' },
+      body: readFileSync(source.image),
+    });
+    assert.equal(added.status, 201);
+  };
+  await upload('stale');
+  await upload('sound');
+  await server.server.services.caches.idle();
+  const { db, images } = server.server.services;
+  const mapOf = (name: string) => images.requireImage(name).block_map_id!;
+  const soundMap = mapOf('sound');
+  // What an earlier version recorded: a chunk hashed over a gap taken as zeros, unlike the file's bytes.
+  db.prepare('UPDATE block_map_chunks SET sha256 = ? WHERE map_id = ? AND idx = 1').run('0'.repeat(64), mapOf('stale'));
+  db.prepare('UPDATE block_maps SET needs_recheck = 1').run();
+
+  await server.restart();
+  const view = await waitFor('the stale map to be replaced', async () => {
+    const image = (await server.admin('GET', '/api/images/stale')).body;
+    return image.block_map?.source === 'zeros' ? image : undefined;
+  });
+  assert.equal(view.broken, null);
+  const after = server.server.services;
+  assert.equal(after.images.requireImage('sound').block_map_id, soundMap, 'a map that matches its file is kept');
+  await waitFor('the sound map to be marked checked', () => after.blockMaps.get(soundMap)?.needs_recheck === 0 || undefined);
+  const replaced = after.blockMaps.get(after.images.requireImage('stale').block_map_id!)!;
+  const file = readFileSync(after.images.pathOf(after.images.requireImage('stale')));
+  for (const chunk of after.blockMaps.chunks(replaced.id)) {
+    assert.equal(createHash('sha256').update(file.subarray(chunk.offset, chunk.offset + chunk.length)).digest('hex'), chunk.sha256, `chunk ${chunk.idx} hashes as its bytes`);
+  }
 });
