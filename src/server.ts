@@ -57,7 +57,9 @@ export async function startServer(
     throw error;
   }
   const limits = { ...DEFAULT_IDLE_LIMITS, maxPerAddress: config.maxConnectionsPerAddress, ...options.connections };
-  limitIdleConnections(app.server, limits);
+  // A backup body may go silent for minutes (zstd over empty eMMC) while its device reports
+  // progress: it is spared as long as its job is alive by the stall timeout's measure.
+  limitIdleConnections(app.server, limits, { spare: (request) => services.transfers.uploadIsAlive(request.url ?? '', config.jobStallTimeout * 1000) });
   const connections = capConnectionsPerAddress(app.server, { limit: limits.maxPerAddress, log, clock: services.clock });
   try {
     await app.listen({ host: config.host, port: config.port });

@@ -220,6 +220,10 @@ export function createJobService(deps: JobServiceDeps) {
     view(job: JobRow): JobView {
       return toJobView(job, job.image_id === null ? undefined : images.get(job.image_id), clock.now(), rates.rateOf(job.id));
     },
+    /** The job, or undefined (no error): for checks outside a request's own answer. */
+    find: (id: number) => store.get(id),
+    /** How long since the job's last sign of life (progress that moved, bytes, a retry). */
+    quietFor: (job: JobRow) => clock.now() - (job.last_activity_at ?? job.started_at ?? job.created_at),
     get(id: number): JobRow {
       const job = store.get(id);
       if (!job) throw notFound(`there is no job ${id}`);

@@ -7,6 +7,7 @@ import type { DeviceJobRequest, JobService } from '../jobs/service.js';
 import type { JobRow } from '../jobs/store.js';
 import { socketBytes, type TransferRegistry } from '../jobs/transfers.js';
 import { conflict } from '../shared/errors.js';
+import { tokensEqual } from '../shared/tokens.js';
 import type { ProgressBody, ResultBody } from './schemas.js';
 
 /** A device's request to a job URL; its source address must be the one that took the job. */
@@ -118,6 +119,20 @@ export function createTransferService(deps: { jobs: JobService; images: ImageLib
         jobs.touch(job.id);
         if (what === 'image' && !reason) bodySent(job, body.range);
       });
+    },
+
+    /**
+     * Whether a silent upload body belongs to a backup job whose device has shown it is alive
+     * within `windowMs` (its progress moved): a compressed backup of empty eMMC regions sends
+     * next to nothing for minutes while the device reads on. Its token must be the job's own.
+     */
+    uploadIsAlive(url: string, windowMs: number): boolean {
+      const match = /^\/api\/device-jobs\/(\d+)\/upload\?(.*)$/.exec(url);
+      if (!match) return false;
+      const job = jobs.find(Number(match[1]));
+      const token = new URLSearchParams(match[2]).get('token') ?? undefined;
+      if (!job || job.state !== 'running' || job.kind !== 'backup' || !tokensEqual(job.token, token)) return false;
+      return jobs.quietFor(job) < windowMs;
     },
 
     upload(access: DeviceJobAccess, body: Readable, options: UploadOptions) {

@@ -24,6 +24,8 @@ export interface RetryReport {
   phase: string;
   bytes_done: number;
   problem: string;
+  /** How many progress reports came before it: a new attempt starts after this index. */
+  after: number;
 }
 
 /**
@@ -124,7 +126,7 @@ async function recordProgress(target: URL, request: IncomingMessage, response: S
   const written = fields.get('bytes_written');
   const problem = fields.get('problem');
   if (problem !== null) {
-    retries.push({ phase: fields.get('phase') ?? '', bytes_done: Number(fields.get('bytes_done')), problem });
+    retries.push({ phase: fields.get('phase') ?? '', bytes_done: Number(fields.get('bytes_done')), problem, after: progress.length });
     return forward(target, request, response, body);
   }
   progress.push({

@@ -299,3 +299,26 @@ test('a server killed with SIGKILL mid-upload: the next one starts on the same f
   assert.equal(again.abandoned_job, ordered.id);
   assert.match(again.message, /abandoned: .*no backup was stored/);
 });
+
+test('a silent upload outlives the idle limit while its job is alive (zstd over empty eMMC), and is cut when the job stalls out', async (t) => {
+  const clock = manualClock();
+  const server = await startTestServer(t, {}, { clock, connections: { idleMs: 300 } });
+  await registerDevice(server, MAC, { storage_bytes: 2 * 1024 * 1024 });
+  const ordered = (await server.admin('POST', `/api/devices/${MAC}/backup`)).body;
+  const order = await poll(server);
+  const upload = request(order.upload_url, { method: 'PUT', headers: { 'content-length': 2 * 1024 * 1024 } });
+  let ended: string | undefined;
+  upload.on('response', (response) => void (ended = `answered ${response.statusCode}`));
+  upload.on('error', (error) => void (ended = `cut: ${error.message}`));
+  upload.write(Buffer.alloc(1024 * 1024, 9));
+  await waitFor('the first MiB to arrive', async () => (await server.admin('GET', `/api/jobs/${ordered.id}`)).body.phase === 'uploading' || undefined);
+  // Several idle limits pass with no body byte; the job heard from its device just now.
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  assert.equal(ended, undefined, 'not cut while the job is alive');
+  assert.deepEqual(server.server.services.jobs.failStalled(), [], 'and the job is alive');
+  // Eleven minutes without a word (the stall timeout is ten): the job fails, and its upload is cut.
+  clock.advance(11 * 60 * 1000);
+  assert.deepEqual(server.server.services.jobs.failStalled().map((job) => job.id), [ordered.id]);
+  await waitFor('the silent upload to be cut', () => ended);
+  assert.match(ended!, /^cut/);
+});
