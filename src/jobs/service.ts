@@ -94,6 +94,9 @@ export function createJobService(deps: JobServiceDeps) {
   const { store, devices, images, waiters, transfers, clock, bus, log } = deps;
   const rates = createRateMeter();
 
+  /** How long since the job's last sign of life (progress that moved, bytes, a retry). */
+  const quietFor = (job: JobRow) => clock.now() - (job.last_activity_at ?? job.started_at ?? job.created_at);
+
   function changed(job: JobRow) {
     bus.emit('job.changed', { jobId: job.id, mac: job.device_mac, state: job.state });
   }
@@ -222,8 +225,7 @@ export function createJobService(deps: JobServiceDeps) {
     },
     /** The job, or undefined (no error): for checks outside a request's own answer. */
     find: (id: number) => store.get(id),
-    /** How long since the job's last sign of life (progress that moved, bytes, a retry). */
-    quietFor: (job: JobRow) => clock.now() - (job.last_activity_at ?? job.started_at ?? job.created_at),
+    quietFor,
     get(id: number): JobRow {
       const job = store.get(id);
       if (!job) throw notFound(`there is no job ${id}`);
@@ -407,7 +409,7 @@ export function createJobService(deps: JobServiceDeps) {
       const failed: JobRow[] = [];
       for (const job of store.running()) {
         if (transfers.isMoving(job.id, now, deps.stallTimeoutMs)) continue;
-        const quietMs = now - (job.last_activity_at ?? job.started_at ?? job.created_at);
+        const quietMs = quietFor(job);
         if (job.kind === 'deploy' && job.image_sent_at !== null && !transfers.isActive(job.id)) {
           const grace = job.client_reports ? deps.stallTimeoutMs : Math.min(SENT_UNREPORTED_GRACE_MS, deps.stallTimeoutMs);
           if (now - job.image_sent_at < grace || quietMs < grace) continue;

@@ -54,6 +54,9 @@ function runOriginalClient(t: TestContext, server: TestServer, target: string, e
 
 const job = async (server: TestServer, id: number) => (await server.admin('GET', `/api/jobs/${id}`)).body;
 
+const registered = (server: TestServer) =>
+  waitFor('the device to register', async () => (await server.admin('GET', `/api/devices/${MAC}`)).status === 200 || undefined);
+
 const jobEnded = (server: TestServer, id: number) =>
   waitFor(`job ${id} to end`, async () => {
     const now = await job(server, id);
@@ -90,7 +93,7 @@ test('an original-contract deploy ends unconfirmed once the whole image was sent
   const emmc = join(tempDir(t), 'emmc.img');
   await makeFakeEmmc(emmc, 16 * 1024 * 1024);
   const client = runOriginalClient(t, server, emmc);
-  await waitFor('the device to register', async () => (await server.admin('GET', `/api/devices/${MAC}`)).status === 200 || undefined);
+  await registered(server);
   const ordered = (await server.admin('POST', `/api/devices/${MAC}/deploy`, {})).body;
   assert.equal(await client.exited, 0, client.output());
   assert.equal(await sha256OfFile(emmc, image.bytes), image.sha256, 'the client wrote the image');
@@ -145,7 +148,7 @@ test('an original-contract device that polls again after its whole image was sen
   const emmc = join(tempDir(t), 'emmc.img');
   await makeFakeEmmc(emmc, 4 * 1024 * 1024);
   const first = runOriginalClient(t, server, emmc);
-  await waitFor('the device to register', async () => (await server.admin('GET', `/api/devices/${MAC}`)).status === 200 || undefined);
+  await registered(server);
   const ordered = (await server.admin('POST', `/api/devices/${MAC}/deploy`, {})).body;
   assert.equal(await first.exited, 0, first.output());
   await waitFor('the whole image to be noted as sent', async () => (await job(server, ordered.id)).phase === 'sent' || undefined);
@@ -163,7 +166,7 @@ test('an original-contract deploy cut before the end is not "sent": it fails as 
   await makeFakeEmmc(emmc, 16 * 1024 * 1024);
   // Only the first MiB is asked for and sent: the whole image never goes out.
   const client = runOriginalClient(t, server, emmc, { CURL_OPTS: '-r 0-1048575' });
-  await waitFor('the device to register', async () => (await server.admin('GET', `/api/devices/${MAC}`)).status === 200 || undefined);
+  await registered(server);
   const ordered = (await server.admin('POST', `/api/devices/${MAC}/deploy`, {})).body;
   await client.exited;
   assert.notEqual(await sha256OfFile(emmc, image.bytes), image.sha256);
@@ -181,7 +184,7 @@ test('an original-contract backup: whole when the eMMC size is known, "size unkn
 
   // The original client registers with MAC and IP only: nobody knows how large its eMMC is.
   const unknown = runOriginalClient(t, server, emmc);
-  await waitFor('the device to register', async () => (await server.admin('GET', `/api/devices/${MAC}`)).status === 200 || undefined);
+  await registered(server);
   const first = (await server.admin('POST', `/api/devices/${MAC}/backup`)).body;
   assert.equal(await unknown.exited, 0, unknown.output());
   const firstEnded = await jobEnded(server, first.id);
