@@ -24,6 +24,8 @@
 #   DEPLOY_MODE          auto   auto: only the image's mapped chunks (zstd when available), each
 #                               read back and checked; full: the whole image, one sha256
 #   DEVICE_SERIAL, DEVICE_MODEL   override what is read from the device tree / cpuinfo
+#   AFTER_JOB            exit   exit: end after one job with its status (the initramfs then reboots);
+#                               poll: report it and wait for the next job (trials, a file as target)
 #
 # Exit status: 0 after a successful action, 1 when the job failed, 2 on a bad setting.
 # Uses only POSIX sh as busybox ash runs it (plus `local`, which ash and dash have), curl, and
@@ -32,12 +34,12 @@
 
 set -eu
 
-CLIENT_VERSION=0.3.0
+CLIENT_VERSION=0.3.1
 CMDLINE_FILE=${PROVISIONING_CMDLINE:-/proc/cmdline}
 DD_BLOCK=4M
 
 log() { printf '%s provisioning: %s\n' "$(date '+%H:%M:%S')" "$*" >&2; }
-die() { log "ERROR: $*"; exit "${2:-1}"; }
+die() { log "ERROR: $1"; exit "${2:-1}"; } # message [exit status, default 1]
 
 # ---------------------------------------------------------------- settings and facts
 
@@ -111,6 +113,11 @@ load_settings() {
 	require_whole_number RETRY_MAX_DELAY "$RETRY_MAX_DELAY"
 	require_whole_number STALL_TIMEOUT "$STALL_TIMEOUT"
 	[ "$STALL_TIMEOUT" -gt 0 ] || die "STALL_TIMEOUT must be at least 1 (seconds)" 2
+	AFTER_JOB=${AFTER_JOB:-exit}
+	case $AFTER_JOB in
+		exit | poll) ;;
+		*) die "AFTER_JOB must be exit or poll, not '$AFTER_JOB'" 2 ;;
+	esac
 	TRANSFER_OPTIONS="--connect-timeout 10 --speed-limit 1024 --speed-time 60${RATE_LIMIT:+ --limit-rate $RATE_LIMIT}"
 
 	if [ -n "${DEVICE_MAC:-}" ]; then
@@ -847,8 +854,30 @@ run_backup() {
 
 # ---------------------------------------------------------------- main loop
 
+# A job exits the shell when it fails (fail_job), so with AFTER_JOB=poll it runs in a subshell with
+# its own work folder and its own clean-up; its exit status comes back here.
+run_job_and_return() { # deploy|backup
+	local rc job_work="$WORK/job"
+	rm -rf "$job_work"
+	mkdir "$job_work"
+	set +e
+	(
+		set -e
+		# shellcheck disable=SC2030 # the job's own folder, for this subshell only
+		WORK=$job_work
+		BACKGROUND=''
+		trap kill_background EXIT
+		"run_$1"
+	)
+	rc=$?
+	set -e
+	rm -rf "$job_work"
+	return "$rc"
+}
+
 cleanup() {
 	kill_background
+	# shellcheck disable=SC2031 # the main shell's folder (a job subshell has its own)
 	[ -z "${WORK:-}" ] || rm -rf "$WORK"
 }
 
@@ -874,8 +903,12 @@ main() {
 		fi
 		read_action
 		case $A_ACTION in
-			deploy) run_deploy; exit $? ;;
-			backup) run_backup; exit $? ;;
+			deploy | backup)
+				[ "$AFTER_JOB" = poll ] || { "run_$A_ACTION"; exit $?; }
+				rc=0
+				run_job_and_return "$A_ACTION" || rc=$?
+				log "AFTER_JOB=poll: job $A_JOB ended with status $rc; waiting for the next job"
+				;;
 			none)
 				[ -z "$A_MESSAGE" ] || log "$A_MESSAGE"
 				# A server that answered at once (no long-poll) is asked again after POLL_INTERVAL.
