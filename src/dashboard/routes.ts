@@ -160,7 +160,7 @@ export const dashboardRoutes: FastifyPluginAsyncTypebox<DashboardOptions> = asyn
     });
 
     pages.get('/dashboard/deploy-dialog/:mac', { schema: { params: Type.Object({ mac: Type.String({ maxLength: 64 }) }) } }, async (request, reply) =>
-      sendHtml(reply, deployDialog(devices.view(devices.get(request.params.mac)), images.list(), options.defaultAfterSuccess)),
+      sendHtml(reply, deployDialog(devices.view(devices.get(request.params.mac)), images.list(), options.defaultAfterSuccess, clock.now())),
     );
 
     pages.get('/dashboard/promote-dialog/:id', { schema: { params: Type.Object({ id: Type.Integer({ minimum: 1 }) }) } }, async (request, reply) =>

@@ -51,7 +51,7 @@ test('an image file deleted behind the server is marked broken at restart, refus
   const rows = String(imageRows(server.server.services.images.list(), []));
   assert.match(rows, /gone <span class="badge badge-default">default<\/span> <span class="badge badge-failed">broken<\/span><span class="error-text">Not deployable: its file is missing from the data folder\.<\/span>/);
   const { services } = server.server;
-  const dialog = String(deployDialog(services.devices.view(services.devices.get(MAC)), services.images.list(), 'emmc'));
+  const dialog = String(deployDialog(services.devices.view(services.devices.get(MAC)), services.images.list(), 'emmc', Date.now()));
   assert.match(dialog, /<option value="gone" disabled>gone: broken: its file is missing from the data folder<\/option>/, 'the Deploy dialog shows it, disabled, with why');
   assert.match(dialog, /<option value="kept"[^>]*selected>kept<\/option>/, 'and offers the intact one');
   const listed = await runCli(['image', 'list'], { CM4PROV_SERVER: server.url, CM4PROV_DATA_DIR: server.dataDir });

@@ -85,7 +85,8 @@
   });
 
   /**
-   * hx-confirm questions use the page's own dialog (keyboard and screen-reader friendly). The
+   * hx-confirm questions use the page's own dialog (keyboard and screen-reader friendly), its
+   * buttons named by data-confirm-yes and data-confirm-no where "Yes" would be unclear. The
    * confirmed request is sent with fetch rather than through the button: a live update may have
    * redrawn the button's row while the question was open, and htmx ignores detached elements.
    */
@@ -103,12 +104,12 @@
     actions.className = 'dialog-actions';
     const no = document.createElement('button');
     no.type = 'button';
-    no.textContent = 'No, keep it';
+    no.textContent = elt.getAttribute('data-confirm-no') || 'No, keep it';
     no.setAttribute('data-close-dialog', '');
     const yes = document.createElement('button');
     yes.type = 'button';
     yes.className = 'button-danger';
-    yes.textContent = 'Yes';
+    yes.textContent = elt.getAttribute('data-confirm-yes') || 'Yes';
     const done = elt.getAttribute('data-toast');
     yes.addEventListener('click', async () => {
       closeDialog();

@@ -29,8 +29,8 @@ export function backupsPage(page: BackupPage, filter: { device?: string; cursor?
   return html`<h1>Backups</h1>
 ${filter.error ? '' : html`<div hx-ext="sse" sse-connect="/dashboard/events?${stream.toString()}" sse-swap="update" hx-swap="none" hidden></div>`}
 <form class="filters" method="get" action="/backups" role="search">
-  <label for="backup-device">Device MAC</label>
-  <input id="backup-device" type="search" name="device" value="${device ?? ''}" maxlength="64" autocomplete="off" placeholder="dc:a6:32:01:02:03">
+  <span class="filter"><label for="backup-device">Device MAC</label>
+    <input id="backup-device" type="search" name="device" value="${device ?? ''}" maxlength="64" autocomplete="off" placeholder="dc:a6:32:01:02:03"></span>
   <button type="submit">Show</button>
   ${device ? html`<a class="button" href="/backups">All devices</a>` : ''}
 </form>

@@ -32,19 +32,19 @@ export function devicesHref(query: DevicePageQuery, change: Partial<Record<keyof
 export function deviceSearchForm(query: DevicePageQuery): SafeHtml {
   return html`<form class="filters" method="get" action="/" role="search" hx-get="/" hx-trigger="input delay:400ms, submit"
   hx-target="#device-list" hx-select="#device-list" hx-swap="outerHTML" hx-push-url="true" hx-sync="this:replace">
-  <label for="device-search">Search</label>
-  <input id="device-search" type="search" name="search" value="${query.search ?? ''}" maxlength="200" autocomplete="off"
-    placeholder="MAC, IP, serial or model">
-  <label for="device-state">State</label>
-  <select id="device-state" name="state">
-    <option value="">Any state</option>
-    ${Object.entries(STATE_LABELS).map(([value, label]) => html`<option value="${value}" ${value === query.state ? 'selected' : ''}>${label}</option>`)}
-  </select>
-  <label for="device-order">Order</label>
-  <select id="device-order" name="order">
-    <option value="">First seen first</option>
-    <option value="newest" ${query.order === 'newest' ? 'selected' : ''}>Newest first</option>
-  </select>
+  <span class="filter"><label for="device-search">Search</label>
+    <input id="device-search" type="search" name="search" value="${query.search ?? ''}" maxlength="200" autocomplete="off"
+      placeholder="MAC, IP, serial or model"></span>
+  <span class="filter"><label for="device-state">State</label>
+    <select id="device-state" name="state">
+      <option value="">Any state</option>
+      ${Object.entries(STATE_LABELS).map(([value, label]) => html`<option value="${value}" ${value === query.state ? 'selected' : ''}>${label}</option>`)}
+    </select></span>
+  <span class="filter"><label for="device-order">Order</label>
+    <select id="device-order" name="order">
+      <option value="">First seen first</option>
+      <option value="newest" ${query.order === 'newest' ? 'selected' : ''}>Newest first</option>
+    </select></span>
   <button type="submit">Search</button>
 </form>`;
 }

@@ -4,6 +4,7 @@ import { ago, bytes, macId } from '../format.js';
 import { html, type SafeHtml } from '../html.js';
 import { activeNote, devicePager, deviceSearchForm, deviceSummary, devicesHref, newDevicesNote, noDevicesNote, type DevicePageQuery } from './device-list.js';
 import { jobStatus } from './jobs.js';
+import { backupQuestion, pollWarning, silenceNote, waitsForClient } from './polling.js';
 
 function state(device: DeviceView): { key: string; label: string } {
   const job = device.active_job;
@@ -26,6 +27,14 @@ function bootCell(device: DeviceView, id: string): SafeHtml {
       hx-swap="none" data-toast="${device.mac} ${netboot.enabled ? 'boots from eMMC next' : 'netboots again'}">${netboot.enabled ? 'Boot eMMC next' : 'Netboot again'}</button></span>`;
 }
 
+/** Backup queues at once; for a device whose client may never poll, only after saying so. */
+function backupButton(device: DeviceView, id: string): SafeHtml {
+  const question = backupQuestion(device);
+  const confirm = question ? html` hx-confirm="${question}" data-confirm-yes="Queue the backup" data-confirm-no="Do not queue it"` : '';
+  return html`<button type="button" id="backup-${id}" hx-post="/api/devices/${device.mac}/backup" hx-swap="none"${confirm}
+          data-toast="Backup of ${device.mac} queued${question ? '; it starts when its client polls' : ''}">Backup</button>`;
+}
+
 /**
  * One device's row; its id lets a live update replace exactly this row (`oob`: marked for an
  * htmx out-of-band swap of the row already on the page).
@@ -38,7 +47,7 @@ export function deviceRow(device: DeviceView, now: number, oob = false): SafeHtm
   <th scope="row" data-label="Device"><code>${device.mac}</code><span class="sub">IP ${device.ip ?? '–'}</span></th>
   <td data-label="Hardware">${device.model ?? html`<span class="muted">Model unknown</span>`}<span class="sub">Serial ${device.serial ?? '–'}</span></td>
   <td data-label="eMMC" class="nowrap">${bytes(device.storage_bytes)}</td>
-  <td data-label="State"><span class="badge badge-${current.key}">${current.label}</span>${bootCell(device, id)}</td>
+  <td data-label="State"><span class="badge badge-${current.key}">${current.label}</span>${silenceNote(device, now)}${bootCell(device, id)}</td>
   <td data-label="Last seen" class="nowrap"><time datetime="${device.last_seen_at}" data-relative>${ago(device.last_seen_at, now)}</time></td>
   <td data-label="Job" class="job-cell">${device.latest_job ? jobStatus(device.latest_job) : html`<span class="muted">No job yet</span>`}</td>
   <td class="actions">
@@ -48,8 +57,7 @@ export function deviceRow(device: DeviceView, now: number, oob = false): SafeHtm
           data-toast="Job ${active.id} cancelled">Cancel</button>`
       : html`<button type="button" id="deploy-${id}" class="button-primary" hx-get="/dashboard/deploy-dialog/${device.mac}"
           hx-target="#dialog-body" hx-swap="innerHTML" aria-haspopup="dialog">Deploy…</button>
-        <button type="button" id="backup-${id}" hx-post="/api/devices/${device.mac}/backup" hx-swap="none"
-          data-toast="Backup of ${device.mac} queued">Backup</button>`}
+        ${backupButton(device, id)}`}
   </td>
 </tr>`;
 }
@@ -100,7 +108,7 @@ export function devicesPage(listing: DeviceListing, now: number): SafeHtml {
 }
 
 /** The Deploy dialog: pick the image, see exactly what it is, and confirm naming the device. */
-export function deployDialog(device: DeviceView, images: ImageView[], defaultAfter: 'emmc' | 'netboot'): SafeHtml {
+export function deployDialog(device: DeviceView, images: ImageView[], defaultAfter: 'emmc' | 'netboot', now: number): SafeHtml {
   // Why an image cannot go onto this device now; such images are listed, disabled, with the reason.
   const unusable = (image: ImageView) =>
     image.broken
@@ -117,7 +125,9 @@ export function deployDialog(device: DeviceView, images: ImageView[], defaultAft
       <div class="dialog-actions"><button type="button" data-close-dialog autofocus>Close</button></div>`;
   }
   return html`<h2 id="dialog-title">Deploy to ${device.mac}</h2>
-<form hx-post="/api/devices/${device.mac}/deploy" hx-swap="none" data-close-dialog-on-success data-toast="Deploy to ${device.mac} queued">
+${pollWarning(device, now)}
+<form hx-post="/api/devices/${device.mac}/deploy" hx-swap="none" data-close-dialog-on-success
+  data-toast="Deploy to ${device.mac} queued${waitsForClient(device) ? '; it starts when its client polls' : ''}">
   <label for="deploy-image">Image</label>
   <select id="deploy-image" name="image" data-image-facts>
     ${usable.map((image) => html`<option value="${image.name}" data-size="${image.size}" data-size-text="${bytes(image.size)}"
@@ -140,7 +150,7 @@ export function deployDialog(device: DeviceView, images: ImageView[], defaultAft
   <p class="form-error" data-dialog-error role="alert" hidden></p>
   <div class="dialog-actions">
     <button type="button" data-close-dialog>Keep the eMMC</button>
-    <button type="submit" class="button-danger" aria-describedby="deploy-warning">Overwrite eMMC</button>
+    <button type="submit" class="button-danger" aria-describedby="${waitsForClient(device) ? 'poll-warning ' : ''}deploy-warning">Overwrite eMMC</button>
   </div>
 </form>`;
 }

@@ -26,13 +26,13 @@ export function historyPage(jobs: JobView[], filter: HistoryFilter, page: { tota
   };
   return html`<h1>History</h1>
 <form class="filters" method="get" action="/history" role="search">
-  <label for="history-device">Device MAC</label>
-  <input id="history-device" type="search" name="device" value="${device ?? ''}" maxlength="64" autocomplete="off" placeholder="dc:a6:32:01:02:03">
-  <label for="history-state">Result</label>
-  <select id="history-state" name="state">
-    <option value="">Any result</option>
-    ${STATES.map((value) => html`<option value="${value}" ${value === state ? 'selected' : ''}>${value}</option>`)}
-  </select>
+  <span class="filter"><label for="history-device">Device MAC</label>
+    <input id="history-device" type="search" name="device" value="${device ?? ''}" maxlength="64" autocomplete="off" placeholder="dc:a6:32:01:02:03"></span>
+  <span class="filter"><label for="history-state">Result</label>
+    <select id="history-state" name="state">
+      <option value="">Any result</option>
+      ${STATES.map((value) => html`<option value="${value}" ${value === state ? 'selected' : ''}>${value}</option>`)}
+    </select></span>
   <button type="submit">Filter</button>
   <a class="button" href="/api/jobs.csv${query.size ? `?${query}` : ''}" download>Export CSV</a>
 </form>

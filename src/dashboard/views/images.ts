@@ -21,7 +21,7 @@ export function imageRows(images: ImageView[], imports: ImportProgress[]): SafeH
   const rows = images.map(
     (image) => html`<tr id="image-${image.id}">
   <th scope="row" data-label="Name">${image.name}${image.default ? html` <span class="badge badge-default">default</span>` : ''}${broken(image)}</th>
-  <td data-label="Size">${bytes(image.size)}</td>
+  <td data-label="Size" class="nowrap">${bytes(image.size)}</td>
   <td data-label="Mapped">${mapped(image)}</td>
   <td data-label="sha256"><code class="hash" title="${image.sha256}">${image.sha256}</code></td>
   <td data-label="From">${image.source === 'golden' ? 'golden.img' : image.source === 'backup' ? image.origin : image.origin ?? 'upload'}</td>
@@ -63,26 +63,21 @@ export function imagesPage(images: ImageView[], imports: ImportProgress[]): Safe
 </section>
 <section aria-labelledby="upload-heading">
   <h2 id="upload-heading">Upload an image</h2>
-  <form id="image-upload" class="upload-form" data-upload-image>
-    <div class="field">
-      <label for="upload-file">Image file (.img, .img.gz, .img.xz, .img.zst, .img.bz2, .img.lz4, or a .zip holding one image)</label>
-      <input id="upload-file" name="file" type="file" required>
-    </div>
-    <div class="field">
-      <label for="upload-bmap">Block map (.bmap, optional)</label>
-      <input id="upload-bmap" name="bmap" type="file" accept=".bmap,.xml" aria-describedby="upload-bmap-hint">
-      <p id="upload-bmap-hint" class="hint">bmaptool's map: else empty blocks are found by reading the image.</p>
-    </div>
-    <div class="field">
-      <label for="upload-name">Name</label>
-      <input id="upload-name" name="name" required pattern="[A-Za-z0-9][A-Za-z0-9._+\\-]{0,127}"
-        aria-describedby="upload-name-hint" autocomplete="off">
-      <p id="upload-name-hint" class="hint">Letters, digits, <code>. _ + -</code>; filled in from the file name.</p>
-    </div>
-    <div class="field checkbox">
+  <form id="image-upload" class="upload-form form-grid" data-upload-image>
+    <label for="upload-file">Image file</label>
+    <input id="upload-file" name="file" type="file" required aria-describedby="upload-file-hint">
+    <p id="upload-file-hint" class="hint">.img, .img.gz, .img.xz, .img.zst, .img.bz2, .img.lz4, or a .zip holding one image.</p>
+    <label for="upload-bmap">Block map</label>
+    <input id="upload-bmap" name="bmap" type="file" accept=".bmap,.xml" aria-describedby="upload-bmap-hint">
+    <p id="upload-bmap-hint" class="hint">Optional: bmaptool's .bmap; else empty blocks are found by reading the image.</p>
+    <label for="upload-name">Name</label>
+    <input id="upload-name" name="name" required pattern="[A-Za-z0-9][A-Za-z0-9._+\\-]{0,127}"
+      aria-describedby="upload-name-hint" autocomplete="off">
+    <p id="upload-name-hint" class="hint">Letters, digits, <code>. _ + -</code>; filled in from the file name.</p>
+    <div class="form-grid-control checkbox-line">
       <input id="upload-default" name="default" type="checkbox"><label for="upload-default">Make it the default for Deploy</label>
     </div>
-    <button type="submit" class="button-primary">Upload</button>
+    <div class="form-grid-control"><button type="submit" class="button-primary">Upload</button></div>
     <div class="upload-progress" hidden>
       <progress id="upload-progress" max="100" value="0" aria-label="Upload progress"></progress>
       <span data-upload-status aria-live="polite"></span>
