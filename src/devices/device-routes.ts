@@ -46,6 +46,8 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<DeviceRoutesOptions> = asyn
     const outcome = await jobs.poll(device.mac, wait * 1000, hangUp.signal, features, taker);
     if (hangUp.signal.aborted && outcome.action !== 'none') {
       request.log.warn({ mac: device.mac, job: outcome.job.id }, 'device hung up as its job was handed out');
+    } else if (hangUp.signal.aborted) {
+      devices.pollHungUp(device.mac);
     }
     return replyAs(reply, format, pollAnswer(outcome, baseUrlFor(request, publicUrl)));
   });

@@ -25,6 +25,11 @@ export interface DeviceView {
   stale: boolean;
   /** false for a device seen only by DHCP/TFTP: it netbooted, but no client has spoken yet. */
   registered: boolean;
+  /**
+   * When its client closed a long-poll before the answer and has not been heard from since (the
+   * client exited or lost the network): known at once, where `stale` takes 90 s. Null otherwise.
+   */
+  client_hung_up_at: string | null;
   netboot: {
     /** false: its MAC gets no PXE offer, so it boots from its eMMC. */
     enabled: boolean;
@@ -59,6 +64,12 @@ export function createDeviceService(deps: DeviceServiceDeps) {
   const limiter = createRegistrationLimiter(deps.registrationLimit ?? DEFAULT_REGISTRATION_LIMIT, clock);
   const forgetAfterMs = deps.forgetUnknownAfterMs ?? DEFAULT_FORGET_UNKNOWN_AFTER_MS;
   const staleBefore = () => clock.now() - STALE_AFTER_MS;
+  /** MAC → when its client hung up a parked poll; any later word from it (last_seen_at) outdates it. */
+  const hungUp = new Map<string, number>();
+  const hungUpAt = (device: DeviceRow) => {
+    const at = hungUp.get(device.mac);
+    return at !== undefined && at >= device.last_seen_at ? at : null;
+  };
 
   function view(device: DeviceRow): DeviceView {
     // A device has at most one active job, and no job can be ordered after it while it is
@@ -77,6 +88,7 @@ export function createDeviceService(deps: DeviceServiceDeps) {
       last_seen_at: new Date(device.last_seen_at).toISOString(),
       stale: clock.now() - device.last_seen_at > STALE_AFTER_MS,
       registered: device.registered_at !== null,
+      client_hung_up_at: hungUpAt(device) === null ? null : new Date(hungUpAt(device)!).toISOString(),
       netboot: {
         enabled: device.netboot_enabled === 1,
         stage: device.boot_stage,
@@ -88,6 +100,7 @@ export function createDeviceService(deps: DeviceServiceDeps) {
   }
 
   function save(facts: Parameters<DeviceStore['save']>[0]) {
+    hungUp.delete(facts.mac);
     const device = store.save(facts, clock.now());
     bus.emit('device.changed', { mac: device.mac });
     return device;
@@ -143,6 +156,12 @@ export function createDeviceService(deps: DeviceServiceDeps) {
       return save({ mac, ip: known ? null : plainAddress(sourceIp) });
     },
 
+    /** Its client closed a parked poll: shown at once as not polling, until it is heard from again. */
+    pollHungUp(mac: string) {
+      hungUp.set(mac, clock.now());
+      bus.emit('device.changed', { mac });
+    },
+
     /**
      * Forgets devices that only ever registered, polled or netbooted, and were last seen longer
      * ago than the retention: no job, no backup, no netboot choice. Devices with history stay.
@@ -155,7 +174,10 @@ export function createDeviceService(deps: DeviceServiceDeps) {
       for (;;) {
         const macs = store.sweepUnknown(before, SWEEP_BATCH);
         removed += macs.length;
-        for (const mac of macs) bus.emit('device.changed', { mac });
+        for (const mac of macs) {
+          hungUp.delete(mac);
+          bus.emit('device.changed', { mac });
+        }
         if (macs.length < SWEEP_BATCH) return removed;
         await nextTurn();
       }

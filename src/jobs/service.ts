@@ -220,6 +220,8 @@ export function createJobService(deps: JobServiceDeps) {
   }
 
   return {
+    /** Polls parked right now, waiting for work. */
+    waitingPolls: () => waiters.waiting(),
     view(job: JobRow): JobView {
       return toJobView(job, job.image_id === null ? undefined : images.get(job.image_id), clock.now(), rates.rateOf(job.id));
     },

@@ -11,6 +11,7 @@ function state(device: DeviceView): { key: string; label: string } {
   if (job?.state === 'running') return { key: 'busy', label: job.kind === 'deploy' ? 'Deploying' : 'Backing up' };
   if (job?.state === 'queued') return { key: 'queued', label: job.kind === 'deploy' ? 'Deploy queued' : 'Backup queued' };
   if (device.stale) return { key: 'stale', label: 'Stale' };
+  if (device.client_hung_up_at) return { key: 'stale', label: 'Not polling' };
   if (!device.registered) return { key: 'booting', label: 'Netbooting' };
   return { key: 'ready', label: 'Waiting for work' };
 }

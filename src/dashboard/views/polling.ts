@@ -7,7 +7,7 @@ import { html, type SafeHtml } from '../html.js';
  * STALE_AFTER_MS) or one no client has registered for (seen only netbooting) may never poll:
  * the order is taken, and these say so before and after it is placed.
  */
-export const waitsForClient = (device: DeviceView) => device.stale || !device.registered;
+export const waitsForClient = (device: DeviceView) => device.stale || !device.registered || device.client_hung_up_at !== null;
 
 const START_CLIENT = html`netboot the device, or start <code>device/provisioning-client.sh</code> on it`;
 
@@ -15,6 +15,10 @@ const since = (device: DeviceView, now: number) => html`<time datetime="${device
 
 /** Under a row's state badge, for a stale device: what is known of its silence. */
 export function silenceNote(device: DeviceView, now: number): SafeHtml | '' {
+  if (!device.stale && device.client_hung_up_at) {
+    const at = device.client_hung_up_at;
+    return html`<span class="sub" data-silence>Client hung up its poll <time datetime="${at}" data-relative>${ago(at, now)}</time>; not heard since</span>`;
+  }
   if (!device.stale) return '';
   const what = device.registered ? 'Client not polling; last heard' : 'No client yet; last seen';
   return html`<span class="sub" data-silence>${what} ${since(device, now)}</span>`;
@@ -38,8 +42,9 @@ export function pollWarning(device: DeviceView, now: number): SafeHtml | '' {
  */
 export function backupQuestion(device: DeviceView): string | undefined {
   if (!waitsForClient(device)) return undefined;
+  const silence = device.stale ? 'has not been heard from for more than 90 s' : 'hung up its poll and has not been heard from since';
   const known = device.registered
-    ? `${device.mac} has not been heard from for more than 90 s: its client is not polling. The backup starts only when it polls again`
+    ? `${device.mac} ${silence}: its client is not polling. The backup starts only when it polls again`
     : `${device.mac} has not run its provisioning client yet. The backup starts only when its client polls`;
   return `${known}: netboot the device, or start device/provisioning-client.sh on it. Queue it anyway?`;
 }
