@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { resolve } from 'node:path';
 import { Type, type Static } from 'typebox';
@@ -78,13 +78,41 @@ export const isSwitch = (key: ConfigKey) => (OPTIONS[key] as OptionSpec<unknown>
 export const flagName = (key: ConfigKey) => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 export const envName = (key: ConfigKey) => `CM4PROV_${flagName(key).replaceAll('-', '_').toUpperCase()}`;
 
+/** Where the Debian package installs the settings file; read when nothing names another one. */
+export const PACKAGED_CONFIG_FILE = '/etc/cm4-provisioning/config.json';
+
 export interface ConfigSources {
   /** Parsed command-line flags, keyed like Config; undefined means "not given". */
   flags?: Partial<Record<ConfigKey, unknown>>;
   env?: Record<string, string | undefined>;
-  /** A JSON file; its keys may be written camelCase or like the flags (`data-dir`). */
+  /** A JSON file (`--config`); its keys may be written camelCase or like the flags (`data-dir`). */
   configFile?: string;
+  /** Used when neither configFile nor CM4PROV_CONFIG names a file, and only if it exists. */
+  defaultConfigFile?: string;
   cwd?: string;
+}
+
+/** The settings file in use, and what named it: `--config x.json`, `CM4PROV_CONFIG=x.json`, or its own path (the default). */
+export interface ConfigFileChoice {
+  path: string;
+  namedBy: string;
+}
+
+/** A setting's value and where it came from, in words: `from --data-dir`, `from --config /x.json`, `the default`. */
+export interface Located<T> {
+  value: T;
+  origin: string;
+}
+
+/** Which settings file applies: --config > CM4PROV_CONFIG > the default file when it exists. */
+export function chooseConfigFile(sources: ConfigSources): ConfigFileChoice | undefined {
+  const cwd = sources.cwd ?? process.cwd();
+  if (sources.configFile) return { path: resolve(cwd, sources.configFile), namedBy: `--config ${sources.configFile}` };
+  const fromEnv = sources.env?.CM4PROV_CONFIG;
+  if (fromEnv) return { path: resolve(cwd, fromEnv), namedBy: `CM4PROV_CONFIG=${fromEnv}` };
+  const fallback = sources.defaultConfigFile;
+  if (fallback && existsSync(fallback)) return { path: fallback, namedBy: fallback };
+  return undefined;
 }
 
 /**
@@ -92,31 +120,50 @@ export interface ConfigSources {
  * Throws ConfigError with one sentence naming the bad setting and where it came from.
  */
 export function loadConfig(sources: ConfigSources = {}): Config {
+  const settings = readSettings(sources);
+  const config: Record<string, unknown> = {};
+  for (const key of CONFIG_KEYS) config[key] = settings.get(key).value;
+  return config as Config;
+}
+
+/** Settings read one at a time, each with where it came from; only those asked for are checked. */
+export interface Settings {
+  /** The settings file in use, if any. */
+  file: ConfigFileChoice | undefined;
+  get<K extends ConfigKey>(key: K): Located<Config[K]>;
+}
+
+/**
+ * The settings `cm4prov serve` would use with these sources, for the commands run beside it
+ * (admin password, the CLI's admin token and server URL, the TFTP root), so all of them agree.
+ */
+export function readSettings(sources: ConfigSources = {}): Settings {
   const env = sources.env ?? {};
   const cwd = sources.cwd ?? process.cwd();
-  const configFile = sources.configFile ?? env.CM4PROV_CONFIG;
-  const fromFile = configFile ? readConfigFile(resolve(cwd, configFile)) : {};
+  const file = chooseConfigFile({ ...sources, cwd });
+  const fromFile = file ? readConfigFile(file.path) : {};
+  return {
+    file,
+    get<K extends ConfigKey>(key: K): Located<Config[K]> {
+      const spec: OptionSpec<unknown> = OPTIONS[key];
+      // [value, how an error names it, where it came from]
+      const candidates: Array<[unknown, string, string]> = [
+        [sources.flags?.[key], `--${flagName(key)}`, `from --${flagName(key)}`],
+        [env[envName(key)], envName(key), `from ${envName(key)}`],
+        [fromFile[key], `'${flagName(key)}' in ${file?.path}`, `from ${file?.namedBy}`],
+      ];
+      const given = candidates.find(([value]) => value !== undefined && value !== '');
+      if (!given) return { value: absolute(key, spec.fallback, cwd) as Config[K], origin: 'the default' };
+      const parsed = spec.parse(given[0]);
+      if (isError(parsed)) throw new ConfigError(`Invalid ${given[1]}: ${parsed.error}.`);
+      return { value: absolute(key, parsed, cwd) as Config[K], origin: given[2] };
+    },
+  };
+}
 
-  const config: Record<string, unknown> = {};
-  for (const key of CONFIG_KEYS) {
-    const spec: OptionSpec<unknown> = OPTIONS[key];
-    const candidates: Array<[unknown, string]> = [
-      [sources.flags?.[key], `--${flagName(key)}`],
-      [env[envName(key)], envName(key)],
-      [fromFile[key], `'${flagName(key)}' in ${configFile}`],
-    ];
-    const given = candidates.find(([value]) => value !== undefined && value !== '');
-    if (!given) {
-      config[key] = spec.fallback;
-      continue;
-    }
-    const parsed = spec.parse(given[0]);
-    if (isError(parsed)) throw new ConfigError(`Invalid ${given[1]}: ${parsed.error}.`);
-    config[key] = parsed;
-  }
-  config.dataDir = resolve(cwd, config.dataDir as string);
-  if (config.tftpRoot) config.tftpRoot = resolve(cwd, config.tftpRoot as string);
-  return config as Config;
+/** Folder settings are resolved against the working folder, as a shell user expects. */
+function absolute(key: ConfigKey, value: unknown, cwd: string): unknown {
+  return (key === 'dataDir' || key === 'tftpRoot') && typeof value === 'string' ? resolve(cwd, value) : value;
 }
 
 function readConfigFile(path: string): Partial<Record<ConfigKey, unknown>> {

@@ -1,8 +1,9 @@
 import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
+import { PinoPretty } from 'pino-pretty';
 import { adminTokenPath } from './admin/token.js';
 import { buildApp } from './app.js';
-import type { Config } from './config.js';
+import type { Config, LogLevel } from './config.js';
 import { capConnectionsPerAddress, type ConnectionCap } from './http/connection-cap.js';
 import { DEFAULT_IDLE_LIMITS, limitIdleConnections, type IdleLimits } from './http/idle-connections.js';
 import { createServices } from './services.js';
@@ -26,6 +27,16 @@ export interface ConnectionLimits extends IdleLimits {
   maxPerAddress: number;
 }
 
+/**
+ * JSON lines (journald, pipes, tests), or, for a person watching a terminal, pino-pretty's
+ * readable lines. Written synchronously, so the last lines before an exit are not lost.
+ */
+export function createServerLog(level: LogLevel, options: { pretty?: boolean } = {}): Logger {
+  const settings = { level, base: undefined };
+  if (!options.pretty) return pino(settings);
+  return pino(settings, PinoPretty({ sync: true, translateTime: 'SYS:HH:MM:ss', ignore: 'pid,hostname' }));
+}
+
 const WATCHDOG_INTERVAL_MS = 5_000;
 const SWEEP_INTERVAL_MS = 3_600_000;
 
@@ -43,7 +54,7 @@ export async function startServer(
     connections?: Partial<ConnectionLimits>;
   } = {},
 ): Promise<RunningServer> {
-  const log = options.log ?? pino({ level: config.logLevel, base: undefined });
+  const log = options.log ?? createServerLog(config.logLevel);
   // Before anything touches the folder: a second server must not sweep the first one's uploads.
   const lock = lockDataDir(config.dataDir);
   let services: ReturnType<typeof createServices>;

@@ -1,34 +1,58 @@
-import { existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { accessSync, constants, existsSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import { createPasswordStore, passwordProblem } from '../admin/passwords.js';
-import { openDatabase } from '../db/open.js';
+import { DatabaseUnusable, openDatabase } from '../db/open.js';
 import { CliError, EXIT } from './errors.js';
 import { readSecret } from './secret-input.js';
+import { dataDirOrigin, describeDataDir, locate, LOCATION_HELP, type CliSurroundings } from './server-location.js';
 
-export function registerAdminCommands(program: Command, env: NodeJS.ProcessEnv) {
+export function registerAdminCommands(program: Command, cli: CliSurroundings) {
   const admin = program.command('admin').description('server administration (run on the server host)');
 
   admin
     .command('password')
-    .description('set the dashboard admin password (read from stdin; asked twice on a terminal)')
-    .option('--data-dir <dir>', 'server data dir (env CM4PROV_DATA_DIR; default ./data)')
-    .action(async (options: { dataDir?: string }) => {
-      const dataDir = resolve(options.dataDir ?? env.CM4PROV_DATA_DIR ?? './data');
-      const database = join(dataDir, 'cm4prov.sqlite');
+    .description("set the dashboard admin password in the server's database (read from stdin; asked twice on a terminal)")
+    .option('--data-dir <dir>', LOCATION_HELP.dataDir)
+    .option('--config <file>', LOCATION_HELP.config)
+    .action(async (options: { dataDir?: string; config?: string }) => {
+      const dataDir = locate(options, cli).get('dataDir');
+      const database = join(dataDir.value, 'cm4prov.sqlite');
       if (!existsSync(database)) {
-        throw new CliError(`no server database in ${dataDir}: start the server once with this --data-dir first`, EXIT.usage);
+        throw new CliError(
+          `no server database in ${dataDir.value} (${dataDirOrigin(dataDir)}): start the server once on that folder, or name the server's own with --data-dir or --config`,
+          EXIT.usage,
+        );
+      }
+      if (!writable(database) || !writable(dataDir.value)) {
+        throw new CliError(`cannot write ${database} (${dataDirOrigin(dataDir)}): run this as the server's user or root`, EXIT.usage);
       }
       const password = await readSecret('New admin password: ', 'Repeat it: ');
       const problem = passwordProblem(password);
       if (problem) throw new CliError(`${problem}; nothing changed`, EXIT.usage);
       // Written straight into the database (WAL), so it works whether the server runs or not.
-      const db = openDatabase(database);
+      let db;
+      try {
+        db = openDatabase(database);
+      } catch (error) {
+        if (error instanceof DatabaseUnusable) throw new CliError(error.message, EXIT.failed);
+        throw error;
+      }
       try {
         await createPasswordStore(db).set(password);
       } finally {
         db.close();
       }
-      console.log('Admin password set. Existing dashboard sessions stay logged in until they expire or log out.');
+      console.log(`Admin password set in ${database} (${describeDataDir(dataDir)}). Existing dashboard sessions stay logged in until they expire or log out.`);
     });
+}
+
+/** SQLite in WAL mode writes the database and, beside it, its -wal and -shm files. */
+function writable(path: string): boolean {
+  try {
+    accessSync(path, constants.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
 }

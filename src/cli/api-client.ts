@@ -13,6 +13,8 @@ export interface UploadProgress {
 /** The admin HTTP API as the CLI sees it: JSON in, JSON out, errors as one sentence. */
 export function createApiClient(connection: Connection) {
   const headers = { authorization: `Bearer ${connection.token}` };
+  /** The server's clock at its last reply (HTTP Date, whole seconds): device times are in its terms. */
+  let serverDate: number | undefined;
 
   async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
     let response: Response;
@@ -25,6 +27,8 @@ export function createApiClient(connection: Connection) {
     } catch (error) {
       throw unreachable(error);
     }
+    const date = Date.parse(response.headers.get('date') ?? '');
+    if (Number.isFinite(date)) serverDate = date;
     const text = await response.text();
     return parseReply<T>(response.status, text);
   }
@@ -38,16 +42,22 @@ export function createApiClient(connection: Connection) {
     }
     if (status >= 200 && status < 300) return data as T;
     const message = (data as { message?: string } | undefined)?.message ?? `HTTP ${status} ${text.slice(0, 200)}`;
-    throw new CliError(`the server refused: ${message}`, status === 401 ? EXIT.unreachable : EXIT.failed);
+    if (status === 401) throw new CliError(`the server refused the admin token (${connection.tokenOrigin}): ${message}`, EXIT.unreachable);
+    throw new CliError(`the server refused: ${message}`, EXIT.failed);
   }
 
   function unreachable(error: unknown): CliError {
     const cause = (error as { cause?: { code?: string; message?: string } }).cause;
     const why = cause?.code ?? cause?.message ?? (error as Error).message;
-    return new CliError(`cannot reach the server at ${connection.server} (${why}); is \`cm4prov serve\` running?`, EXIT.unreachable);
+    const hint = connection.serverOrigin === 'the default'
+      ? 'is `cm4prov serve` running, or is it elsewhere (--server URL or CM4PROV_SERVER)?'
+      : `is \`cm4prov serve\` running there (URL ${connection.serverOrigin})?`;
+    return new CliError(`cannot reach the server at ${connection.server} (${why}); ${hint}`, EXIT.unreachable);
   }
 
   return {
+    /** The server's clock at its last reply (whole seconds); the local clock before any reply. */
+    serverNow: () => serverDate ?? Date.now(),
     get: <T>(path: string) => call<T>('GET', path),
     post: <T>(path: string, body?: unknown) => call<T>('POST', path, body ?? {}),
     delete: <T>(path: string) => call<T>('DELETE', path),

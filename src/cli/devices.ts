@@ -4,8 +4,11 @@ import type { DeviceView } from '../devices/service.js';
 import type { JobView } from '../jobs/view.js';
 import type { CommandContext } from './context.js';
 import { CliError, EXIT } from './errors.js';
-import { describeFinished, followJob } from './follow.js';
-import { printJson, printTable, say, size, when } from './output.js';
+import type { ApiClient } from './api-client.js';
+import { silenceWarning } from './device-silence.js';
+import { deviceOf, describeFinished, followJob } from './follow.js';
+import { macArgument } from './mac-argument.js';
+import { printable, printJson, printTable, say, size, when } from './output.js';
 
 export function registerDeviceCommands(program: Command, context: CommandContext) {
   context
@@ -30,7 +33,7 @@ export function registerDeviceCommands(program: Command, context: CommandContext
 
   context
     .command(program, 'deploy', "write an image to a device's eMMC")
-    .argument('<mac>', 'the device, e.g. dc:a6:32:01:02:03')
+    .argument('<mac>', 'the device, e.g. dc:a6:32:01:02:03', macArgument)
     .option('--image <name>', 'image to deploy (default: the default image)')
     .option('--then <boot>', 'after it ends ok, boot: emmc (default) or netboot')
     .option('--full-match', 'make the whole target equal the image (zero what the image leaves empty; one full hash)')
@@ -48,7 +51,7 @@ export function registerDeviceCommands(program: Command, context: CommandContext
 
   context
     .command(program, 'cancel', "cancel a device's queued or running job")
-    .argument('<mac>', 'the device')
+    .argument('<mac>', 'the device', macArgument)
     .option('--json', 'print JSON')
     .action(async (mac: string, options: { json?: boolean }) => {
       const job = await context.api(options).post<JobView>(`/api/devices/${encodeURIComponent(mac)}/cancel`);
@@ -82,15 +85,21 @@ export function afterOption(then: string | undefined): 'emmc' | 'netboot' | unde
   throw new CliError(`--then takes emmc or netboot, not '${then}'`, EXIT.usage);
 }
 
-/** Prints a newly queued job, and follows it with --wait. */
-export async function reportJob(job: JobView, options: { wait?: boolean; json?: boolean }, api: ReturnType<CommandContext['api']>) {
+/**
+ * Prints a newly queued job, and follows it with --wait. Warns first (stderr) when its device
+ * has gone silent or never ran its client: the job then waits until the client polls.
+ */
+export async function reportJob(job: JobView, options: { wait?: boolean; json?: boolean }, api: ApiClient) {
+  const device = await deviceOf(api, job.device_mac);
+  const warning = device && silenceWarning(device, api.serverNow());
+  if (warning) process.stderr.write(`${printable(warning)}\n`);
   if (!options.wait) {
     if (options.json) return printJson(job);
     const what = job.kind === 'deploy' ? `deploy ${job.image?.name} (${size(job.image?.size)})` : 'backup';
     console.log(`Queued job ${job.id}: ${what} on ${job.device_mac}. The device starts it at its next poll.`);
     return;
   }
-  const finished = await followJob(api, job.id, { quiet: options.json });
+  const finished = await followJob(api, job.id, { quiet: options.json, warned: Boolean(warning) });
   if (options.json) return printJson(finished);
   say(describeFinished(finished));
 }

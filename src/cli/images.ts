@@ -73,12 +73,16 @@ export function registerImageCommands(program: Command, context: CommandContext)
         if (!options.json) process.stderr.write(`Using ${bmapFile}: ${size(declared.mapped_bytes)} mapped in ${declared.ranges} ranges ${checksums}.\n`);
       }
       const status = createStatusLine();
+      // Elsewhere than a terminal no bar is drawn: one line says what the wait is for.
+      if (!status.tty && !options.json) process.stderr.write(`Uploading ${file} (${size(bytes)}) as ${name}…\n`);
       const started = Date.now();
       const added = await api.upload<ImageView>(`/api/images?${query}`, file, bytes, (sent) => {
         if (!status.tty || options.json) return;
         const seconds = (Date.now() - started) / 1000;
         const speed = seconds > 0 ? `${(sent / seconds / 1e6).toFixed(1)} MB/s` : '';
-        status.update(progressLine(sent, bytes, `${speed}  uploading ${name}`));
+        // After the last byte the server may still be busy with it (a block map, a spooled archive) before it answers.
+        const doing = sent < bytes ? `uploading ${name}` : `sent; waiting for the server to store ${name}…`;
+        status.update(progressLine(sent, bytes, `${speed}  ${doing}`));
       });
       status.done();
       if (options.json) return printJson(added);

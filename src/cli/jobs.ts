@@ -1,12 +1,15 @@
 import type { Command } from 'commander';
+import { JOB_STATES } from '../jobs/store.js';
 import type { JobView } from '../jobs/view.js';
 import type { CommandContext } from './context.js';
+import { CliError, EXIT } from './errors.js';
+import { macArgument } from './mac-argument.js';
 import { duration, printJson, printTable, rate, when } from './output.js';
 
 export function registerJobCommands(program: Command, context: CommandContext) {
   context
     .command(program, 'jobs', 'list deploy and backup jobs, newest first')
-    .option('--device <mac>', 'only this device')
+    .option('--device <mac>', 'only this device', macArgument)
     .option('--state <state>', 'queued, running, ok, unconfirmed, failed or cancelled')
     .option('--limit <n>', 'at most this many', '50')
     .option('--cursor <next>', 'continue a listing: older jobs than the one it ended with')
@@ -14,7 +17,7 @@ export function registerJobCommands(program: Command, context: CommandContext) {
     .action(async (options: { device?: string; state?: string; limit: string; cursor?: string; json?: boolean }) => {
       const query = new URLSearchParams({ limit: options.limit });
       if (options.device) query.set('device', options.device);
-      if (options.state) query.set('state', options.state);
+      if (options.state) query.set('state', jobState(options.state));
       if (options.cursor) query.set('cursor', options.cursor);
       const { jobs, total, next } = await context.api(options).get<{ jobs: JobView[]; total: number; next: string | null }>(`/api/jobs?${query}`);
       if (options.json) printJson(jobs);
@@ -30,4 +33,9 @@ export function registerJobCommands(program: Command, context: CommandContext) {
       );
       if (next) console.error(`${jobs.length} of ${total} jobs shown; for older ones add --cursor ${next}`);
     });
+}
+
+function jobState(state: string): string {
+  if ((JOB_STATES as readonly string[]).includes(state)) return state;
+  throw new CliError(`--state takes ${JOB_STATES.join(', ')}, not '${state}'`, EXIT.usage);
 }

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
+import { PACKAGED_CONFIG_FILE } from '../config.js';
 import { registerAdminCommands } from './admin.js';
 import { registerBackupCommands } from './backups.js';
 import { createCommandContext } from './context.js';
@@ -12,21 +13,25 @@ import { registerJobCommands } from './jobs.js';
 import { registerNetbootCommands } from './netboot.js';
 import { registerBootFileCommands } from './netboot-files.js';
 import { registerServeCommand } from './serve.js';
+import type { CliSurroundings } from './server-location.js';
 
-export function buildProgram(env: NodeJS.ProcessEnv): Command {
+/** The whole CLI. `cli.defaultConfigFile` is the settings file read when nothing names one. */
+export function buildProgram(cli: CliSurroundings): Command {
   const program = new Command('cm4prov')
     .description('Provision Raspberry Pi CM4 eMMCs over the network: deploy images, take backups.')
     .version(packageVersion())
     .showHelpAfterError('(run with --help for usage)')
+    // With `backup`'s own: options after a subcommand (`backup rm 7 --json`) belong to the subcommand.
+    .enablePositionalOptions()
     .exitOverride();
-  const context = createCommandContext(env);
-  registerServeCommand(program, env);
+  const context = createCommandContext(cli);
+  registerServeCommand(program, cli);
   registerDeviceCommands(program, context);
   registerBackupCommands(program, context);
   registerJobCommands(program, context);
   registerImageCommands(program, context);
-  registerBootFileCommands(registerNetbootCommands(program, context), env);
-  registerAdminCommands(program, env);
+  registerBootFileCommands(registerNetbootCommands(program, context), cli.env, cli.defaultConfigFile);
+  registerAdminCommands(program, cli);
   registerEepromCommands(program);
   return program;
 }
@@ -37,7 +42,7 @@ function packageVersion(): string {
 }
 
 async function main() {
-  const program = buildProgram(process.env);
+  const program = buildProgram({ env: process.env, defaultConfigFile: PACKAGED_CONFIG_FILE });
   try {
     await program.parseAsync(process.argv);
   } catch (error) {

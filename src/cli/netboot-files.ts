@@ -6,8 +6,10 @@ import {
   BootFilesError, DEFAULT_CONSOLE, buildDebianBootFiles, checkTftpRoot, populateTftpRoot, serialProblem, serverUrlProblem,
   type CheckReport,
 } from '../netboot/boot-files/index.js';
+import type { Settings } from '../config.js';
 import { CliError, EXIT } from './errors.js';
 import { printJson, printTable, size } from './output.js';
+import { LOCATION_HELP, locate, type CliSurroundings } from './server-location.js';
 
 const BUILD_SCRIPT = fileURLToPath(new URL('../../network-boot-initramfs/build.sh', import.meta.url));
 const BUILT_INITRD = fileURLToPath(new URL('../../network-boot-initramfs/out/initrd.img', import.meta.url));
@@ -15,6 +17,7 @@ const BUILT_INITRD = fileURLToPath(new URL('../../network-boot-initramfs/out/ini
 interface WhereOptions {
   dataDir?: string;
   tftpRoot?: string;
+  config?: string;
   serial?: string;
   json?: boolean;
 }
@@ -29,11 +32,13 @@ interface PopulateOptions extends WhereOptions {
 }
 
 /** `cm4prov netboot populate` and `cm4prov netboot check`: the TFTP root's boot files. Run on the server host. */
-export function registerBootFileCommands(netbootCommand: Command, env: NodeJS.ProcessEnv) {
+export function registerBootFileCommands(netbootCommand: Command, env: NodeJS.ProcessEnv, defaultConfigFile?: string) {
+  const cli: CliSurroundings = { env, defaultConfigFile };
   const where = (command: Command) =>
     command
-      .option('--tftp-root <dir>', 'the TFTP root (env CM4PROV_TFTP_ROOT; default <data-dir>/tftp)')
-      .option('--data-dir <dir>', 'server data dir (env CM4PROV_DATA_DIR; default ./data)')
+      .option('--tftp-root <dir>', "the TFTP root (env CM4PROV_TFTP_ROOT; else the settings file's tftp-root; default <data-dir>/tftp)")
+      .option('--data-dir <dir>', LOCATION_HELP.dataDir)
+      .option('--config <file>', LOCATION_HELP.config)
       .option('--serial <hex8>', "a device's folder <tftp-root>/<serial>/ (the bootloader's TFTP_PREFIX: 8 hex digits)")
       .option('--json', 'print JSON');
 
@@ -41,16 +46,16 @@ export function registerBootFileCommands(netbootCommand: Command, env: NodeJS.Pr
     .option('--from-debian', 'build them from Debian packages (network-boot-initramfs/build.sh --firmware)')
     .option('--from-dir <dir>', 'copy them from a folder, e.g. a Raspberry Pi firmware release boot/ (start4*.elf, fixup4*.dat, kernel8.img, bcm2711-rpi-cm4*.dtb, overlays/)')
     .option('--initrd <path>', 'the initramfs (default: the source folder\'s initrd.img, else network-boot-initramfs/out/initrd.img)')
-    .option('--server <url>', 'provisioning server URL devices use, written into cmdline.txt (env CM4PROV_PUBLIC_URL)')
+    .option('--server <url>', "provisioning server URL devices use, written into cmdline.txt (env CM4PROV_PUBLIC_URL; else the settings file's public-url)")
     .option('--cmdline-extra <text>', 'more kernel parameters, appended to cmdline.txt')
     .option('--console <text>', 'kernel console parameters', DEFAULT_CONSOLE)
     .action(async (options: PopulateOptions) => {
-      const { dataDir, tftpRoot, serial } = locate(options, env);
+      const { settings, dataDir, tftpRoot, serial } = locateBootFiles(options, cli);
       if (options.fromDebian && options.fromDir) throw new CliError('Give one source of boot files: --from-debian or --from-dir DIR, not both.', EXIT.usage);
       if (!options.fromDebian && !options.fromDir) {
         throw new CliError('Name the source of the boot files: --from-debian (build them from Debian packages) or --from-dir DIR (e.g. a Raspberry Pi firmware release boot/ folder).', EXIT.usage);
       }
-      const server = serverUrl(options.server, env.CM4PROV_PUBLIC_URL);
+      const server = serverUrl(options.server, settings);
       if (options.fromDir && !statSync(options.fromDir, { throwIfNoEntry: false })?.isDirectory()) {
         throw new CliError(`--from-dir ${options.fromDir} is not a folder.`, EXIT.usage);
       }
@@ -84,7 +89,7 @@ export function registerBootFileCommands(netbootCommand: Command, env: NodeJS.Pr
 
   where(netbootCommand.command('check').description('check that the TFTP root holds what the Pi 4/CM4 bootloader loads, and that it fits together'))
     .action((options: WhereOptions) => {
-      const { tftpRoot, serial } = locate(options, env);
+      const { tftpRoot, serial } = locateBootFiles(options, cli);
       const report = checkTftpRoot({ tftpRoot, serial });
       if (options.json) printJson(checkJson(report));
       else printCheck(report, serial);
@@ -92,16 +97,18 @@ export function registerBootFileCommands(netbootCommand: Command, env: NodeJS.Pr
     });
 }
 
-function locate(options: WhereOptions, env: NodeJS.ProcessEnv) {
-  const dataDir = resolve(options.dataDir || env.CM4PROV_DATA_DIR || './data');
-  const tftpRoot = resolve(options.tftpRoot || env.CM4PROV_TFTP_ROOT || join(dataDir, 'tftp'));
+/** The data folder and TFTP root `cm4prov serve` would use (flags, environment, settings file). */
+function locateBootFiles(options: WhereOptions, cli: CliSurroundings) {
   const problem = options.serial === undefined ? undefined : serialProblem(options.serial);
   if (problem) throw new CliError(`Invalid --serial: ${problem}.`, EXIT.usage);
-  return { dataDir, tftpRoot, serial: options.serial?.toLowerCase() };
+  const settings = locate(options, cli);
+  const dataDir = settings.get('dataDir').value;
+  const tftpRoot = settings.get('tftpRoot').value ?? join(dataDir, 'tftp');
+  return { settings, dataDir, tftpRoot, serial: options.serial?.toLowerCase() };
 }
 
-function serverUrl(flag: string | undefined, fromEnv: string | undefined): string {
-  const [url, name] = flag ? [flag, '--server'] : [fromEnv, 'CM4PROV_PUBLIC_URL'];
+function serverUrl(flag: string | undefined, settings: Settings): string {
+  const [url, name] = flag ? [flag, '--server'] : [settings.get('publicUrl').value, settings.get('publicUrl').origin.replace(/^from /, '')];
   if (!url) {
     throw new CliError('cmdline.txt needs the provisioning server URL: pass --server URL (as devices reach this server, e.g. http://10.20.50.1:5000) or set CM4PROV_PUBLIC_URL.', EXIT.usage);
   }

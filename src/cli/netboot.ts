@@ -3,6 +3,7 @@ import type { DeviceView } from '../devices/service.js';
 import type { Lease } from '../netboot/leases.js';
 import type { NetbootStatus } from '../netboot/service.js';
 import type { CommandContext } from './context.js';
+import { macArgument } from './mac-argument.js';
 import { printJson, printTable, say, when } from './output.js';
 
 /** `cm4prov netboot …`: DHCP/TFTP status, leases, boot stages and each device's boot policy. */
@@ -42,7 +43,7 @@ export function registerNetbootCommands(program: Command, context: CommandContex
 
   context
     .command(netboot, 'events', "show a device's boot stages: DHCP, each TFTP file, files not found")
-    .argument('<mac>', 'the device')
+    .argument('<mac>', 'the device', macArgument)
     .option('--limit <n>', 'at most this many, newest last', '50')
     .option('--json', 'print JSON')
     .action(async (mac: string, options: { limit: string; json?: boolean }) => {
@@ -59,7 +60,7 @@ export function registerNetbootCommands(program: Command, context: CommandContex
   ] as const) {
     context
       .command(netboot, name, description)
-      .argument('<mac>', 'the device')
+      .argument('<mac>', 'the device', macArgument)
       .option('--json', 'print JSON')
       .action(async (mac: string, options: { json?: boolean }) => {
         const device = await context.api(options).post<DeviceView>(`/api/devices/${encodeURIComponent(mac)}/netboot`, { enabled });

@@ -38,6 +38,11 @@ export function createStatusLine(stream: NodeJS.WriteStream = process.stderr) {
         lastPlain = plainKey;
       }
     },
+    /** A line of its own (a warning), above the status line, which the next update redraws. */
+    note(line: string) {
+      stream.write(`${tty && drawn ? '\r\x1b[K' : ''}${line}\n`);
+      drawn = false;
+    },
     done() {
       if (tty && drawn) stream.write('\n');
       drawn = false;

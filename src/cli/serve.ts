@@ -1,10 +1,13 @@
 import type { Command } from 'commander';
-import { CONFIG_KEYS, ConfigError, envName, flagName, isSwitch, loadConfig, type ConfigKey } from '../config.js';
+import {
+  CONFIG_KEYS, ConfigError, PACKAGED_CONFIG_FILE, chooseConfigFile, envName, flagName, isSwitch, loadConfig, type ConfigKey,
+} from '../config.js';
 import { passwordProblem } from '../admin/passwords.js';
 import { DatabaseUnusable } from '../db/open.js';
-import { startServer } from '../server.js';
+import { createServerLog, startServer } from '../server.js';
 import { DataDirInUse } from '../shared/data-lock.js';
 import { CliError, EXIT } from './errors.js';
+import type { CliSurroundings } from './server-location.js';
 
 const FLAG_HELP: Record<ConfigKey, string> = {
   host: 'address to listen on (default 0.0.0.0)',
@@ -13,7 +16,7 @@ const FLAG_HELP: Record<ConfigKey, string> = {
   publicUrl: 'URL devices use to reach this server, e.g. http://10.20.50.1:5000 (default: the host each device used)',
   deviceNetwork: 'comma-separated CIDRs allowed to use the device API, e.g. 10.20.50.0/24 (default: any)',
   jobStallTimeout: 'seconds without word from a device before its job fails (default 600)',
-  logLevel: 'fatal, error, warn, info, debug, trace or silent (default info)',
+  logLevel: 'fatal, error, warn, info, debug, trace or silent (default info); readable lines on a terminal, else JSON lines',
   netbootInterface: 'provisioning LAN interface (e.g. eth1): turns on DHCP + TFTP netboot with dnsmasq',
   netbootAddress: "this server's address on that interface, e.g. 10.20.50.1/24",
   dhcpRange: 'addresses to hand out, e.g. 10.20.50.100,10.20.50.200 (not with --dhcp-proxy)',
@@ -28,19 +31,21 @@ const FLAG_HELP: Record<ConfigKey, string> = {
   forgetUnknownDevicesAfter: 'days after which a device that never had a job or backup, and was not seen, is forgotten (default 7; 0: never)',
 };
 
-export function registerServeCommand(program: Command, env: NodeJS.ProcessEnv) {
+export function registerServeCommand(program: Command, cli: CliSurroundings) {
+  const { env } = cli;
   const serve = program
     .command('serve')
     .description('run the provisioning server (device API and admin API)')
-    .option('--config <file>', 'JSON settings file (env CM4PROV_CONFIG)');
+    .option('--config <file>', `JSON settings file (env CM4PROV_CONFIG; default ${PACKAGED_CONFIG_FILE} if present)`);
   for (const key of CONFIG_KEYS) {
     const value = isSwitch(key) ? '' : ' <value>';
     serve.option(`--${flagName(key)}${value}`, `${FLAG_HELP[key]} [env ${envName(key)}]`);
   }
   serve.action(async (options: Record<string, string | undefined>) => {
     let config;
+    const sources = { flags: options as Partial<Record<ConfigKey, unknown>>, env, configFile: options.config, defaultConfigFile: cli.defaultConfigFile };
     try {
-      config = loadConfig({ flags: options as Partial<Record<ConfigKey, unknown>>, env, configFile: options.config });
+      config = loadConfig(sources);
     } catch (error) {
       if (error instanceof ConfigError) throw new CliError(error.message, EXIT.usage);
       throw error;
@@ -48,9 +53,13 @@ export function registerServeCommand(program: Command, env: NodeJS.ProcessEnv) {
     const initialAdminPassword = env.CM4PROV_ADMIN_PASSWORD || undefined;
     const weak = initialAdminPassword && passwordProblem(initialAdminPassword);
     if (weak) throw new CliError(`Invalid CM4PROV_ADMIN_PASSWORD: ${weak}.`, EXIT.usage);
+    // A person at a terminal reads pino-pretty's lines; journald and pipes get JSON lines.
+    const log = createServerLog(config.logLevel, { pretty: process.stdout.isTTY });
+    const settingsFile = chooseConfigFile(sources);
+    if (settingsFile) log.info({ configFile: settingsFile.path }, `settings read from ${settingsFile.namedBy}`);
     let server;
     try {
-      server = await startServer(config, { initialAdminPassword });
+      server = await startServer(config, { initialAdminPassword, log });
     } catch (error) {
       if (error instanceof ConfigError || error instanceof DataDirInUse) throw new CliError(error.message, EXIT.usage);
       if (error instanceof DatabaseUnusable) throw new CliError(error.message, EXIT.failed);

@@ -3,7 +3,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { CLI, runCli, runCliOnTty } from '../helpers/cli.js';
+import { CLI, runCli, runCliOnTty, runCliWithInput } from '../helpers/cli.js';
 import { runClient } from '../helpers/device-client.js';
 import { makeExt4Image } from '../helpers/ext4.js';
 import { makeFakeEmmc, sha256OfFile, writeImageFile } from '../helpers/files.js';
@@ -99,8 +99,10 @@ test('image add/list/default/rm, devices, deploy --wait, backup --wait, jobs, ba
   const jobsTable = (await runCli(['jobs'], env)).stdout;
   assert.match(jobsTable, /deploy\s+ok\s+reterminal-bookworm/);
 
-  const removed = await runCli(['backup', 'rm', String(backupJob.backup_id)], env);
-  assert.equal(removed.code, 0);
+  // An option after the subcommand is the subcommand's own, not `backup`'s.
+  const removed = await runCli(['backup', 'rm', String(backupJob.backup_id), '--json'], env);
+  assert.equal(removed.code, 0, removed.stderr);
+  assert.deepEqual(JSON.parse(removed.stdout), { deleted: backupJob.backup_id });
   assert.equal(JSON.parse((await runCli(['backups', '--json'], env)).stdout).length, 0);
   const again = await runCli(['backup', 'rm', String(backupJob.backup_id)], env);
   assert.equal(again.code, 1);
@@ -164,28 +166,22 @@ test('cm4prov admin password reads the password from stdin and stores only a scr
 
   const set = await runCliWithInput(['admin', 'password'], env, 'line-3 bench password\n');
   assert.equal(set.code, 0, set.stderr);
+  const database = join(server.dataDir, 'cm4prov.sqlite');
+  assert.ok(set.stdout.startsWith(`Admin password set in ${database} (data folder ${server.dataDir}, from CM4PROV_DATA_DIR).`), set.stdout);
   const stored = server.server.services.passwords.hash()!;
   assert.match(stored, /^scrypt\$32768\$8\$1\$/);
   assert.ok(!stored.includes('bench'), 'not stored in clear');
   assert.equal(await server.server.services.passwords.check('line-3 bench password'), true);
   assert.equal(await server.server.services.passwords.check('line-3 bench passworD'), false);
 
-  const nowhere = await runCliWithInput(['admin', 'password', '--data-dir', join(tempDir(t), 'none')], {}, 'whatever-long\n');
+  const none = join(tempDir(t), 'none');
+  const nowhere = await runCliWithInput(['admin', 'password', '--data-dir', none], {}, 'whatever-long\n');
   assert.equal(nowhere.code, 2);
-  assert.match(nowhere.stderr, /no server database in/);
+  assert.equal(
+    nowhere.stderr,
+    `cm4prov: no server database in ${none} (from --data-dir): start the server once on that folder, or name the server's own with --data-dir or --config\n`,
+  );
 });
-
-function runCliWithInput(args: string[], env: Record<string, string>, input: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { PATH: process.env.PATH, ...env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk) => (stdout += chunk));
-    child.stderr.on('data', (chunk) => (stderr += chunk));
-    child.on('exit', (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(input);
-  });
-}
 
 test('image add takes .img.zst, names it without the suffixes, and uses the .bmap beside it', async (t) => {
   const server = await startTestServer(t);

@@ -1,5 +1,6 @@
 import { execFile, spawn } from 'node:child_process';
 import { resolve } from 'node:path';
+import type { TestContext } from 'node:test';
 
 export const CLI = resolve(import.meta.dirname, '../../bin/cm4prov.js');
 
@@ -19,6 +20,19 @@ export function runCli(args: string[], env: Record<string, string | undefined> =
   });
 }
 
+/** Runs `cm4prov ARGS` with `input` on its stdin (a pipe, as in `echo "$PW" | cm4prov admin password`). */
+export function runCliWithInput(args: string[], env: Record<string, string | undefined>, input: string): Promise<CliResult> {
+  return new Promise((resolveRun) => {
+    const child = spawn(process.execPath, [CLI, ...args], { env: { PATH: process.env.PATH, ...env } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => (stdout += chunk));
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    child.on('exit', (code) => resolveRun({ code, stdout, stderr }));
+    child.stdin.end(input);
+  });
+}
+
 /** Runs `cm4prov ARGS` inside a pseudo-terminal (util-linux `script`), as at a bench. */
 export function runCliOnTty(args: string[], env: Record<string, string | undefined>): Promise<CliResult> {
   const command = [process.execPath, CLI, ...args].map((part) => `'${part.replaceAll("'", `'\\''`)}'`).join(' ');
@@ -28,4 +42,71 @@ export function runCliOnTty(args: string[], env: Record<string, string | undefin
     child.stdout.on('data', (chunk) => (stdout += chunk));
     child.on('exit', (code) => resolveRun({ code, stdout, stderr: '' }));
   });
+}
+
+export interface RunningCli {
+  /** stdout and stderr so far, interleaved (on a terminal they are one stream). */
+  output(): string;
+  exited: Promise<number | null>;
+  /** Resolves when the output matches `pattern` (e.g. a status line), so a test acts only after it. */
+  waitForOutput(pattern: RegExp, timeoutMs?: number): Promise<void>;
+  /** Sends a signal to the command and everything it started. */
+  kill(signal?: NodeJS.Signals): void;
+}
+
+/**
+ * Starts `cm4prov ARGS` and returns while it runs, for commands that wait (`serve`, `--wait`);
+ * with `tty`, inside a pseudo-terminal (util-linux `script`). Killed when the test ends.
+ */
+export function startCli(t: TestContext, args: string[], env: Record<string, string | undefined>, options: { tty?: boolean } = {}): RunningCli {
+  const command = [process.execPath, CLI, ...args];
+  const shellLine = command.map((part) => `'${part.replaceAll("'", `'\\''`)}'`).join(' ');
+  const [file, argv] = options.tty ? ['script', ['-qefc', shellLine, '/dev/null']] : [command[0]!, command.slice(1)];
+  const child = spawn(file, argv, {
+    detached: true, // its own process group, so a kill reaches script's child too
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...(options.tty ? { TERM: 'xterm' } : {}), ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let text = '';
+  const listeners = new Set<() => void>();
+  const collect = (chunk: Buffer) => {
+    text += chunk.toString();
+    for (const listener of listeners) listener();
+  };
+  child.stdout!.on('data', collect);
+  child.stderr!.on('data', collect);
+  const exited = new Promise<number | null>((resolveExit) => child.on('exit', (code) => resolveExit(code)));
+  const kill = (signal: NodeJS.Signals = 'SIGKILL') => {
+    try {
+      process.kill(-child.pid!, signal);
+    } catch {
+      // Already gone.
+    }
+  };
+  t.after(() => kill());
+  return {
+    output: () => text,
+    exited,
+    kill,
+    waitForOutput(pattern, timeoutMs = 60_000) {
+      return new Promise((resolveWait, reject) => {
+        const fail = (why: string) => {
+          if (listeners.delete(check)) reject(new Error(`cm4prov ${args.join(' ')} ${why} without printing ${pattern}; it printed:\n${text}`));
+        };
+        const timer = setTimeout(() => fail(`ran ${timeoutMs} ms`), timeoutMs);
+        const check = () => {
+          if (!pattern.test(text)) return;
+          listeners.delete(check);
+          clearTimeout(timer);
+          resolveWait();
+        };
+        listeners.add(check);
+        exited.then(() => {
+          clearTimeout(timer);
+          fail('exited');
+        });
+        check();
+      });
+    },
+  };
 }
