@@ -1,6 +1,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 import type { TestContext } from 'node:test';
+import { watchProcess, type WatchedProcess } from './watched-process.js';
 
 export const CLI = resolve(import.meta.dirname, '../../bin/cm4prov.js');
 
@@ -44,15 +45,8 @@ export function runCliOnTty(args: string[], env: Record<string, string | undefin
   });
 }
 
-export interface RunningCli {
-  /** stdout and stderr so far, interleaved (on a terminal they are one stream). */
-  output(): string;
-  exited: Promise<number | null>;
-  /** Resolves when the output matches `pattern` (e.g. a status line), so a test acts only after it. */
-  waitForOutput(pattern: RegExp, timeoutMs?: number): Promise<void>;
-  /** Sends a signal to the command and everything it started. */
-  kill(signal?: NodeJS.Signals): void;
-}
+/** A running `cm4prov`: its output (stdout and stderr interleaved, as on a terminal), exit and kill. */
+export type RunningCli = WatchedProcess;
 
 /**
  * Starts `cm4prov ARGS` and returns while it runs, for commands that wait (`serve`, `--wait`);
@@ -67,46 +61,5 @@ export function startCli(t: TestContext, args: string[], env: Record<string, str
     env: { PATH: process.env.PATH, HOME: process.env.HOME, ...(options.tty ? { TERM: 'xterm' } : {}), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  let text = '';
-  const listeners = new Set<() => void>();
-  const collect = (chunk: Buffer) => {
-    text += chunk.toString();
-    for (const listener of listeners) listener();
-  };
-  child.stdout!.on('data', collect);
-  child.stderr!.on('data', collect);
-  const exited = new Promise<number | null>((resolveExit) => child.on('exit', (code) => resolveExit(code)));
-  const kill = (signal: NodeJS.Signals = 'SIGKILL') => {
-    try {
-      process.kill(-child.pid!, signal);
-    } catch {
-      // Already gone.
-    }
-  };
-  t.after(() => kill());
-  return {
-    output: () => text,
-    exited,
-    kill,
-    waitForOutput(pattern, timeoutMs = 60_000) {
-      return new Promise((resolveWait, reject) => {
-        const fail = (why: string) => {
-          if (listeners.delete(check)) reject(new Error(`cm4prov ${args.join(' ')} ${why} without printing ${pattern}; it printed:\n${text}`));
-        };
-        const timer = setTimeout(() => fail(`ran ${timeoutMs} ms`), timeoutMs);
-        const check = () => {
-          if (!pattern.test(text)) return;
-          listeners.delete(check);
-          clearTimeout(timer);
-          resolveWait();
-        };
-        listeners.add(check);
-        exited.then(() => {
-          clearTimeout(timer);
-          fail('exited');
-        });
-        check();
-      });
-    },
-  };
+  return watchProcess(t, child, `cm4prov ${args.join(' ')}`, 60_000);
 }

@@ -1,8 +1,9 @@
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { spawn, execFileSync } from 'node:child_process';
 import { mkdirSync, symlinkSync, existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { TestContext } from 'node:test';
 import { tempDir } from './server.js';
+import { watchProcess, type WatchedProcess } from './watched-process.js';
 
 export const CLIENT_SCRIPT = resolve(import.meta.dirname, '../../device/provisioning-client.sh');
 
@@ -30,16 +31,8 @@ function busyboxPath(t: TestContext, withZstd = true): string {
   return dir;
 }
 
-export interface ClientRun {
-  child: ChildProcess;
-  /** Everything the client printed (it logs to stderr). */
-  output(): string;
-  exited: Promise<number | null>;
-  /** Resolves when the client has printed a line matching `pattern`. */
-  waitForOutput(pattern: RegExp, timeoutMs?: number): Promise<void>;
-  /** Kills the client and everything it started (its process group). */
-  kill(signal?: NodeJS.Signals): void;
-}
+/** The running client: its output, exit and a kill for it and everything it started. */
+export type ClientRun = WatchedProcess;
 
 export interface ClientOptions {
   server: string;
@@ -68,44 +61,5 @@ export function runClient(t: TestContext, options: ClientOptions): ClientRun {
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  let text = '';
-  const listeners = new Set<() => void>();
-  const collect = (chunk: Buffer) => {
-    text += chunk.toString();
-    for (const listener of listeners) listener();
-  };
-  child.stdout!.on('data', collect);
-  child.stderr!.on('data', collect);
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  const kill = (signal: NodeJS.Signals = 'SIGKILL') => {
-    try {
-      process.kill(-child.pid!, signal);
-    } catch {
-      // Already gone.
-    }
-  };
-  t.after(() => kill());
-  return {
-    child,
-    output: () => text,
-    exited,
-    kill,
-    waitForOutput(pattern, timeoutMs = 30_000) {
-      return new Promise((resolve, reject) => {
-        const check = () => {
-          if (pattern.test(text)) {
-            listeners.delete(check);
-            clearTimeout(timer);
-            resolve();
-          }
-        };
-        const timer = setTimeout(() => {
-          listeners.delete(check);
-          reject(new Error(`client never printed ${pattern}; it printed:\n${text}`));
-        }, timeoutMs);
-        listeners.add(check);
-        check();
-      });
-    },
-  };
+  return watchProcess(t, child, 'the client', 30_000);
 }
