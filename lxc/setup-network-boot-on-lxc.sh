@@ -4,7 +4,12 @@
 # answers DHCP and TFTP and devices reach the outside through NAT out of eth0.
 #
 #   lxc/setup-network-boot-on-lxc.sh [--wan IF] [--lan IF] [--address CIDR] [--dry-run] …
+#   lxc/setup-network-boot-on-lxc.sh --package cm4-provisioning_VERSION_ARCH.deb …
 #
+# From a checkout it writes a unit that runs the checkout as root. With --package it installs
+# the Debian package (its own user, unit and /etc/cm4-provisioning/config.json), writes the
+# netboot settings into that config file and adds only the root-run LAN and NAT steps to the
+# packaged unit, as a drop-in.
 # Runs as root inside the container (see NETWORK-BOOT-LXC.md beside it for the LXC host side).
 # Every step looks at the current state first and prints `ok: … (already)` or `changed: …`, so a
 # second run changes nothing; --dry-run prints the commands a run would execute and changes
@@ -17,6 +22,10 @@ HERE=$(cd "$(dirname "$0")" && pwd -P)
 SERVICE=cm4-provisioning.service
 DEFAULT_UNIT_DIR=/etc/systemd/system
 PACKAGES='dnsmasq-base nftables'
+DEB_NAME=cm4-provisioning
+DEB_DATA_DIR=/var/lib/cm4-provisioning
+DROP_IN_NAME=lxc-network-boot.conf
+WRITTEN_BY='# Written by lxc/setup-network-boot-on-lxc.sh'
 
 usage() {
 	cat <<EOF
@@ -24,6 +33,8 @@ Usage: $0 [options]
 
 Sets up this container for network boot of CM4s: the LAN address, packages, IPv4 forwarding,
 NAT with nftables, the data dir and the $SERVICE systemd unit. Idempotent.
+With --package, the server is the Debian package's: it is installed, the netboot settings go
+into its config file and the LAN and NAT steps into a drop-in for its unit.
 
 Options:
   --wan IF                 interface with the internet (default: eth0)
@@ -33,6 +44,10 @@ Options:
   --data-dir DIR           server data: database, images, golden.img
                            (default: /var/lib/cm4-provisioning)
   --app-dir DIR            the cm4-provisioning checkout (default: the one holding this script)
+  --package FILE.deb       install this cm4-provisioning package and use its unit instead of
+                           running a checkout (the data dir is then $DEB_DATA_DIR)
+  --config-file FILE       with --package: the settings file the server and cm4prov read
+                           (default: /etc/cm4-provisioning/config.json)
   --port N                 HTTP port of the server (default: 5000)
   --systemd-unit-dir DIR   where the unit goes (default: $DEFAULT_UNIT_DIR); systemctl is
                            only run for the default
@@ -56,6 +71,10 @@ ADDRESS=10.20.50.1/24
 DHCP_RANGE=10.20.50.100,10.20.50.200
 DATA_DIR=/var/lib/cm4-provisioning
 APP_DIR=$HERE/..
+APP_DIR_GIVEN=0
+DATA_DIR_GIVEN=0
+PACKAGE_FILE=''
+CONFIG_FILE=/etc/cm4-provisioning/config.json
 PORT=5000
 UNIT_DIR=$DEFAULT_UNIT_DIR
 NFT_TABLE=cm4prov
@@ -71,15 +90,17 @@ while [ $# -gt 0 ]; do
 	esac
 	case $1 in
 		--wan | --lan | --address | --dhcp-range | --data-dir | --app-dir | --port | --systemd-unit-dir | \
-			--nft-table | --sysctl-dir | --nft-persist-dir)
+			--nft-table | --sysctl-dir | --nft-persist-dir | --package | --config-file)
 			[ $# -ge 2 ] || fail_usage "option $1 needs a value (see --help)."
 			case $1 in
 				--wan) WAN=$2 ;;
 				--lan) LAN=$2 ;;
 				--address) ADDRESS=$2 ;;
 				--dhcp-range) DHCP_RANGE=$2 ;;
-				--data-dir) DATA_DIR=$2 ;;
-				--app-dir) APP_DIR=$2 ;;
+				--data-dir) DATA_DIR=$2; DATA_DIR_GIVEN=1 ;;
+				--app-dir) APP_DIR=$2; APP_DIR_GIVEN=1 ;;
+				--package) PACKAGE_FILE=$2 ;;
+				--config-file) CONFIG_FILE=$2 ;;
 				--port) PORT=$2 ;;
 				--systemd-unit-dir) UNIT_DIR=$2 ;;
 				--nft-table) NFT_TABLE=$2 ;;
@@ -194,10 +215,28 @@ case $NFT_TABLE in
 esac
 [ -z "${NFT_TABLE_BAD:-}" ] || fail_usage "invalid --nft-table '$NFT_TABLE': use a letter then letters, digits or '_' (at most 32)."
 
-[ -d "$APP_DIR" ] || fail_usage "invalid --app-dir '$APP_DIR': no such directory."
-APP_DIR=$(cd "$APP_DIR" && pwd -P)
-[ -f "$APP_DIR/bin/cm4prov.js" ] || fail_usage "invalid --app-dir '$APP_DIR': it holds no bin/cm4prov.js (expected a cm4-provisioning checkout)."
-check_path --app-dir "$APP_DIR"
+if [ -n "$PACKAGE_FILE" ]; then
+	[ "$APP_DIR_GIVEN" = 0 ] || fail_usage "invalid --app-dir '$APP_DIR': with --package the server is the package's, not a checkout."
+	[ -f "$PACKAGE_FILE" ] || fail_usage "invalid --package '$PACKAGE_FILE': no such file."
+	command -v dpkg-deb >/dev/null 2>&1 || fail_usage "invalid --package '$PACKAGE_FILE': dpkg-deb is missing (is this Debian?)."
+	PACKAGE_FILE=$(cd "$(dirname "$PACKAGE_FILE")" && pwd -P)/$(basename "$PACKAGE_FILE")
+	check_path --package "$PACKAGE_FILE"
+	deb_name=$(dpkg-deb --field "$PACKAGE_FILE" Package 2>/dev/null) ||
+		fail_usage "invalid --package '$PACKAGE_FILE': dpkg-deb cannot read it as a Debian package."
+	[ "$deb_name" = "$DEB_NAME" ] || fail_usage "invalid --package '$PACKAGE_FILE': it is the package '$deb_name', not $DEB_NAME."
+	PACKAGE_VERSION=$(dpkg-deb --field "$PACKAGE_FILE" Version)
+	# The unit's StateDirectory= and the package's user own this folder; another one would need
+	# the unit and cm4prov told separately. A bind mount onto it keeps the data elsewhere.
+	if [ "$DATA_DIR_GIVEN" = 1 ] && [ "$(printf '%s\n' "$DATA_DIR" | sed 's:/*$::')" != "$DEB_DATA_DIR" ]; then
+		fail_usage "invalid --data-dir '$DATA_DIR': with --package the data dir is $DEB_DATA_DIR (bind-mount another folder there)."
+	fi
+	check_path --config-file "$CONFIG_FILE"
+else
+	[ -d "$APP_DIR" ] || fail_usage "invalid --app-dir '$APP_DIR': no such directory."
+	APP_DIR=$(cd "$APP_DIR" && pwd -P)
+	[ -f "$APP_DIR/bin/cm4prov.js" ] || fail_usage "invalid --app-dir '$APP_DIR': it holds no bin/cm4prov.js (expected a cm4-provisioning checkout)."
+	check_path --app-dir "$APP_DIR"
+fi
 check_path --data-dir "$DATA_DIR"
 check_path --systemd-unit-dir "$UNIT_DIR"
 check_path --sysctl-dir "$SYSCTL_DIR"
@@ -213,6 +252,7 @@ if [ "$DRY_RUN" = 0 ] && [ "$(id -u)" -ne 0 ]; then
 fi
 
 UNIT_FILE=$UNIT_DIR/$SERVICE
+DROP_IN_FILE=$UNIT_DIR/$SERVICE.d/$DROP_IN_NAME
 SYSCTL_FILE=$SYSCTL_DIR/90-cm4-provisioning.conf
 NFT_FILE=$NFT_PERSIST_DIR/$NFT_TABLE.nft
 PUBLIC_URL=http://$LAN_IP:$PORT
@@ -342,6 +382,24 @@ step_packages() {
 	fi
 }
 
+# With --package: the .deb itself, when that version is not installed yet. apt-get resolves its
+# dependencies (nodejs 20 must come from a source that has it: Debian 12's own is 18).
+PACKAGE_CHANGED=0
+step_package_deb() {
+	local what="package $DEB_NAME $PACKAGE_VERSION installed"
+	if [ "$(dpkg-query -W -f='${Status} ${Version}' "$DEB_NAME" 2>/dev/null || true)" = "install ok installed $PACKAGE_VERSION" ]; then
+		ok "$what"
+	elif [ "$INSTALL" = 0 ]; then
+		skipped "installing $DEB_NAME $PACKAGE_VERSION from $PACKAGE_FILE (--no-install)"
+	else
+		changing "$what"
+		export DEBIAN_FRONTEND=noninteractive
+		run apt-get install -y "$PACKAGE_FILE"
+		PACKAGE_CHANGED=1
+		changed
+	fi
+}
+
 # ---------------------------------------------------------------- 3. IPv4 forwarding
 
 step_forwarding() {
@@ -436,7 +494,10 @@ step_nat() {
 # ---------------------------------------------------------------- 5. data dir
 
 step_data_dir() {
-	if [ -d "$DATA_DIR" ]; then
+	if [ -n "$PACKAGE_FILE" ] && [ ! -d "$DATA_DIR" ]; then
+		# postinst makes it (owned by the package's user), and the unit's StateDirectory= at start.
+		skipped "data dir $DATA_DIR: the package makes it"
+	elif [ -d "$DATA_DIR" ]; then
 		ok "data dir $DATA_DIR"
 	elif [ -e "$DATA_DIR" ]; then
 		die "data dir $DATA_DIR exists but is not a directory."
@@ -450,7 +511,49 @@ step_data_dir() {
 	fi
 }
 
-# ---------------------------------------------------------------- 6. systemd unit
+# ---------------------------------------------------------------- 6. settings (--package)
+
+# The netboot settings go into the config file the packaged unit names (CM4PROV_CONFIG), which
+# cm4prov also reads: the server and the commands run beside it agree on port and public URL.
+# Other settings in it are kept; the result is written only when it differs.
+CONFIG_CHANGED=0
+merged_config() {
+	# shellcheck disable=SC2016 # JavaScript, not shell
+	node -e '
+		const fs = require("fs");
+		const [file, base, ...pairs] = process.argv.slice(1);
+		const from = fs.existsSync(file) ? file : base;
+		const settings = from ? JSON.parse(fs.readFileSync(from, "utf8")) : {};
+		for (let i = 0; i < pairs.length; i += 2) {
+			const key = pairs[i];
+			const twin = key.replace(/-([a-z])/g, (_, c) => c.toUpperCase()); // dataDir for data-dir
+			if (twin !== key) delete settings[twin];
+			settings[key] = key === "port" ? Number(pairs[i + 1]) : pairs[i + 1];
+		}
+		process.stdout.write(JSON.stringify(settings, null, 2) + "\n");
+	' "$CONFIG_FILE" "$1" port "$PORT" netboot-interface "$LAN" netboot-address "$ADDRESS" \
+		dhcp-range "$DHCP_RANGE" public-url "$PUBLIC_URL"
+}
+
+step_config() {
+	local what="netboot settings in $CONFIG_FILE" base=''
+	if ! command -v node >/dev/null 2>&1; then
+		if [ "$DRY_RUN" = 1 ] || [ "$INSTALL" = 0 ]; then
+			skipped "$what: set port $PORT, netboot-interface $LAN, netboot-address $ADDRESS, dhcp-range $DHCP_RANGE, public-url $PUBLIC_URL once the package (and its nodejs) is installed"
+			return 0
+		fi
+		die "$what: node is missing although $DEB_NAME is installed."
+	fi
+	# Before the package is installed, its own config file is the starting point.
+	if [ ! -f "$CONFIG_FILE" ]; then
+		base=$WORK/packaged-config.json
+		dpkg-deb --fsys-tarfile "$PACKAGE_FILE" | tar -xOf - ./etc/cm4-provisioning/config.json >"$base" 2>/dev/null || base=''
+	fi
+	merged_config "$base" >"$WORK/config.json" || die "$what: cannot read $CONFIG_FILE as JSON."
+	if install_file "$CONFIG_FILE" "$what" <"$WORK/config.json"; then CONFIG_CHANGED=1; fi
+}
+
+# ---------------------------------------------------------------- 7. systemd unit
 
 unit_file() {
 	cat <<EOF
@@ -486,13 +589,52 @@ WantedBy=multi-user.target
 EOF
 }
 
+# With --package: added to the packaged unit. Its server runs as the package's user with the
+# network capabilities dnsmasq needs; the address and NAT steps need root: the '+' prefix.
+drop_in_file() {
+	cat <<EOF
+$WRITTEN_BY (cm4-provisioning); re-run it rather than editing.
+# Adds to the packaged $SERVICE what netboot from this container needs at every start: the
+# LAN address and the NAT table (both idempotent, run as root). IPv4 forwarding comes from
+# $SYSCTL_FILE; the netboot settings are in $CONFIG_FILE.
+[Unit]
+Description=CM4 provisioning server (HTTP :$PORT, DHCP and TFTP on $LAN)
+
+[Service]
+ExecStartPre=+/sbin/ip link set dev $LAN up
+ExecStartPre=+/sbin/ip addr replace $ADDRESS brd + dev $LAN
+ExecStartPre=+/usr/sbin/nft -f $NFT_FILE
+EOF
+}
+
+# remove_ours FILE WHY: deletes a file this script wrote (its first line says so) that the other
+# mode replaces. Status 0 when it was there (and is, or would be, gone).
+remove_ours() {
+	[ -f "$1" ] || return 1
+	head -n 1 "$1" | grep -q "^$WRITTEN_BY" ||
+		die "$1 was not written by this script and would $2: move it away first."
+	changing "removed $1 (it would $2)"
+	run rm -f "$1"
+	changed
+}
+
 SERVICE_STATE='not managed here'
 step_unit() {
 	local unit_changed=0 where
-	unit_file >"$WORK/unit"
-	if install_file "$UNIT_FILE" "systemd unit $UNIT_FILE" <"$WORK/unit"; then unit_changed=1; fi
-	where="unit written to $UNIT_FILE"
-	if [ "$DRY_RUN" = 1 ] && [ "$unit_changed" = 1 ]; then where="unit would be written to $UNIT_FILE"; fi
+	if [ -n "$PACKAGE_FILE" ]; then
+		if remove_ours "$UNIT_FILE" "hide the packaged unit"; then unit_changed=1; fi
+		drop_in_file >"$WORK/unit"
+		if install_file "$DROP_IN_FILE" "systemd drop-in $DROP_IN_FILE" <"$WORK/unit"; then unit_changed=1; fi
+		where="drop-in written to $DROP_IN_FILE"
+		if [ "$DRY_RUN" = 1 ] && [ "$unit_changed" = 1 ]; then where="drop-in would be written to $DROP_IN_FILE"; fi
+		if [ "$PACKAGE_CHANGED" = 1 ] || [ "$CONFIG_CHANGED" = 1 ]; then unit_changed=1; fi
+	else
+		if remove_ours "$DROP_IN_FILE" "add the package's steps to the checkout's unit"; then unit_changed=1; fi
+		unit_file >"$WORK/unit"
+		if install_file "$UNIT_FILE" "systemd unit $UNIT_FILE" <"$WORK/unit"; then unit_changed=1; fi
+		where="unit written to $UNIT_FILE"
+		if [ "$DRY_RUN" = 1 ] && [ "$unit_changed" = 1 ]; then where="unit would be written to $UNIT_FILE"; fi
+	fi
 	if [ ! -d /run/systemd/system ]; then
 		skipped "systemd is not running ($where)"
 		SERVICE_STATE="not started: systemd is not running ($where)"
@@ -510,7 +652,7 @@ step_unit() {
 	fi
 	if systemctl is-enabled --quiet "$SERVICE" 2>/dev/null && systemctl is-active --quiet "$SERVICE"; then
 		if [ "$unit_changed" = 1 ]; then
-			changing "$SERVICE restarted with the new unit"
+			changing "$SERVICE restarted with the new unit or settings"
 			run systemctl restart "$SERVICE"
 			changed
 		else
@@ -524,10 +666,15 @@ step_unit() {
 	SERVICE_STATE="$(systemctl is-active "$SERVICE" 2>/dev/null || true), $(systemctl is-enabled "$SERVICE" 2>/dev/null || true)"
 }
 
-# ---------------------------------------------------------------- 7. summary
+# ---------------------------------------------------------------- 8. summary
 
 summary() {
-	local addresses link forward nat route
+	local addresses link forward nat route cli=cm4prov told=''
+	# The packaged cm4prov finds port and data dir in the config file; a checkout's is told.
+	if [ -z "$PACKAGE_FILE" ]; then
+		cli="node $APP_DIR/bin/cm4prov.js"
+		told=" --data-dir $DATA_DIR --server http://127.0.0.1:$PORT"
+	fi
 	addresses=$(ip -o -4 addr show dev "$LAN" | awk '$3 == "inet" { printf "%s%s", sep, $4; sep = " " }')
 	link=down
 	if lan_is_up; then link=up; fi
@@ -550,7 +697,8 @@ summary$( [ "$DRY_RUN" = 0 ] || printf ' (as it is now: a dry run changed nothin
   service   $SERVICE: $SERVICE_STATE
 check it:
   curl 'http://$LAN_IP:$PORT/api/device-action-poll?mac=dc:a6:32:00:00:01'   # {"action":"none"}
-  journalctl -u cm4-provisioning -f     # DHCPDISCOVER/DHCPACK and TFTP 'sent' lines as a CM4 boots
+  $cli netboot events MAC$told   # a booting CM4's DHCP and TFTP stages
+  journalctl -u cm4-provisioning -f     # the server's own log
   ip addr show dev $LAN; sysctl net.ipv4.ip_forward; nft list table inet $NFT_TABLE
 EOF
 }
@@ -558,8 +706,10 @@ EOF
 if [ "$DRY_RUN" = 1 ]; then echo "dry run: nothing is changed"; fi
 step_lan_address
 step_packages
+if [ -n "$PACKAGE_FILE" ]; then step_package_deb; fi
 step_forwarding
 step_nat
 step_data_dir
+if [ -n "$PACKAGE_FILE" ]; then step_config; fi
 step_unit
 summary

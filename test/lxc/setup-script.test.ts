@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readFileSync, realpathSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { tempDir } from '../helpers/server.js';
 import {
@@ -217,4 +217,138 @@ test('bad options exit 2 with one sentence and change nothing', { skip: NEEDS_RO
   for (const option of ['--wan', '--lan', '--address', '--dhcp-range', '--data-dir', '--app-dir', '--port', '--systemd-unit-dir', '--nft-table', '--sysctl-dir', '--nft-persist-dir', '--no-install', '--dry-run']) {
     assert.ok(help.stdout.includes(`  ${option} `), `--help lists ${option}`);
   }
+});
+
+/** A stand-in for the real .deb: its name, version and packaged config file, nothing else. */
+function standInDeb(dir: string, name = 'cm4-provisioning'): string {
+  const tree = join(dir, 'deb-tree');
+  mkdirSync(join(tree, 'DEBIAN'), { recursive: true });
+  mkdirSync(join(tree, 'etc', 'cm4-provisioning'), { recursive: true });
+  writeFileSync(join(tree, 'DEBIAN', 'control'), [
+    `Package: ${name}`, 'Version: 9.9.9', 'Architecture: all', 'Maintainer: Test <test@example.invalid>',
+    'Description: stand-in for the set-up script tests', '',
+  ].join('\n'));
+  writeFileSync(join(tree, 'etc', 'cm4-provisioning', 'config.json'), '{\n  "host": "0.0.0.0",\n  "port": 5000,\n  "data-dir": "/var/lib/cm4-provisioning"\n}\n');
+  const deb = join(dir, `${name}_9.9.9_all.deb`);
+  const built = run('dpkg-deb', ['--root-owner-group', '--build', tree, deb]);
+  assert.equal(built.status, 0, shown(built));
+  return deb;
+}
+
+function packageArgs(dirs: ReturnType<typeof paths>, deb: string, config: string, ...extra: string[]): string[] {
+  return [
+    '--wan', 'eth0', '--lan', 'eth1', '--address', '10.20.50.1/24', '--package', deb, '--config-file', config,
+    '--systemd-unit-dir', dirs.units, '--sysctl-dir', dirs.sysctl, '--nft-persist-dir', dirs.nft, '--no-install', ...extra,
+  ];
+}
+
+test('--package: settings into the package\'s config file, LAN and NAT as a root drop-in for its unit; a second run changes nothing', { skip: NEEDS_ROOT }, async (t) => {
+  const ns = createTestNamespace(t);
+  const dirs = paths(t);
+  const deb = standInDeb(dirname(dirs.data));
+  const config = join(dirname(dirs.data), 'etc', 'config.json');
+  const dropIn = join(dirs.units, 'cm4-provisioning.service.d', 'lxc-network-boot.conf');
+  const hostDataDir = existsSync('/var/lib/cm4-provisioning');
+
+  // A unit from an earlier run on a checkout: the package's unit replaces it.
+  const checkout = ns.setup(setupArgs(dirs));
+  assert.equal(checkout.status, 0, shown(checkout));
+  assert.ok(existsSync(join(dirs.units, 'cm4-provisioning.service')));
+
+  const first = ns.setup(packageArgs(dirs, deb, config));
+  assert.equal(first.status, 0, shown(first));
+  assert.match(first.stdout, new RegExp(`^skipped: installing cm4-provisioning 9\\.9\\.9 from ${escaped(realpathSync(deb))} \\(--no-install\\)$`, 'm'));
+  assert.match(first.stdout, new RegExp(`^changed: removed ${escaped(join(dirs.units, 'cm4-provisioning.service'))} \\(it would hide the packaged unit\\)$`, 'm'));
+  assert.match(first.stdout, new RegExp(`^changed: netboot settings in ${escaped(config)}$`, 'm'));
+  assert.match(first.stdout, new RegExp(`^changed: systemd drop-in ${escaped(dropIn)}$`, 'm'));
+  assert.equal(existsSync('/var/lib/cm4-provisioning'), hostDataDir, "the host's data dir is neither made nor removed");
+
+  await t.test('the drop-in adds the LAN address and NAT steps, run as root; the server itself stays the package\'s', () => {
+    assert.equal(existsSync(join(dirs.units, 'cm4-provisioning.service')), false, 'no whole unit hides the packaged one');
+    const text = readFileSync(dropIn, 'utf8');
+    assert.deepEqual(text.split('\n').filter((line) => line.startsWith('ExecStartPre=')), [
+      'ExecStartPre=+/sbin/ip link set dev eth1 up',
+      'ExecStartPre=+/sbin/ip addr replace 10.20.50.1/24 brd + dev eth1',
+      `ExecStartPre=+/usr/sbin/nft -f ${join(dirs.nft, `${TABLE}.nft`)}`,
+    ]);
+    assert.doesNotMatch(text, /^(ExecStart|User|WorkingDirectory|Environment)=/m);
+  });
+
+  await t.test('the config file keeps the package\'s settings and gains the netboot ones cm4prov reads too', () => {
+    assert.deepEqual(JSON.parse(readFileSync(config, 'utf8')), {
+      host: '0.0.0.0', port: 5000, 'data-dir': '/var/lib/cm4-provisioning',
+      'netboot-interface': 'eth1', 'netboot-address': '10.20.50.1/24', 'dhcp-range': '10.20.50.100,10.20.50.200', 'public-url': 'http://10.20.50.1:5000',
+    });
+  });
+
+  await t.test('an operator\'s own setting survives; a second run prints no changed: line and rewrites nothing', () => {
+    const edited = { ...JSON.parse(readFileSync(config, 'utf8')), 'device-network': '10.20.50.0/24' };
+    writeFileSync(config, `${JSON.stringify(edited, null, 2)}\n`);
+    const before = [config, dropIn].map((file) => ({ file, mtimeMs: statSync(file).mtimeMs, content: readFileSync(file, 'utf8') }));
+    const second = ns.setup(packageArgs(dirs, deb, config));
+    assert.equal(second.status, 0, shown(second));
+    assert.doesNotMatch(second.stdout, /^changed:/m, shown(second));
+    assert.match(second.stdout, new RegExp(`^ok: netboot settings in ${escaped(config)} \\(already\\)$`, 'm'));
+    assert.deepEqual([config, dropIn].map((file) => ({ file, mtimeMs: statSync(file).mtimeMs, content: readFileSync(file, 'utf8') })), before);
+  });
+
+  await t.test('a changed --port and --dhcp-range are written over the old values, once', () => {
+    const third = ns.setup(packageArgs(dirs, deb, config, '--port', '5080', '--dhcp-range', '10.20.50.20,10.20.50.90'));
+    assert.equal(third.status, 0, shown(third));
+    const settings = JSON.parse(readFileSync(config, 'utf8'));
+    assert.equal(settings.port, 5080);
+    assert.equal(settings['dhcp-range'], '10.20.50.20,10.20.50.90');
+    assert.equal(settings['public-url'], 'http://10.20.50.1:5080');
+    assert.equal(settings['device-network'], '10.20.50.0/24');
+    assert.match(readFileSync(dropIn, 'utf8'), /^Description=CM4 provisioning server \(HTTP :5080, DHCP and TFTP on eth1\)$/m);
+  });
+
+  await t.test('back to a checkout: its unit returns and the package\'s drop-in goes', () => {
+    const back = ns.setup(setupArgs(dirs));
+    assert.equal(back.status, 0, shown(back));
+    assert.match(back.stdout, new RegExp(`^changed: removed ${escaped(dropIn)} \\(it would add the package's steps to the checkout's unit\\)$`, 'm'));
+    assert.equal(existsSync(dropIn), false);
+    assert.ok(existsSync(join(dirs.units, 'cm4-provisioning.service')));
+  });
+});
+
+test('--package --dry-run prints the apt-get install, the config file and the drop-in, and changes nothing', { skip: NEEDS_ROOT }, (t) => {
+  const ns = createTestNamespace(t);
+  const dirs = paths(t);
+  const deb = standInDeb(dirname(dirs.data));
+  const config = join(dirname(dirs.data), 'etc', 'config.json');
+  const args = packageArgs(dirs, deb, config, '--dry-run').filter((arg) => arg !== '--no-install');
+  const dry = ns.setup(args);
+  assert.equal(dry.status, 0, shown(dry));
+  assert.doesNotMatch(dry.stdout, /^changed:/m, shown(dry));
+  assert.match(dry.stdout, /^would change: package cm4-provisioning 9\.9\.9 installed$/m);
+  assert.match(dry.stdout, new RegExp(`^ {4}apt-get install -y ${escaped(realpathSync(deb))}$`, 'm'));
+  assert.match(dry.stdout, /^ {4}\| {3}"netboot-interface": "eth1",$/m);
+  assert.match(dry.stdout, /^ {4}\| ExecStartPre=\+\/sbin\/ip addr replace 10\.20\.50\.1\/24 brd \+ dev eth1$/m);
+  assert.equal(existsSync(config), false, 'no config file written');
+  for (const path of Object.values(dirs)) assert.equal(existsSync(path), false, `${path} was not created`);
+});
+
+test('--package refuses what would not fit the package: exit 2, one sentence', { skip: NEEDS_ROOT }, (t) => {
+  const ns = createTestNamespace(t);
+  const dirs = paths(t);
+  const deb = standInDeb(dirname(dirs.data));
+  const other = standInDeb(dirname(dirs.data), 'something-else');
+  const config = join(dirname(dirs.data), 'etc', 'config.json');
+  const cases: [string[], RegExp][] = [
+    [packageArgs(dirs, deb, config, '--data-dir', '/srv/cm4'), /invalid --data-dir '\/srv\/cm4': with --package the data dir is \/var\/lib\/cm4-provisioning \(bind-mount another folder there\)\./],
+    [packageArgs(dirs, deb, config, '--app-dir', REPO_DIR), /invalid --app-dir '.*': with --package the server is the package's, not a checkout\./],
+    [packageArgs(dirs, join(dirname(dirs.data), 'missing.deb'), config), /invalid --package '.*missing\.deb': no such file\./],
+    [packageArgs(dirs, other, config), /invalid --package '.*': it is the package 'something-else', not cm4-provisioning\./],
+  ];
+  for (const [args, message] of cases) {
+    const result = ns.setup(args);
+    assert.equal(result.status, 2, `${args.join(' ')}${shown(result)}`);
+    assert.equal(result.stdout, '');
+    assert.match(result.stderr, message);
+    assert.match(result.stderr, /^setup-network-boot-on-lxc\.sh: [^\n]+\.\n$/, 'one sentence on one line');
+  }
+  assert.equal(existsSync(config), false);
+  const help = ns.setup(['--help']);
+  for (const option of ['--package', '--config-file']) assert.ok(help.stdout.includes(`  ${option} `), `--help lists ${option}`);
 });
