@@ -2,7 +2,7 @@
 # provisioning-client.sh: runs on a netbooted CM4 (busybox ash + curl) and does what the
 # provisioning server asks: write an image onto the eMMC (deploy) or upload the eMMC (backup).
 #
-#   register  POST /api/register-device            (mac, ip, serial, model, storage_bytes)
+#   register  POST /api/register-device            (mac, ip, serial, model, storage_bytes, emmc_cid)
 #   poll      GET  /api/device-action-poll?mac=…&format=env&wait=N   (long-poll)
 #   deploy    GET  job image URL  → dd onto TARGET_DEVICE, read back, sha256 → result
 #   backup    dd TARGET_DEVICE → PUT job upload URL (sha256 computed on the way) → result
@@ -24,6 +24,8 @@
 #   DEPLOY_MODE          auto   auto: only the image's mapped chunks (zstd when available), each
 #                               read back and checked; full: the whole image, one sha256
 #   DEVICE_SERIAL, DEVICE_MODEL   override what is read from the device tree / cpuinfo
+#   EMMC_CID_FILE        /sys/block/<mmcblkN>/device/cid of TARGET_DEVICE   the eMMC's CID register
+#                        (32 hex digits); a file target has none, and then none is sent
 #   AFTER_JOB            exit   exit: end after one job with its status (the initramfs then reboots);
 #                               poll: report it and wait for the next job (trials, a file as target)
 #
@@ -132,6 +134,24 @@ load_settings() {
 	SERIAL=${DEVICE_SERIAL:-$(device_tree_text serial-number || cpuinfo_field Serial)}
 	MODEL=${DEVICE_MODEL:-$(device_tree_text model || cpuinfo_field Model)}
 	TARGET_BYTES=$(target_size) || die "target $TARGET_DEVICE is neither a block device nor a file" 2
+	EMMC_CID=$(emmc_cid)
+}
+
+# The eMMC's CID as the kernel gives it, or nothing: a file target has none, and a value that is
+# not 32 hex digits is left out (the server would refuse the registration over it).
+emmc_cid() {
+	local file="${EMMC_CID_FILE:-}" cid
+	if [ -z "$file" ]; then
+		[ -b "$TARGET_DEVICE" ] || return 0
+		file=$(readlink -f "$TARGET_DEVICE")
+		file="/sys/block/${file##*/}/device/cid"
+	fi
+	[ -r "$file" ] || return 0
+	cid=$(head -c 100 "$file" | tr -d ' \n')
+	case $cid in
+		*[!0-9a-fA-F]*) log "ignoring $file: not a CID ('$cid')"; return 0 ;;
+	esac
+	if [ "${#cid}" -eq 32 ]; then echo "$cid"; else log "ignoring $file: not a CID ('$cid')"; fi
 }
 
 # ---------------------------------------------------------------- HTTP (the one place that talks to the server)
@@ -194,7 +214,8 @@ register() {
 	http POST "$SERVER/api/register-device" --max-time 30 \
 		--data-urlencode "mac=$MAC" --data-urlencode "ip=$DEVICE_IP" \
 		--data-urlencode "serial=$SERIAL" --data-urlencode "model=$MODEL" \
-		--data-urlencode "storage_bytes=$TARGET_BYTES" --data-urlencode "client_version=$CLIENT_VERSION"
+		--data-urlencode "storage_bytes=$TARGET_BYTES" --data-urlencode "client_version=$CLIENT_VERSION" \
+		${EMMC_CID:+--data-urlencode "emmc_cid=$EMMC_CID"}
 }
 
 # What this client can do, offered in every poll: write chunks at offsets (`sparse`), and

@@ -17,6 +17,9 @@ import type { Services } from './services.js';
 import { createAllowList } from './shared/network.js';
 import { netbootAdminRoutes } from './netboot/routes.js';
 import { transferRoutes } from './transfers/routes.js';
+import { notifyAdminRoutes } from './notify/index.js';
+import { ruleAdminRoutes } from './rules/index.js';
+import { recordAdminRoutes } from './records/index.js';
 
 export interface AppOptions {
   services: Services;
@@ -72,6 +75,9 @@ export async function buildApp({ services, log }: AppOptions): Promise<FastifyIn
     await adminApi.register(imageAdminRoutes, { images: services.images });
     await adminApi.register(backupAdminRoutes, { backups: services.backups });
     await adminApi.register(netbootAdminRoutes, { netboot: services.netboot, devices: services.devices });
+    await adminApi.register(notifyAdminRoutes, { notify: services.notify });
+    await adminApi.register(ruleAdminRoutes, { rules: services.rules });
+    await adminApi.register(recordAdminRoutes, { records: services.records });
   });
 
   await app.register(dashboardRoutes, {
@@ -87,6 +93,9 @@ export async function buildApp({ services, log }: AppOptions): Promise<FastifyIn
     backups: services.backups,
     clock: services.clock,
     netboot: services.netboot,
+    notify: services.notify,
+    records: services.records,
+    rules: services.rules,
     defaultAfterSuccess: config.afterSuccess,
   });
 

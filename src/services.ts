@@ -30,6 +30,9 @@ import { systemClock, type Clock } from './shared/clock.js';
 import { createEventBus } from './shared/events.js';
 import { ensureDir } from './shared/files.js';
 import { createTransferService } from './transfers/service.js';
+import { createNotifyService } from './notify/index.js';
+import { createLineSwitch, createRuleEngine, createRuleService, createRuleStore } from './rules/index.js';
+import { createRecordService, createRecordStore } from './records/index.js';
 
 export interface ServiceOptions {
   config: Config;
@@ -50,6 +53,7 @@ export function createServices(options: ServiceOptions) {
   const transfersInFlight = createTransferRegistry(clock);
 
   const jobStore = createJobStore(db);
+  const line = createLineSwitch(db);
   const deviceStore = createDeviceStore(db);
   const imageStore = createImageStore(db);
   const blockMaps = createBlockMapStore(db);
@@ -80,7 +84,12 @@ export function createServices(options: ServiceOptions) {
     log: log.child({ module: 'jobs' }),
     stallTimeoutMs: config.jobStallTimeout * 1000,
     defaultAfterSuccess: config.afterSuccess,
+    holdQueued: (job) => job.ordered_by === 'rule' && line.paused(),
+    onDeviceAsks: (mac, trigger) => ruleEngine.consider(mac, trigger),
   });
+  const ruleStore = createRuleStore(db);
+  const ruleEngine = createRuleEngine({ store: ruleStore, devices: deviceStore, jobs, images, line, clock, bus, log: log.child({ module: 'rules' }) });
+  const rules = createRuleService({ store: ruleStore, engine: ruleEngine, line, devices: deviceStore, jobs, clock, bus });
   const netboot = createNetbootService({
     settings: resolveNetbootSettings(config, options.interfaces),
     db,
@@ -96,6 +105,7 @@ export function createServices(options: ServiceOptions) {
     bus,
     registrationLimit: { perAddress: config.deviceRegistrationLimit, windowMs: 60_000 },
     forgetUnknownAfterMs: config.forgetUnknownDevicesAfter * 86_400_000,
+    holdOf: (mac) => rules.holdOf(mac),
   });
   const identity = createIdentityCheck({ leases: netboot.leaseBook, clock, log: log.child({ module: 'devices' }) });
   const backups = createBackupService({
@@ -112,6 +122,8 @@ export function createServices(options: ServiceOptions) {
     log: log.child({ module: 'backups' }),
   });
   const transfers = createTransferService({ jobs, images, backups, transfers: transfersInFlight });
+  const records = createRecordService({ store: createRecordStore(db), jobs });
+  const notify = createNotifyService({ db, bus, jobs, devices: deviceStore, clock, log: log.child({ module: 'notify' }) });
   const sessions = createSessionStore(db, clock);
   const passwords = createPasswordStore(db);
   const auth = createAdminAuth({ adminToken, sessions });
@@ -141,10 +153,13 @@ export function createServices(options: ServiceOptions) {
     devices,
     identity,
     jobs,
+    rules,
     images,
     backups,
     transfers,
+    records,
     golden,
+    notify,
     netboot,
     sessions,
     passwords,
@@ -174,8 +189,10 @@ export function createServices(options: ServiceOptions) {
       const awaiting = new Set(jobStore.running().filter((job) => job.upload_sha256 !== null).map((job) => job.id));
       await backups.sweepLeftovers(awaiting);
       images.sweepRetired();
+      notify.start(); // webhook deliveries and labels a previous run left pending
     },
     async close() {
+      await notify.stop();
       await caches.stop();
       db.close();
     },

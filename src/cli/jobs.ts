@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { JOB_STATES } from '../jobs/store.js';
-import type { JobView } from '../jobs/view.js';
+import { orderedByText, type JobView } from '../jobs/view.js';
 import type { CommandContext } from './context.js';
 import { CliError, EXIT } from './errors.js';
 import { macArgument } from './mac-argument.js';
@@ -22,11 +22,11 @@ export function registerJobCommands(program: Command, context: CommandContext) {
       const { jobs, total, next } = await context.api(options).get<{ jobs: JobView[]; total: number; next: string | null }>(`/api/jobs?${query}`);
       if (options.json) printJson(jobs);
       else printTable(
-        ['ID', 'DEVICE', 'ACTION', 'STATE', 'SOURCE', 'CREATED', 'TIME', 'RATE', 'RESULT'],
+        ['ID', 'DEVICE', 'ACTION', 'STATE', 'SOURCE', 'BY', 'CREATED', 'TIME', 'RATE', 'RESULT'],
         jobs.map((j) => [
           j.id, j.device_mac, j.kind, j.state,
           j.kind === 'deploy' ? j.image?.name : j.backup_id ? `backup ${j.backup_id}` : '',
-          when(j.created_at), duration(j.duration_seconds), rate(j.rate_bytes_per_second),
+          orderedByText(j), when(j.created_at), duration(j.duration_seconds), rate(j.rate_bytes_per_second),
           j.state === 'ok' || j.state === 'unconfirmed' ? j.verification?.summary : j.error ?? j.phase ?? '',
         ]),
         'No jobs yet.',

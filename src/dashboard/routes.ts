@@ -25,7 +25,13 @@ import { deployDialog, devicesPage } from './views/devices.js';
 import { HISTORY_PAGE_SIZE, historyPage } from './views/history.js';
 import { imagesPage } from './views/images.js';
 import { netbootPage } from './views/netboot.js';
+import { RECORDS_PAGE_SIZE, recordsPage } from './views/records.js';
+import type { RecordService } from '../records/index.js';
 import { loginPage, page, type PageName } from './views/layout.js';
+import { notifyPage, webhookAdded } from './views/notify.js';
+import type { NotifyService } from '../notify/index.js';
+import { applyRuleVerb, RULE_VERBS, rulesBody, rulesPage } from './views/rules.js';
+import type { RuleService } from '../rules/index.js';
 
 export interface DashboardOptions {
   auth: AdminAuth;
@@ -40,6 +46,9 @@ export interface DashboardOptions {
   backups: BackupService;
   clock: Clock;
   netboot: NetbootService;
+  notify: NotifyService;
+  records: RecordService;
+  rules: RuleService;
   defaultAfterSuccess: 'emmc' | 'netboot';
 }
 
@@ -121,7 +130,7 @@ export const dashboardRoutes: FastifyPluginAsyncTypebox<DashboardOptions> = asyn
     pages.get('/', { schema: { querystring: DevicePageSchema } }, async (request, reply) => {
       const page = devices.page({ ...request.query, limit: DEVICE_PAGE_SIZE });
       const listing = { query: request.query, ...page, active: devices.count({ state: 'active' }) };
-      return sendPage(request, reply, 'Devices', 'devices', devicesPage(listing, clock.now()));
+      return sendPage(request, reply, 'Devices', 'devices', devicesPage(listing, clock.now(), options.rules.line().paused_at));
     });
 
     pages.get('/images', async (request, reply) => sendPage(request, reply, 'Images', 'images', imagesPage(images.list(), images.imports())));
@@ -149,9 +158,38 @@ export const dashboardRoutes: FastifyPluginAsyncTypebox<DashboardOptions> = asyn
         const page = error ? { rows: [], total: 0, next: null } : jobs.list({ mac: device, state, limit: HISTORY_PAGE_SIZE, cursor: cursor ? Number(cursor) : undefined });
         const list = page.rows.map((job) => jobs.view(job));
         const more = { total: page.total, next: page.next === null ? null : String(page.next) };
-        return sendPage(request, reply, 'History', 'history', historyPage(list, { device, state, cursor, error }, more));
+        return sendPage(request, reply, 'History', 'history', historyPage(list, { device, state, cursor, error }, more, { labels: Boolean(options.notify.labels.settings().output) }));
       },
     );
+
+    pages.get(
+      '/records',
+      { schema: { querystring: Type.Object({ search: Type.Optional(Type.String({ maxLength: 200 })), cursor: Type.Optional(Type.String({ maxLength: 300 })) }) } },
+      async (request, reply) => {
+        const search = request.query.search?.trim() || undefined;
+        const page = options.records.page({ search, cursor: request.query.cursor, limit: RECORDS_PAGE_SIZE });
+        return sendPage(request, reply, 'Records', 'records', recordsPage({ search, cursor: request.query.cursor, ...page }));
+      },
+    );
+
+    pages.get('/rules', async (request, reply) => sendPage(request, reply, 'Rules', 'rules', rulesPage(options.rules.list(), options.rules.line(), options.rules.held())));
+    pages.post('/dashboard/rules', { schema: { body: Type.Object({ verb: Type.Union(RULE_VERBS.map((verb) => Type.Literal(verb))), id: Type.Optional(Type.Integer({ minimum: 1 })) }) } }, async (request, reply) => {
+      auth.checkCsrf(request, sessionsByRequest.get(request)!);
+      applyRuleVerb(options.rules, request.body.verb, request.body.id);
+      return sendHtml(reply, rulesBody(options.rules.list(), options.rules.line(), options.rules.held()));
+    });
+
+    // Webhooks & labels sits under History (where Reprint is), keeping the top bar one row.
+    pages.get('/notify', async (request, reply) =>
+      sendPage(request, reply, 'Webhooks & labels', 'history', notifyPage(options.notify.webhooks.list(), options.notify.labels.settings())),
+    );
+    // Adding a webhook here, not through the API, so that the page can show its secret once.
+    pages.post('/dashboard/webhooks', { schema: { body: Type.Object({ url: Type.String({ maxLength: 2000 }), events: Type.Optional(Type.String({ maxLength: 400 })) }) } }, async (request, reply) => {
+      auth.checkCsrf(request, sessionsByRequest.get(request)!);
+      const events = request.body.events?.split(',').map((event) => event.trim()).filter(Boolean);
+      const hook = options.notify.webhooks.add({ url: request.body.url, events: events?.length ? events : undefined });
+      return sendHtml(reply, webhookAdded(hook, options.notify.webhooks.list()));
+    });
 
     pages.get('/netboot', async (request, reply) => {
       const leases = options.netboot.leases();

@@ -12,6 +12,7 @@ export const RegisterBody = Type.Object(
     model: Type.Optional(Type.String({ maxLength: 200 })),
     storage_bytes: Type.Optional(WholeNumber({ description: 'size of the target device (eMMC) in bytes' })),
     client_version: Type.Optional(Type.String({ maxLength: 64 })),
+    emmc_cid: Type.Optional(Type.String({ maxLength: 64, description: "the eMMC's CID register: 32 hex digits (/sys/block/mmcblk0/device/cid)" })),
   },
   { additionalProperties: true },
 );

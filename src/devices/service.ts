@@ -7,6 +7,7 @@ import { normalizeMac } from '../shared/mac.js';
 import { plainAddress } from '../shared/network.js';
 import type { JobService } from '../jobs/service.js';
 import type { JobView } from '../jobs/view.js';
+import { decodeEmmcCid, normalizeEmmcCid, type EmmcIdentity } from '../records/emmc-cid.js';
 import type { DeviceQuery } from './list-query.js';
 import { createRegistrationLimiter, DEFAULT_REGISTRATION_LIMIT, type RegistrationLimit } from './registration-limit.js';
 import type { DeviceRow, DeviceStore } from './store.js';
@@ -19,6 +20,8 @@ export interface DeviceView {
   model: string | null;
   storage_bytes: number | null;
   client_version: string | null;
+  /** The eMMC's CID register, decoded; null until the client reports it (a file target has none). */
+  emmc: EmmcIdentity | null;
   first_seen_at: string;
   last_seen_at: string;
   /** Not heard from (poll, registration, progress) for STALE_AFTER_MS: shown as stale, never deleted. */
@@ -30,6 +33,8 @@ export interface DeviceView {
    * client exited or lost the network): known at once, where `stale` takes 90 s. Null otherwise.
    */
   client_hung_up_at: string | null;
+  /** A rule holds it for a person (src/rules/): which rule, and why. */
+  rule_hold: { rule: string; reason: string | null } | null;
   netboot: {
     /** false: its MAC gets no PXE offer, so it boots from its eMMC. */
     enabled: boolean;
@@ -57,6 +62,8 @@ export interface DeviceServiceDeps {
   /** New devices per source address and window (register and poll alike). */
   registrationLimit?: RegistrationLimit;
   forgetUnknownAfterMs?: number;
+  /** The rule holding the device for a person, if any. */
+  holdOf?: (mac: string) => { rule: string; reason: string | null } | null;
 }
 
 export function createDeviceService(deps: DeviceServiceDeps) {
@@ -84,10 +91,12 @@ export function createDeviceService(deps: DeviceServiceDeps) {
       model: device.model,
       storage_bytes: device.storage_bytes,
       client_version: device.client_version,
+      emmc: device.emmc_cid ? decodeEmmcCid(device.emmc_cid) : null,
       first_seen_at: new Date(device.first_seen_at).toISOString(),
       last_seen_at: new Date(device.last_seen_at).toISOString(),
       stale: clock.now() - device.last_seen_at > STALE_AFTER_MS,
       registered: device.registered_at !== null,
+      rule_hold: deps.holdOf?.(device.mac) ?? null,
       client_hung_up_at: hungUpAt(device) === null ? null : new Date(hungUpAt(device)!).toISOString(),
       netboot: {
         enabled: device.netboot_enabled === 1,
@@ -134,6 +143,7 @@ export function createDeviceService(deps: DeviceServiceDeps) {
       const mac = normalizeMac(body.mac);
       const ip = body.ip?.trim() || plainAddress(sourceIp);
       if (isIP(ip) === 0) throw badRequest(`invalid ip '${body.ip}': expected an IPv4 or IPv6 address`);
+      const emmcCid = normalizeEmmcCid(body.emmc_cid);
       // A device the server has not met counts against its source address's share.
       if (!store.get(mac)) limiter.admit(plainAddress(sourceIp));
       const device = save({
@@ -143,6 +153,7 @@ export function createDeviceService(deps: DeviceServiceDeps) {
         model: body.model?.trim() || null,
         storageBytes: body.storage_bytes ?? null,
         clientVersion: body.client_version?.trim() || null,
+        emmcCid,
       });
       jobs.deviceRestarted(mac);
       return device;

@@ -16,6 +16,8 @@ export interface DeviceRow {
   boot_stage_at: number | null;
   /** When its provisioning client last registered; null if only DHCP/TFTP have seen it. */
   registered_at: number | null;
+  /** The eMMC's CID register, 32 lower-case hex digits; null until a client reports it. */
+  emmc_cid: string | null;
 }
 
 export interface DeviceFacts {
@@ -25,20 +27,22 @@ export interface DeviceFacts {
   model?: string | null;
   storageBytes?: number | null;
   clientVersion?: string | null;
+  emmcCid?: string | null;
   /** A provisioning client spoke (registration or poll); false for a device seen only at boot. */
   byClient?: boolean;
 }
 
 export function createDeviceStore(db: Db) {
   const upsert = db.prepare<[Omit<DeviceFacts, 'byClient'> & { now: number; registeredAt: number | null }]>(`
-    INSERT INTO devices (mac, ip, serial, model, storage_bytes, client_version, first_seen_at, last_seen_at, registered_at)
-    VALUES (@mac, @ip, @serial, @model, @storageBytes, @clientVersion, @now, @now, @registeredAt)
+    INSERT INTO devices (mac, ip, serial, model, storage_bytes, client_version, emmc_cid, first_seen_at, last_seen_at, registered_at)
+    VALUES (@mac, @ip, @serial, @model, @storageBytes, @clientVersion, @emmcCid, @now, @now, @registeredAt)
     ON CONFLICT (mac) DO UPDATE SET
       ip = coalesce(excluded.ip, ip),
       serial = coalesce(excluded.serial, serial),
       model = coalesce(excluded.model, model),
       storage_bytes = coalesce(excluded.storage_bytes, storage_bytes),
       client_version = coalesce(excluded.client_version, client_version),
+      emmc_cid = coalesce(excluded.emmc_cid, emmc_cid),
       last_seen_at = excluded.last_seen_at,
       registered_at = coalesce(excluded.registered_at, registered_at)`);
   const byMac = db.prepare<[string], DeviceRow>('SELECT * FROM devices WHERE mac = ?');
@@ -107,6 +111,7 @@ export function createDeviceStore(db: Db) {
         model: null,
         storageBytes: null,
         clientVersion: null,
+        emmcCid: null,
         ...known,
         registeredAt: byClient ? now : null,
         now,

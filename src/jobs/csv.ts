@@ -1,4 +1,4 @@
-import type { JobView } from './view.js';
+import { orderedByText, type JobView } from './view.js';
 
 const COLUMNS: Array<[string, (job: JobView) => string | number | null | undefined]> = [
   ['job', (j) => j.id],
@@ -7,6 +7,7 @@ const COLUMNS: Array<[string, (job: JobView) => string | number | null | undefin
   ['image', (j) => j.image?.name],
   ['backup_id', (j) => j.backup_id],
   ['state', (j) => j.state],
+  ['ordered_by', (j) => orderedByText(j)],
   ['created_at', (j) => j.created_at],
   ['started_at', (j) => j.started_at],
   ['ended_at', (j) => j.ended_at],
@@ -25,7 +26,7 @@ const COLUMNS: Array<[string, (job: JobView) => string | number | null | undefin
  * cell that a spreadsheet would run as a formula (=, +, -, @, tab or CR first: OWASP's "CSV
  * injection") gets a leading apostrophe; device-supplied text ends up in these cells.
  */
-function field(value: string | number | null | undefined): string {
+export function field(value: string | number | null | undefined): string {
   if (value === null || value === undefined) return '';
   let text = String(value);
   if (typeof value === 'string' && /^[=+\-@\t\r]/.test(text)) text = `'${text}`;

@@ -29,6 +29,13 @@ export interface JobServiceDeps {
   stallTimeoutMs: number;
   /** What a device boots after a job ends ok, unless the order says otherwise. */
   defaultAfterSuccess: JobRow['after_success'];
+  /** true: leave this queued job queued for now (rule work while the line is paused, src/rules/line.ts). */
+  holdQueued?: (job: JobRow) => boolean;
+  /**
+   * Called when a device registers or polls, after a job it was running has been abandoned and
+   * before the poll looks for work: the rule engine (src/rules/) may queue a job here.
+   */
+  onDeviceAsks?: (mac: string, trigger: 'register' | 'poll') => void;
 }
 
 export type PollOutcome =
@@ -40,6 +47,8 @@ export interface OrderOptions {
   after?: JobRow['after_success'];
   /** Deploy: the whole target must equal the image afterwards (unmapped ranges zeroed, one full hash). */
   fullMatch?: boolean;
+  /** The rule that orders it (src/rules/); a person when absent. */
+  rule?: { id: number; name: string };
 }
 
 /** What a device says at the end of a deploy. */
@@ -119,14 +128,14 @@ export function createJobService(deps: JobServiceDeps) {
     try {
       const afterSuccess = options.after ?? deps.defaultAfterSuccess;
       const fullMatch = options.fullMatch ? 1 : 0;
-      job = store.create({ mac, kind, token: newToken(), imageId: image?.id ?? null, bytesTotal, afterSuccess, fullMatch }, clock.now());
+      job = store.create({ mac, kind, token: newToken(), imageId: image?.id ?? null, bytesTotal, afterSuccess, fullMatch, rule: options.rule }, clock.now());
     } catch (error) {
       if ((error as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
         throw conflict(`device ${mac} already has a queued or running job; cancel it first`);
       }
       throw error;
     }
-    log.info({ job: job.id, mac, kind, image: image?.name }, 'job queued');
+    log.info({ job: job.id, mac, kind, image: image?.name, rule: options.rule?.name }, 'job queued');
     changed(job);
     waiters.wake(mac);
     return job;
@@ -155,6 +164,15 @@ export function createJobService(deps: JobServiceDeps) {
     });
   }
 
+  function deviceAsks(mac: string, trigger: 'register' | 'poll') {
+    try {
+      deps.onDeviceAsks?.(mac, trigger);
+    } catch (error) {
+      // A rule that cannot act must not cost the device its poll.
+      log.error({ err: error, mac }, 'rule engine failed');
+    }
+  }
+
   function abandonRunning(mac: string, why: string): JobRow | undefined {
     const active = store.activeFor(mac);
     if (active?.state !== 'running') return undefined;
@@ -167,7 +185,7 @@ export function createJobService(deps: JobServiceDeps) {
   /** Hands the device its queued job, if any: the one moment a job moves queued → running. */
   function takeQueued(mac: string, features: ReadonlySet<string>, taker: Taker): PollOutcome | undefined {
     const job = store.activeFor(mac);
-    if (job?.state !== 'queued') return undefined;
+    if (job?.state !== 'queued' || deps.holdQueued?.(job)) return undefined;
     // The file may have changed or gone since the order: never hand out an image that is not
     // intact. While it is being re-hashed the job waits; a broken one fails without starting.
     const problem = job.kind === 'deploy' ? images.fileProblem(images.get(job.image_id!)!) : null;
@@ -222,6 +240,10 @@ export function createJobService(deps: JobServiceDeps) {
   return {
     /** Polls parked right now, waiting for work. */
     waitingPolls: () => waiters.waiting(),
+    /** Wakes the device's parked poll to look for its queued job again (e.g. the line resumed). */
+    wake: (mac: string) => waiters.wake(mac),
+    /** Wakes every parked poll, so each device asks the rules again (they changed, or the line resumed). */
+    wakeAll: () => waiters.parked().forEach((mac) => waiters.wake(mac)),
     view(job: JobRow): JobView {
       return toJobView(job, job.image_id === null ? undefined : images.get(job.image_id), clock.now(), rates.rateOf(job.id));
     },
@@ -250,7 +272,7 @@ export function createJobService(deps: JobServiceDeps) {
 
     orderBackup(macInput: string, options: OrderOptions = {}): JobRow {
       const device = requireDevice(macInput);
-      return order(device.mac, 'backup', null, device.storage_bytes, { after: options.after });
+      return order(device.mac, 'backup', null, device.storage_bytes, { after: options.after, rule: options.rule });
     },
 
     cancel(jobId: number): JobRow {
@@ -270,7 +292,9 @@ export function createJobService(deps: JobServiceDeps) {
 
     /** A device (re)registered: a job it was running cannot finish any more. */
     deviceRestarted(mac: string): JobRow | undefined {
-      return abandonRunning(mac, 'the device registered again (it restarted)');
+      const abandoned = abandonRunning(mac, 'the device registered again (it restarted)');
+      deviceAsks(mac, 'register');
+      return abandoned;
     },
 
     /**
@@ -287,6 +311,8 @@ export function createJobService(deps: JobServiceDeps) {
       const abandoned = abandonRunning(mac, 'the device polled for new work (its client restarted)');
       const deadline = clock.now() + waitMs;
       for (;;) {
+        // Also after a wake: a rule may have been added or the line resumed meanwhile.
+        deviceAsks(mac, 'poll');
         const taken = takeQueued(mac, features, taker);
         if (taken) return taken;
         const left = deadline - clock.now();

@@ -49,6 +49,10 @@ export interface JobRow {
   client_reports: number;
   /** When the last byte of the whole image had been sent (full-image transfers). */
   image_sent_at: number | null;
+  /** Who ordered it: a person (admin API, dashboard, CLI) or a rule (src/rules/), named as it was then. */
+  ordered_by: 'operator' | 'rule';
+  rule_id: number | null;
+  rule_name: string | null;
 }
 
 export interface NewJob {
@@ -59,6 +63,8 @@ export interface NewJob {
   bytesTotal: number | null;
   afterSuccess: JobRow['after_success'];
   fullMatch: number;
+  /** Set when a rule orders the job; a person otherwise. */
+  rule?: { id: number; name: string };
 }
 
 /** How a job ends: its state, and what it proved (see verification.ts). */
@@ -90,9 +96,9 @@ export interface JobPage {
 }
 
 export function createJobStore(db: Db) {
-  const insert = db.prepare<NewJob & { now: number }>(`
-    INSERT INTO jobs (device_mac, kind, state, token, image_id, bytes_total, after_success, full_match, created_at)
-    VALUES (@mac, @kind, 'queued', @token, @imageId, @bytesTotal, @afterSuccess, @fullMatch, @now)`);
+  const insert = db.prepare<Omit<NewJob, 'rule'> & { now: number; orderedBy: string; ruleId: number | null; ruleName: string | null }>(`
+    INSERT INTO jobs (device_mac, kind, state, token, image_id, bytes_total, after_success, full_match, created_at, ordered_by, rule_id, rule_name)
+    VALUES (@mac, @kind, 'queued', @token, @imageId, @bytesTotal, @afterSuccess, @fullMatch, @now, @orderedBy, @ruleId, @ruleName)`);
   const transfer = db.prepare<{ id: number; mode: string; encoding: string | null; bytesTotal: number | null }>(
     'UPDATE jobs SET transfer_mode = @mode, encoding = @encoding, bytes_total = coalesce(@bytesTotal, bytes_total) WHERE id = @id',
   );
@@ -141,8 +147,9 @@ export function createJobStore(db: Db) {
   );
 
   return {
-    create(values: NewJob, now: number): JobRow {
-      const { lastInsertRowid } = insert.run({ ...values, now });
+    create({ rule, ...values }: NewJob, now: number): JobRow {
+      const by = { orderedBy: rule ? 'rule' : 'operator', ruleId: rule?.id ?? null, ruleName: rule?.name ?? null };
+      const { lastInsertRowid } = insert.run({ ...values, ...by, now });
       return byId.get(Number(lastInsertRowid))!;
     },
     get: (id: number) => byId.get(id),

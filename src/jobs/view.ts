@@ -33,9 +33,14 @@ export interface JobView {
   verification: VerificationView | null;
   /** The address the device took the job from; its job URLs answer only there. */
   device_ip: string | null;
+  /** Who ordered it: a person, or a rule (by the name it had then; the id may be of a deleted rule). */
+  ordered_by: { kind: 'operator' } | { kind: 'rule'; id: number; name: string };
 }
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+/** Who ordered the job, in words: `operator`, or `rule NAME`. */
+export const orderedByText = (job: Pick<JobView, 'ordered_by'>) => (job.ordered_by.kind === 'rule' ? `rule ${job.ordered_by.name}` : 'operator');
 
 export function toJobView(job: JobRow, image: ImageRow | undefined, now: number, liveRate: number | null): JobView {
   const end = job.ended_at ?? now;
@@ -69,5 +74,6 @@ export function toJobView(job: JobRow, image: ImageRow | undefined, now: number,
     discarded: job.discarded === null ? null : job.discarded === 1,
     verification: describeVerification(job),
     device_ip: job.device_ip,
+    ordered_by: job.ordered_by === 'rule' ? { kind: 'rule', id: job.rule_id!, name: job.rule_name! } : { kind: 'operator' },
   };
 }

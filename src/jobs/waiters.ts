@@ -31,6 +31,8 @@ export function createWaiters() {
       for (const wake of [...(rooms.get(mac) ?? [])]) wake();
     },
     waiting: () => [...rooms.values()].reduce((n, room) => n + room.size, 0),
+    /** The devices with a parked poll. */
+    parked: () => [...rooms.keys()],
   };
 }
 

@@ -7,6 +7,8 @@ export interface DomainEvents {
   'image.changed': { name: string };
   'backup.changed': { backupId: number };
   'netboot.changed': Record<string, never>;
+  /** A rule was added, changed, moved or removed, or the line paused or resumed (src/rules/). */
+  'rules.changed': Record<string, never>;
 }
 
 export interface EventBus {

@@ -154,7 +154,7 @@ async function assertOneRowHeader(page: Page, where: string) {
   const nav = await boxOf(page.locator('header nav'));
   const logout = await boxOf(page.getByRole('button', { name: 'Log out' }));
   const links = await Promise.all((await page.locator('header nav a').all()).map(boxOf));
-  assert.equal(links.length, 5);
+  assert.equal(links.length, 7);
   for (const link of links) {
     assert.ok(Math.abs(link.y - links[0]!.y) <= 1, `${where}: nav links share one row`);
     assert.ok(link.x >= nav.x - 0.5 && link.x + link.width <= nav.x + nav.width + 0.5, `${where}: each nav link is fully in view`);
@@ -191,7 +191,7 @@ for (const width of [800, 1280]) {
     await server.admin('POST', `/api/devices/${FRESH}/deploy`, {});
     const page = await loggedInPage(t, server, { width, height: 900 });
 
-    for (const [name, path] of [['Devices', '/'], ['Images', '/images'], ['Backups', '/backups'], ['History', '/history'], ['Netboot', '/netboot']] as const) {
+    for (const [name, path] of [['Devices', '/'], ['Rules', '/rules'], ['Images', '/images'], ['Backups', '/backups'], ['Records', '/records'], ['History', '/history'], ['Netboot', '/netboot']] as const) {
       await page.goto(`${server.url}${path}`);
       const where = `${name} at ${width} px`;
       await assertOneRowHeader(page, where);

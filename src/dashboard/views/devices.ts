@@ -1,6 +1,6 @@
 import type { DeviceView } from '../../devices/service.js';
 import type { ImageView } from '../../images/library.js';
-import { ago, bytes, macId } from '../format.js';
+import { ago, bytes, macId, timestamp } from '../format.js';
 import { html, type SafeHtml } from '../html.js';
 import { activeNote, devicePager, deviceSearchForm, deviceSummary, devicesHref, newDevicesNote, noDevicesNote, type DevicePageQuery } from './device-list.js';
 import { jobStatus } from './jobs.js';
@@ -36,6 +36,13 @@ function backupButton(device: DeviceView, id: string): SafeHtml {
           data-toast="Backup of ${device.mac} queued${question ? '; it starts when its client polls' : ''}">Backup</button>`;
 }
 
+/** A rule holds the device for a person: say which and why, with the way to the Rules page. */
+function ruleHold(device: DeviceView): SafeHtml | '' {
+  const hold = device.rule_hold;
+  if (!hold) return '';
+  return html`<span class="sub" data-rule-hold>Held by rule <a href="/rules">${hold.rule}</a>${hold.reason ? `: ${hold.reason}` : ''}</span>`;
+}
+
 /**
  * One device's row; its id lets a live update replace exactly this row (`oob`: marked for an
  * htmx out-of-band swap of the row already on the page).
@@ -48,7 +55,7 @@ export function deviceRow(device: DeviceView, now: number, oob = false): SafeHtm
   <th scope="row" data-label="Device"><code>${device.mac}</code><span class="sub">IP ${device.ip ?? '–'}</span></th>
   <td data-label="Hardware">${device.model ?? html`<span class="muted">Model unknown</span>`}<span class="sub">Serial ${device.serial ?? '–'}</span></td>
   <td data-label="eMMC" class="nowrap">${bytes(device.storage_bytes)}</td>
-  <td data-label="State"><span class="badge badge-${current.key}">${current.label}</span>${silenceNote(device, now)}${bootCell(device, id)}</td>
+  <td data-label="State"><span class="badge badge-${current.key}">${current.label}</span>${silenceNote(device, now)}${ruleHold(device)}${bootCell(device, id)}</td>
   <td data-label="Last seen" class="nowrap"><time datetime="${device.last_seen_at}" data-relative>${ago(device.last_seen_at, now)}</time></td>
   <td data-label="Job" class="job-cell">${device.latest_job ? jobStatus(device.latest_job) : html`<span class="muted">No job yet</span>`}</td>
   <td class="actions">
@@ -78,10 +85,11 @@ export interface DeviceListing {
 }
 
 /** The Devices page: one page of the list (at most DEVICE_PAGE_SIZE rows), searchable, live. */
-export function devicesPage(listing: DeviceListing, now: number): SafeHtml {
+export function devicesPage(listing: DeviceListing, now: number, linePausedAt: string | null = null): SafeHtml {
   const { query, devices } = listing;
   const stream = devicesHref(query).replace(/^\/\??/, '');
   return html`<h1>Devices</h1>
+${linePausedAt ? html`<p class="warning" data-line-paused>The line is paused (since ${timestamp(linePausedAt)}): rules order nothing and their queued jobs wait. <a href="/rules">Resume it on the Rules page.</a></p>` : ''}
 <section aria-labelledby="detected-heading">
   <h2 id="detected-heading">Device detected (Network)</h2>
   <p class="hint">A CM4 appears here when its provisioning client registers, and updates live.

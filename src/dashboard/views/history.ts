@@ -1,4 +1,4 @@
-import type { JobView } from '../../jobs/view.js';
+import { orderedByText, type JobView } from '../../jobs/view.js';
 import { duration, timestamp } from '../format.js';
 import { html, type SafeHtml } from '../html.js';
 import { resultBadge, throughput } from './jobs.js';
@@ -16,7 +16,7 @@ export const HISTORY_PAGE_SIZE = 100;
 
 const STATES = ['ok', 'unconfirmed', 'failed', 'cancelled', 'running', 'queued'];
 
-export function historyPage(jobs: JobView[], filter: HistoryFilter, page: { total: number; next: string | null }): SafeHtml {
+export function historyPage(jobs: JobView[], filter: HistoryFilter, page: { total: number; next: string | null }, extra: { labels?: boolean } = {}): SafeHtml {
   const { device, state, cursor } = filter;
   const query = new URLSearchParams(Object.entries({ device, state }).filter((entry): entry is [string, string] => Boolean(entry[1])));
   const href = (next?: string) => {
@@ -35,6 +35,7 @@ export function historyPage(jobs: JobView[], filter: HistoryFilter, page: { tota
     </select></span>
   <button type="submit">Filter</button>
   <a class="button" href="/api/jobs.csv${query.size ? `?${query}` : ''}" download>Export CSV</a>
+  <a class="button" href="/notify">Webhooks &amp; labels</a>
 </form>
 ${filter.error ? html`<p class="form-error" role="alert">${filter.error}</p>` : ''}
 ${page.total > jobs.length
@@ -42,7 +43,7 @@ ${page.total > jobs.length
   : ''}
 <div class="table-wrap">
   <table class="history">
-    <thead><tr><th scope="col">Job</th><th scope="col">Device</th><th scope="col">Action</th><th scope="col">Image / backup</th>
+    <thead><tr><th scope="col">Job</th><th scope="col">Device</th><th scope="col">Action</th><th scope="col">Ordered by</th><th scope="col">Image / backup</th>
       <th scope="col">Started</th><th scope="col">Duration</th><th scope="col">Throughput</th><th scope="col">Result</th></tr></thead>
     <tbody id="history-rows">
       ${jobs.map(
@@ -50,6 +51,7 @@ ${page.total > jobs.length
         <th scope="row" data-label="Job">${job.id}</th>
         <td data-label="Device"><code>${job.device_mac}</code></td>
         <td data-label="Action">${job.kind}</td>
+        <td data-label="Ordered by">${orderedByText(job)}</td>
         <td data-label="Image / backup">${job.kind === 'deploy' ? job.image?.name : job.backup_id ? html`backup #${job.backup_id}` : '–'}</td>
         <td data-label="Started">${timestamp(job.started_at ?? job.created_at)}</td>
         <td data-label="Duration">${duration(job.duration_seconds)}</td>
@@ -57,7 +59,9 @@ ${page.total > jobs.length
         <td data-label="Result">${resultBadge(job)}
           ${job.verification
             ? html`<span class="sub" data-verification="${job.verification.scope}" title="${job.sha256 ?? ''}">${job.verification.summary}</span>`
-            : job.error ? html`<span class="error-text">${job.error}</span>` : ''}</td>
+            : job.error ? html`<span class="error-text">${job.error}</span>` : ''}
+          ${extra.labels && job.state === 'ok' ? html`<button type="button" id="reprint-${job.id}" class="button-quiet" hx-post="/api/jobs/${job.id}/label" hx-swap="none"
+            data-toast="Label of job ${job.id} queued">Reprint label</button>` : ''}</td>
       </tr>`,
       )}
     </tbody>

@@ -1,6 +1,6 @@
 import { html, type SafeHtml } from '../html.js';
 
-export type PageName = 'devices' | 'images' | 'backups' | 'history' | 'netboot';
+export type PageName = 'devices' | 'images' | 'backups' | 'history' | 'netboot' | 'records' | 'rules';
 
 export interface PageOptions {
   title: string;
@@ -11,8 +11,10 @@ export interface PageOptions {
 
 const NAV: Array<[PageName, string, string]> = [
   ['devices', '/', 'Devices'],
+  ['rules', '/rules', 'Rules'],
   ['images', '/images', 'Images'],
   ['backups', '/backups', 'Backups'],
+  ['records', '/records', 'Records'],
   ['history', '/history', 'History'],
   ['netboot', '/netboot', 'Netboot'],
 ];

@@ -1,0 +1,39 @@
+import type { DeviceRow } from '../devices/store.js';
+import type { JobView } from '../jobs/view.js';
+
+/** The job events a webhook can receive, one per state a job enters. */
+export const JOB_EVENTS = ['job.queued', 'job.started', 'job.ok', 'job.failed', 'job.cancelled', 'job.unconfirmed'] as const;
+export type JobEvent = (typeof JOB_EVENTS)[number];
+
+const BY_STATE: Record<string, JobEvent> = {
+  queued: 'job.queued',
+  running: 'job.started',
+  ok: 'job.ok',
+  failed: 'job.failed',
+  cancelled: 'job.cancelled',
+  unconfirmed: 'job.unconfirmed',
+};
+
+/** The event a job entering `state` means (running: started). */
+export const eventOf = (state: string): JobEvent | undefined => BY_STATE[state];
+
+/** The device as a payload shows it. */
+export interface PayloadDevice {
+  mac: string;
+  serial: string | null;
+  model: string | null;
+}
+
+/**
+ * The JSON body of a webhook delivery, made when the event happens (not when it is sent): the
+ * job as GET /api/jobs/:id showed it then, and its device.
+ */
+export function eventBody(event: JobEvent, job: JobView, device: DeviceRow | undefined, now: number): string {
+  const payload = {
+    event,
+    occurred_at: new Date(now).toISOString(),
+    job,
+    device: { mac: job.device_mac, serial: device?.serial ?? null, model: device?.model ?? null } satisfies PayloadDevice,
+  };
+  return JSON.stringify(payload);
+}

@@ -1,0 +1,56 @@
+import type { Logger } from 'pino';
+import type { Db } from '../db/open.js';
+import type { DeviceStore } from '../devices/store.js';
+import type { JobService } from '../jobs/service.js';
+import type { Clock } from '../shared/clock.js';
+import type { EventBus } from '../shared/events.js';
+import { eventOf } from './events.js';
+import { createLabels } from './labels.js';
+import { createNotifyStore } from './store.js';
+import { createWebhooks } from './webhooks.js';
+import { createDeliveryWorker } from './worker.js';
+
+export interface NotifyDeps {
+  db: Db;
+  bus: EventBus;
+  jobs: JobService;
+  devices: DeviceStore;
+  clock: Clock;
+  log: Logger;
+}
+
+/**
+ * Webhooks and labels: job events become outbox rows the moment they happen, and a worker
+ * sends them (retrying with back-off) whenever the server runs. Call `start()` once the server
+ * is up and `stop()` before the database closes.
+ */
+export function createNotifyService(deps: NotifyDeps) {
+  const { db, bus, jobs, devices, clock, log } = deps;
+  const store = createNotifyStore(db);
+  const worker = createDeliveryWorker({ store, clock, log });
+  const webhooks = createWebhooks({ store, jobs, devices, clock, kick: worker.kick });
+  const labels = createLabels({ store, jobs, devices, clock, kick: worker.kick });
+
+  bus.on('job.changed', ({ jobId, state }) => {
+    const event = eventOf(state);
+    if (!event) return;
+    // Whatever goes wrong here must not fail the job change that announced it.
+    try {
+      webhooks.queueJobEvent(jobId, event);
+      if (state === 'ok') labels.jobEndedOk(jobId);
+    } catch (error) {
+      log.error({ err: error, job: jobId, event }, 'could not queue the webhook deliveries or label of a job event');
+    }
+  });
+
+  return {
+    webhooks,
+    labels,
+    /** Sends what is due now (tests move the clock, then call this instead of waiting). */
+    deliverDue: worker.deliverDue,
+    start: worker.start,
+    stop: worker.stop,
+  };
+}
+
+export type NotifyService = ReturnType<typeof createNotifyService>;

@@ -1,0 +1,158 @@
+import type { Logger } from 'pino';
+import type { DeviceRow, DeviceStore } from '../devices/store.js';
+import type { ImageLibrary } from '../images/library.js';
+import type { JobService } from '../jobs/service.js';
+import type { JobRow } from '../jobs/store.js';
+import type { Clock } from '../shared/clock.js';
+import type { EventBus } from '../shared/events.js';
+import type { LineSwitch } from './line.js';
+import { mismatch, type HoldsImage } from './match.js';
+import type { RuleDeviceRow, RuleRow, RuleStore } from './store.js';
+
+export type Trigger = 'register' | 'poll';
+
+/** One rule's answer for one device: does it match, does it decide for the device, would it act. */
+export interface RuleVerdict {
+  rule: { id: number; name: string; position: number };
+  matches: boolean;
+  /** The first rule that decides is the only one that can act; later ones are not asked. */
+  decides: boolean;
+  acts: boolean;
+  reason: string;
+}
+
+export interface EngineDeps {
+  store: RuleStore;
+  devices: DeviceStore;
+  jobs: JobService;
+  images: ImageLibrary;
+  line: LineSwitch;
+  clock: Clock;
+  bus: EventBus;
+  log: Logger;
+}
+
+const ACTION_WORDS: Record<RuleRow['action'], string> = {
+  deploy: 'deploy',
+  backup_deploy: 'back up, then deploy',
+  backup: 'back up',
+  hold: 'hold it for a person',
+};
+
+export function describeAction(rule: RuleRow): string {
+  const image = rule.image === null ? 'the default image' : `'${rule.image}'`;
+  return rule.action === 'deploy' || rule.action === 'backup_deploy' ? `${ACTION_WORDS[rule.action]} ${image}` : ACTION_WORDS[rule.action];
+}
+
+/**
+ * Zero-touch provisioning: when a device with no active job registers or polls, the first rule
+ * that decides for it acts (orders a job, or holds it). What each rule did with each device is
+ * kept (rule_devices), so an ok device is not provisioned again and a failing one is retried
+ * only `retries` times, also across restarts.
+ */
+export function createRuleEngine(deps: EngineDeps) {
+  const { store, devices, jobs, images, line, clock, bus, log } = deps;
+  const by = (rule: RuleRow) => ({ id: rule.id, name: rule.name });
+
+  function holdsImage(rule: RuleRow, mac: string): HoldsImage {
+    let image;
+    try {
+      image = images.resolveForDeploy(rule.image ?? undefined);
+    } catch (error) {
+      return { holds: false, why: `its image cannot be deployed: ${(error as Error).message}` };
+    }
+    const last = jobs.list({ mac, kind: 'deploy', limit: 2 }).rows.find((job) => job.state !== 'queued' && job.state !== 'running');
+    const holds = last?.state === 'ok' && images.get(last.image_id!)?.sha256 === image.sha256;
+    return holds
+      ? { holds, why: `the device already holds a verified deploy of '${image.name}' (job ${last!.id})` }
+      : { holds, why: `the device holds no verified deploy of '${image.name}'` };
+  }
+
+  function save(rule: RuleRow, mac: string, values: Pick<RuleDeviceRow, 'state' | 'attempts' | 'last_job_id' | 'reason'>) {
+    store.saveState({ rule_id: rule.id, device_mac: mac, updated_at: clock.now(), ...values });
+    if (values.state === 'held') log.warn({ rule: rule.name, mac, reason: values.reason }, 'device held by rule');
+    bus.emit('device.changed', { mac });
+  }
+
+  /** Orders the rule's first step (or `kind`, for a retry or the deploy after a backup). */
+  function order(rule: RuleRow, mac: string, attempts: number, kind?: JobRow['kind']) {
+    const step = kind ?? (rule.action === 'deploy' ? 'deploy' : 'backup');
+    try {
+      const after = rule.after_success ?? undefined;
+      const job = step === 'deploy'
+        ? jobs.orderDeploy(mac, rule.image ?? undefined, { after, fullMatch: rule.full_match === 1, rule: by(rule) })
+        // Back up, then deploy: the device must netboot again after the backup to take the deploy.
+        : jobs.orderBackup(mac, { after: rule.action === 'backup_deploy' ? 'netboot' : after, rule: by(rule) });
+      save(rule, mac, { state: 'working', attempts, last_job_id: job.id, reason: null });
+    } catch (error) {
+      save(rule, mac, { state: 'held', attempts, last_job_id: null, reason: `the ${step} could not be ordered: ${(error as Error).message}` });
+    }
+  }
+
+  /** The rule's work on the device goes on after its last job ended: next step, retry, or hold. */
+  function carryOn(rule: RuleRow, state: RuleDeviceRow) {
+    const mac = state.device_mac;
+    const job = state.last_job_id === null ? undefined : jobs.find(state.last_job_id);
+    if (!job) return save(rule, mac, { ...state, state: 'held', reason: 'its last job is gone from the records' });
+    if (job.state === 'ok' || job.state === 'unconfirmed') {
+      if (rule.action === 'backup_deploy' && job.kind === 'backup') return order(rule, mac, 1, 'deploy');
+      return save(rule, mac, { ...state, state: 'provisioned', reason: null });
+    }
+    if (job.state === 'cancelled') {
+      return save(rule, mac, { ...state, state: 'held', reason: `job ${job.id} was cancelled by a person` });
+    }
+    if (state.attempts <= rule.retries) return order(rule, mac, state.attempts + 1, job.kind);
+    const tries = state.attempts === 1 ? 'once' : `${state.attempts} times`;
+    save(rule, mac, { ...state, state: 'held', reason: `the ${job.kind} failed ${tries}; the last, job ${job.id}: ${job.error ?? 'no reason given'}` });
+  }
+
+  function verdictsFor(device: DeviceRow, trigger: Trigger): RuleVerdict[] {
+    let decided: RuleRow | undefined;
+    return store.list().map((rule) => {
+      const verdict = (matches: boolean, decides: boolean, acts: boolean, reason: string): RuleVerdict => {
+        if (decides) decided = rule;
+        return { rule: { id: rule.id, name: rule.name, position: rule.position }, matches, decides, acts, reason };
+      };
+      if (!rule.enabled) return verdict(false, false, false, 'it is disabled');
+      const why = mismatch(rule, device, () => holdsImage(rule, device.mac));
+      if (why) return verdict(false, false, false, why);
+      if (decided) return verdict(true, false, false, `rule '${decided.name}' comes first and decides for this device`);
+      const state = store.stateOf(rule.id, device.mac);
+      if (state?.state === 'held') return verdict(true, true, false, `it holds this device: ${state.reason}`);
+      if (state?.state === 'working') return verdict(true, true, true, `it goes on with its work on this device (job ${state.last_job_id})`);
+      if (state?.state === 'provisioned') {
+        if (rule.provision_again && trigger === 'register') return verdict(true, true, true, `it provisions it again (it registered again): ${describeAction(rule)}`);
+        const again = rule.provision_again ? ' until the device registers again' : ' unless a person orders it';
+        return verdict(true, true, false, `it provisioned this device ok (job ${state.last_job_id}) and does not act again${again}`);
+      }
+      const taken = store.devicesTaken(rule.id);
+      if (rule.max_devices !== null && taken >= rule.max_devices) {
+        return verdict(true, false, false, `its limit is reached (${taken} of ${rule.max_devices} devices)`);
+      }
+      return verdict(true, true, true, `it would ${describeAction(rule)}`);
+    });
+  }
+
+  return {
+    verdictsFor,
+    /** A device registered or polled: the rule that decides for it acts, unless the line is paused or a job is active. */
+    consider(mac: string, trigger: Trigger) {
+      if (line.paused() || jobs.activeFor(mac)) return;
+      const device = devices.get(mac);
+      if (!device) return;
+      for (const state of store.statesOf(mac)) {
+        const rule = store.get(state.rule_id)!;
+        if (state.state === 'working' && rule.enabled) return carryOn(rule, state);
+      }
+      const acting = verdictsFor(device, trigger).find((verdict) => verdict.decides);
+      if (!acting?.acts) return;
+      const rule = store.get(acting.rule.id)!;
+      if (rule.action === 'hold') {
+        return save(rule, mac, { state: 'held', attempts: 0, last_job_id: null, reason: `rule '${rule.name}' holds new devices for a person` });
+      }
+      order(rule, mac, 1);
+    },
+  };
+}
+
+export type RuleEngine = ReturnType<typeof createRuleEngine>;

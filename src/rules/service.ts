@@ -1,0 +1,188 @@
+import type { DeviceStore } from '../devices/store.js';
+import type { JobService } from '../jobs/service.js';
+import type { Clock } from '../shared/clock.js';
+import { badRequest, conflict, notFound } from '../shared/errors.js';
+import type { EventBus } from '../shared/events.js';
+import { normalizeMac } from '../shared/mac.js';
+import { describeAction, type RuleEngine, type RuleVerdict } from './engine.js';
+import type { LineSwitch } from './line.js';
+import { normalizeMacPattern, serialPatterns } from './match.js';
+import type { RuleBody, RulePatch } from './schemas.js';
+import type { RuleFields, RuleRow, RuleStore } from './store.js';
+
+export interface RuleView {
+  id: number;
+  name: string;
+  position: number;
+  enabled: boolean;
+  match: {
+    mac: string | null;
+    serial: string[];
+    model: string | null;
+    emmc_min_bytes: number | null;
+    emmc_max_bytes: number | null;
+    holds_image: boolean | null;
+  };
+  action: RuleRow['action'];
+  image: string | null;
+  after: RuleRow['after_success'];
+  full_match: boolean;
+  limit: number | null;
+  retries: number;
+  provision_again: boolean;
+  /** What it does, in words: "deploy 'raspios'". */
+  does: string;
+  /** Devices it has taken on (what its limit counts). */
+  devices: number;
+}
+
+export interface RuleServiceDeps {
+  store: RuleStore;
+  engine: RuleEngine;
+  line: LineSwitch;
+  devices: DeviceStore;
+  jobs: JobService;
+  clock: Clock;
+  bus: EventBus;
+}
+
+const bool = (value: boolean | null | undefined) => (value === null || value === undefined ? null : value ? 1 : 0);
+
+export function createRuleService(deps: RuleServiceDeps) {
+  const { store, engine, line, devices, jobs, clock, bus } = deps;
+
+  function view(rule: RuleRow): RuleView {
+    return {
+      id: rule.id,
+      name: rule.name,
+      position: rule.position,
+      enabled: rule.enabled === 1,
+      match: {
+        mac: rule.match_mac,
+        serial: serialPatterns(rule),
+        model: rule.match_model,
+        emmc_min_bytes: rule.min_emmc_bytes,
+        emmc_max_bytes: rule.max_emmc_bytes,
+        holds_image: rule.match_holds_image === null ? null : rule.match_holds_image === 1,
+      },
+      action: rule.action,
+      image: rule.image,
+      after: rule.after_success,
+      full_match: rule.full_match === 1,
+      limit: rule.max_devices,
+      retries: rule.retries,
+      provision_again: rule.provision_again === 1,
+      does: describeAction(rule),
+      devices: store.devicesTaken(rule.id),
+    };
+  }
+
+  function require(id: number): RuleRow {
+    const rule = store.get(id);
+    if (!rule) throw notFound(`there is no rule ${id}`);
+    return rule;
+  }
+
+  /** The stored columns for `body` applied over `base` (a PATCH leaves out what it does not name). */
+  function toFields(body: RulePatch, base?: RuleRow): RuleFields {
+    const pick = <K extends keyof RulePatch, T>(key: K, column: T, convert: (value: NonNullable<RulePatch[K]>) => T): T =>
+      body[key] === undefined ? column : body[key] === null ? (null as T) : convert(body[key]!);
+    const fields: RuleFields = {
+      name: body.name?.trim() ?? base!.name,
+      enabled: body.enabled === undefined ? (base?.enabled ?? 1) : body.enabled ? 1 : 0,
+      match_mac: pick('mac', base?.match_mac ?? null, normalizeMacPattern),
+      match_serial: pick('serial', base?.match_serial ?? null, (list) => (list.length === 0 ? null : JSON.stringify(list.map((glob) => glob.trim())))),
+      match_model: pick('model', base?.match_model ?? null, (text) => text.trim()),
+      min_emmc_bytes: pick('emmc_min_bytes', base?.min_emmc_bytes ?? null, Number),
+      max_emmc_bytes: pick('emmc_max_bytes', base?.max_emmc_bytes ?? null, Number),
+      match_holds_image: body.holds_image === undefined ? (base?.match_holds_image ?? null) : bool(body.holds_image),
+      action: body.action ?? base!.action,
+      image: pick('image', base?.image ?? null, (name) => name.trim()),
+      after_success: pick('after', base?.after_success ?? null, (after) => after),
+      full_match: body.full_match === undefined ? (base?.full_match ?? 0) : body.full_match ? 1 : 0,
+      max_devices: pick('limit', base?.max_devices ?? null, (limit) => limit),
+      retries: body.retries ?? base?.retries ?? 0,
+      provision_again: body.provision_again === undefined ? (base?.provision_again ?? 0) : body.provision_again ? 1 : 0,
+    };
+    if (fields.name === '') throw badRequest('a rule needs a name');
+    if (fields.min_emmc_bytes !== null && fields.max_emmc_bytes !== null && fields.min_emmc_bytes > fields.max_emmc_bytes) {
+      throw badRequest('emmc_min_bytes is larger than emmc_max_bytes: no device could match');
+    }
+    if ((fields.action === 'backup' || fields.action === 'hold') && fields.image !== null) {
+      throw badRequest(`a rule that does '${fields.action}' deploys no image; leave image out`);
+    }
+    const other = store.byName(fields.name);
+    if (other && other.id !== base?.id) throw conflict(`there is already a rule named '${fields.name}'`);
+    return fields;
+  }
+
+  const changed = () => {
+    bus.emit('rules.changed', {});
+    jobs.wakeAll();
+  };
+
+  return {
+    view,
+    list: () => store.list().map(view),
+    get: (id: number) => view(require(id)),
+    add(body: RuleBody): RuleView {
+      const rule = store.create(toFields(body), clock.now());
+      changed();
+      return view(rule);
+    },
+    update(id: number, patch: RulePatch): RuleView {
+      const rule = store.update(id, toFields(patch, require(id)));
+      changed();
+      return view(rule);
+    },
+    remove(id: number): RuleView {
+      const shown = view(require(id));
+      store.remove(id);
+      changed();
+      return shown;
+    },
+    move(id: number, position: number): RuleView[] {
+      require(id);
+      store.move(id, position);
+      changed();
+      return store.list().map(view);
+    },
+    /** Which rule would act on the device now, and why each other one would not. */
+    test(macInput: string): { mac: string; paused: boolean; active_job: number | null; acting: string | null; rules: RuleVerdict[] } {
+      const mac = normalizeMac(macInput);
+      const device = devices.get(mac);
+      if (!device) throw notFound(`no device with MAC ${mac} has registered`);
+      const verdicts = engine.verdictsFor(device, 'poll');
+      const acting = verdicts.find((verdict) => verdict.decides && verdict.acts);
+      return { mac, paused: line.paused(), active_job: jobs.activeFor(mac)?.id ?? null, acting: acting?.rule.name ?? null, rules: verdicts };
+    },
+    /** Devices held by a rule: they wait for a person. */
+    held: () => store.held().map((row) => ({ mac: row.device_mac, rule: { id: row.rule_id, name: row.rule_name }, reason: row.reason, since: new Date(row.updated_at).toISOString() })),
+    /** Holds by any rule on this device, for its row on the Devices page. */
+    holdOf(mac: string): { rule: string; reason: string | null } | null {
+      const held = store.statesOf(mac).find((row) => row.state === 'held');
+      return held ? { rule: store.get(held.rule_id)!.name, reason: held.reason } : null;
+    },
+    /** Forgets what the rule did with the device: it may act on it again (a person released it). */
+    release(id: number, macInput: string) {
+      const rule = require(id);
+      const mac = normalizeMac(macInput);
+      if (!store.release(id, mac)) throw notFound(`rule '${rule.name}' has done nothing with device ${mac}`);
+      bus.emit('device.changed', { mac });
+      changed();
+    },
+    line: () => line.state(),
+    pause() {
+      line.pause(clock.now());
+      changed();
+      return line.state();
+    },
+    resume() {
+      line.resume();
+      changed(); // parked polls ask again: queued rule work is handed out, new work ordered
+      return line.state();
+    },
+  };
+}
+
+export type RuleService = ReturnType<typeof createRuleService>;
