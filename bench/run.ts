@@ -10,6 +10,7 @@ import { backupBenchmark } from './benchmarks/backup.js';
 import { deployBenchmark } from './benchmarks/deploy.js';
 import { longPollBenchmark } from './benchmarks/long-polls.js';
 import { servingBenchmark } from './benchmarks/serving.js';
+import { lineBenchmark } from './line.js';
 import { createCleanup, Interrupted } from './lib/cleanup.js';
 import { createContext, findTools, sizesFor, type BenchContext } from './lib/context.js';
 import { deviceToolsDir } from './lib/device-path.js';
@@ -30,6 +31,7 @@ const RUNNERS: Record<BenchmarkName, (ctx: BenchContext) => Promise<Section>> = 
   serving: servingBenchmark,
   backup: backupBenchmark,
   polls: longPollBenchmark,
+  line: lineBenchmark,
 };
 
 const started = Date.now();

@@ -28,8 +28,13 @@
 #                        (32 hex digits); a file target has none, and then none is sent
 #   AFTER_JOB            exit   exit: end after one job with its status (the initramfs then reboots);
 #                               poll: report it and wait for the next job (trials, a file as target)
+#   LED_DIR              /sys/class/leds/ACT, else led0   the activity LED (see "activity LED")
+#   LED_TRAIL            (none) a file that gets the name of each LED pattern shown (tests)
 #
-# Exit status: 0 after a successful action, 1 when the job failed, 2 on a bad setting.
+# After a job ends ok the order's finish applies (AFTER_JOB=exit only): reboot (exit 0), poweroff
+# (exit 10: /init powers the device off), wait (LED steady on; keep polling for more work).
+# Exit status: 0 after a successful action, 10 after one whose order says power off, 1 when the
+# job failed, 2 on a bad setting.
 # Uses only POSIX sh as busybox ash runs it (plus `local`, which ash and dash have), curl, and
 # busybox applets.
 # shellcheck disable=SC3043
@@ -154,6 +159,81 @@ emmc_cid() {
 	if [ "${#cid}" -eq 32 ]; then echo "$cid"; else log "ignoring $file: not a CID ('$cid')"; fi
 }
 
+# ---------------------------------------------------------------- activity LED
+
+# The CM4's activity LED tells a person at the line, from a distance, how the device is doing:
+#   waiting  slow blink (1 s on, 1 s off)      registered, no job yet
+#   working  fast blink (0.1 s on, 0.1 s off)  a job runs
+#   done     steady on                         the last job ended ok
+#   failed   short flash each second (0.2 s on, 0.8 s off)   the last job failed
+# Set through the kernel's LED triggers (timer, none + brightness), so the pattern goes on while
+# the client waits and after it exits, until the reboot or power-off. done and failed stay when
+# the client starts again in the same boot (/init retries), until a new job starts. Best effort:
+# a missing LED, or a trigger the kernel lacks, is logged once and never fails a job.
+LED='' LED_SHOWN='' LED_REFUSED=''
+FAILED_ON=200 FAILED_OFF=800
+
+find_led() {
+	local dir="${LED_DIR:-}"
+	if [ -z "$dir" ]; then
+		dir=/sys/class/leds/led0
+		[ ! -e /sys/class/leds/ACT/trigger ] || dir=/sys/class/leds/ACT
+	fi
+	if [ -e "$dir/trigger" ] && [ -e "$dir/brightness" ]; then
+		LED=$dir
+		LED_MAX=$(cat "$dir/max_brightness" 2>/dev/null || true)
+		require_led_number "${LED_MAX:-x}" || LED_MAX=1
+		log "activity LED: $dir"
+	else
+		log "no activity LED at $dir (set LED_DIR); the LED shows nothing"
+	fi
+}
+
+require_led_number() { case $1 in '' | *[!0-9]*) return 1 ;; esac; }
+
+# led_write FILE VALUE: true when the kernel took it. The first refusal is logged, none fails.
+led_write() {
+	{ printf '%s\n' "$2" > "$LED/$1"; } 2>/dev/null && return 0
+	[ -n "$LED_REFUSED" ] || log "the LED at $LED refused $1=$2 (a trigger this kernel lacks?); its patterns may not show"
+	LED_REFUSED=yes
+	return 1
+}
+
+led_blink() { # on_ms off_ms
+	if led_write trigger timer; then
+		led_write delay_on "$1" || :
+		led_write delay_off "$2" || :
+	fi
+}
+
+# led_show waiting|working|done|failed. LED_TRAIL (a file) gets each pattern's name: for tests.
+led_show() {
+	[ "$1" != "$LED_SHOWN" ] || return 0
+	LED_SHOWN=$1
+	if [ -n "${LED_TRAIL:-}" ]; then echo "$1" >> "$LED_TRAIL" 2>/dev/null || :; fi
+	[ -n "$LED" ] || return 0
+	case $1 in
+		waiting) led_blink 1000 1000 ;;
+		working) led_blink 100 100 ;;
+		failed) led_blink "$FAILED_ON" "$FAILED_OFF" ;;
+		done) if led_write trigger none; then led_write brightness "$LED_MAX" || :; fi ;;
+	esac
+	return 0
+}
+
+# True when the LED already shows done or failed: set by an earlier run of the client in this boot.
+led_shows_outcome() {
+	local trigger
+	[ -n "$LED" ] || return 1
+	trigger=$(cat "$LED/trigger" 2>/dev/null) || return 1
+	case $trigger in *\[*\]*) trigger=${trigger#*\[}; trigger=${trigger%%\]*} ;; esac
+	case $trigger in
+		none) [ "$(cat "$LED/brightness" 2>/dev/null || echo 0)" != 0 ] ;;
+		timer) [ "$(cat "$LED/delay_on" 2>/dev/null)/$(cat "$LED/delay_off" 2>/dev/null)" = "$FAILED_ON/$FAILED_OFF" ] ;;
+		*) return 1 ;;
+	esac
+}
+
 # ---------------------------------------------------------------- HTTP (the one place that talks to the server)
 
 # http METHOD URL [curl options…]: the reply body goes to $WORK/body and the status to HTTP_STATUS.
@@ -238,7 +318,8 @@ poll() {
 read_action() {
 	local line key value
 	A_ACTION='' A_JOB='' A_URL='' A_UPLOAD_URL='' A_PROGRESS_URL='' A_RESULT_URL='' A_SIZE='' A_SHA256='' A_IMAGE='' A_MESSAGE=''
-	A_MODE='' A_ENCODING='' A_MANIFEST_URL='' A_CHUNKS_URL='' A_FULL_MATCH=''
+	A_MODE='' A_ENCODING='' A_MANIFEST_URL='' A_CHUNKS_URL='' A_FULL_MATCH='' A_FILES_URL=''
+	A_FINISH=''
 	while IFS= read -r line || [ -n "$line" ]; do
 		key=${line%%=*}
 		value=${line#*=}
@@ -252,6 +333,8 @@ read_action() {
 			IMAGE) A_IMAGE=$value ;; MESSAGE) A_MESSAGE=$value ;;
 			MODE) A_MODE=$value ;; ENCODING) A_ENCODING=$value ;; MANIFEST_URL) A_MANIFEST_URL=$value ;;
 			CHUNKS_URL) A_CHUNKS_URL=$value ;; FULL_MATCH) A_FULL_MATCH=$value ;;
+			FILES_URL) A_FILES_URL=$value ;;
+			FINISH) A_FINISH=$value ;;
 		esac
 	done < "$WORK/body"
 }
@@ -295,6 +378,7 @@ report_retry() { # phase bytes message
 send_result() { # status sha256 bytes error [ranges_sha256]
 	http POST "$A_RESULT_URL" --max-time 120 --data-urlencode "status=$1" --data-urlencode "sha256=$2" \
 		--data-urlencode "bytes=$3" --data-urlencode "error=$4" --data-urlencode "ranges_sha256=${5:-}" \
+		${FILES_REPORT:+--data-urlencode "files=$FILES_REPORT"} \
 		--data-urlencode "mac=$MAC"
 }
 
@@ -563,6 +647,8 @@ read_back() { # bytes phase
 }
 
 run_deploy() {
+	FILES_REPORT=''
+	[ -z "$A_FILES_URL" ] || fetch_files_list # before any byte is written: the tools are here
 	if [ "$A_MODE" = sparse ]; then
 		run_sparse_deploy
 		return
@@ -579,6 +665,7 @@ run_deploy() {
 	read_back "$A_SIZE" verifying
 	report_progress verifying "$A_SIZE" || exit 1
 	[ "$READ_BACK_SHA256" = "$A_SHA256" ] || log "read-back sha256 $READ_BACK_SHA256 differs from the image's $A_SHA256"
+	[ -z "$A_FILES_URL" ] || write_device_files
 	finish_job ok "$READ_BACK_SHA256" "$A_SIZE" ""
 }
 
@@ -788,7 +875,118 @@ run_sparse_deploy() {
 	READ_BACK_SHA256=''
 	[ "$A_FULL_MATCH" != 1 ] || match_full_image
 	log "all $M_CHUNKS mapped ranges ($M_MAPPED bytes) verified"
+	[ -z "$A_FILES_URL" ] || write_device_files
 	finish_job ok "$READ_BACK_SHA256" "" "" "$ranges"
+}
+
+# ---------------------------------------------------------------- per-device files (written without mounting)
+
+# After the image is written and verified, a deploy may write per-device files (cloud-init
+# seed, hostname, keys…) into the image's partitions. No mount: mtools (FAT) and debugfs (ext4)
+# write through the partition's byte offset, the same on /dev/mmcblk0 as on a file standing in
+# for it, and need no file-system module in the kernel. Each file is read back with the same tool
+# and its sha256 reported (files=IDX:SHA256,…); the server compares them with what it rendered.
+FILES_REPORT=''
+
+# The poll features plus `files` when mtools is here.
+files_feature() { # features
+	command -v mcopy >/dev/null 2>&1 || { echo "$1"; return 0; }
+	case $1 in none | none,*) echo "files${1#none}" ;; *) echo "$1,files" ;; esac
+}
+
+# Fetches the list into $WORK/files ("IDX PARTITION FS MODE LENGTH SHA256 PATH" lines) and checks,
+# before any byte is written, that the tool each file system needs is here.
+fetch_files_list() {
+	local rc=0 idx part fs rest
+	with_retries "$TRANSFER_RETRIES" "fetching the per-device file list" http GET "$A_FILES_URL" --max-time 60 || rc=$?
+	[ "$rc" -eq 0 ] || fail_job "could not fetch the per-device file list: $HTTP_ERROR"
+	sed -n 's/^file //p' "$WORK/body" > "$WORK/files"
+	[ "$(wc -l < "$WORK/files")" = "$(sed -n 's/^FILES=//p' "$WORK/body")" ] || fail_job "the per-device file list is incomplete"
+	while read -r idx part fs rest; do
+		case $fs in
+			vfat) command -v mcopy >/dev/null 2>&1 || fail_job "per-device file $idx is for a FAT partition, and mtools (mcopy) is not on this device" ;;
+			ext4) command -v debugfs >/dev/null 2>&1 || fail_job "per-device file $idx is for an ext4 partition, and debugfs is not on this device" ;;
+			*) fail_job "per-device file $idx is for file system '$fs', which this client cannot write" ;;
+		esac
+	done < "$WORK/files"
+}
+
+# Sets PART_OFFSET to the byte offset of MBR primary partition N of the target: entries at byte
+# 446, 16 bytes each, type at +4, first sector (little-endian, 512-byte sectors) at +8.
+partition_offset() { # N
+	local n="$1"
+	dd if="$TARGET_DEVICE" of="$WORK/mbr" bs=512 count=1 2>/dev/null || fail_job "reading the partition table of $TARGET_DEVICE failed"
+	# shellcheck disable=SC2046 # od's numbers split into words on purpose
+	set -- $(od -A n -t u1 -v -j 510 -N 2 "$WORK/mbr")
+	[ "${1:-}/${2:-}" = 85/170 ] || fail_job "the image has no partition table (no MBR signature), so it has no partition $n for the per-device files"
+	# shellcheck disable=SC2046
+	set -- $(od -A n -t u1 -v -j $((446 + (n - 1) * 16)) -N 16 "$WORK/mbr")
+	[ "$5" != 238 ] || fail_job "the image has a GPT partition table; per-device files need an MBR (DOS) partition table"
+	PART_OFFSET=$(((${9} + ${10} * 256 + ${11} * 65536 + ${12} * 16777216) * 512))
+	if [ "$5" = 0 ] || [ "$PART_OFFSET" -eq 0 ]; then fail_job "the image has no partition $n for the per-device files"; fi
+}
+
+# Writes a file into the FAT file system at PART_OFFSET, making its folders first.
+write_vfat_file() { # local path mode
+	local image="$TARGET_DEVICE@@$PART_OFFSET" rest="${2#/}" dir=''
+	while :; do
+		case $rest in */*) ;; *) break ;; esac
+		dir="$dir/${rest%%/*}"
+		rest=${rest#*/}
+		MTOOLS_SKIP_CHECK=1 mdir -i "$image" "::$dir" >/dev/null 2>&1 || MTOOLS_SKIP_CHECK=1 mmd -i "$image" "::$dir" 2>>"$WORK/files.err" || return 1
+	done
+	MTOOLS_SKIP_CHECK=1 mcopy -o -i "$image" "$1" "::$2" 2>>"$WORK/files.err"
+}
+
+read_vfat_file() { # path local
+	rm -f "$2"
+	MTOOLS_SKIP_CHECK=1 mcopy -i "$TARGET_DEVICE@@$PART_OFFSET" "::$1" "$2" 2>>"$WORK/files.err"
+}
+
+# The same into ext4 with debugfs (which exits 0 even when a command fails: the read-back tells).
+write_ext4_file() { # local path mode
+	local image="$TARGET_DEVICE?offset=$PART_OFFSET" rest="${2#/}" dir=''
+	: > "$WORK/debugfs.cmd"
+	while :; do
+		case $rest in */*) ;; *) break ;; esac
+		dir="$dir/${rest%%/*}"
+		rest=${rest#*/}
+		echo "mkdir $dir" >> "$WORK/debugfs.cmd"
+	done
+	printf 'rm %s\nwrite %s %s\nsif %s mode 0100%s\nsif %s uid 0\nsif %s gid 0\n' "$2" "$1" "$2" "$2" "${3#0}" "$2" "$2" >> "$WORK/debugfs.cmd"
+	debugfs -w -f "$WORK/debugfs.cmd" "$image" >/dev/null 2>>"$WORK/files.err"
+}
+
+read_ext4_file() { # path local
+	debugfs -R "cat $1" "$TARGET_DEVICE?offset=$PART_OFFSET" > "$2" 2>>"$WORK/files.err"
+}
+
+# Fetches, writes and reads back each file of the list; sets FILES_REPORT. The read-back comes
+# from the device itself, not the page cache (as for the image).
+write_device_files() {
+	local idx part fs mode len sha path url sum count=0
+	while read -r idx part fs mode len sha path <&3; do
+		url="${A_FILES_URL%%\?*}/$idx?${A_FILES_URL#*\?}"
+		with_retries "$TRANSFER_RETRIES" "fetching per-device file $path" http GET "$url" --max-time 60 ||
+			fail_job "could not fetch per-device file $path: $HTTP_ERROR"
+		cp "$WORK/body" "$WORK/device-file"
+		sum=$(sha256sum < "$WORK/device-file" | cut -d ' ' -f 1)
+		if [ "$sum" != "$sha" ] || [ "$(wc -c < "$WORK/device-file")" -ne "$len" ]; then
+			fail_job "per-device file $path arrived as sha256 $sum, not $sha"
+		fi
+		partition_offset "$part"
+		: > "$WORK/files.err"
+		"write_${fs}_file" "$WORK/device-file" "$path" "$mode" < /dev/null ||
+			fail_job "writing $path into partition $part ($fs) failed: $(tail -n 1 "$WORK/files.err")"
+		sync
+		if [ -b "$TARGET_DEVICE" ]; then echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || :; fi
+		"read_${fs}_file" "$path" "$WORK/read-back-file" < /dev/null ||
+			fail_job "reading $path back from partition $part ($fs) failed: $(tail -n 1 "$WORK/files.err")"
+		sum=$(sha256sum < "$WORK/read-back-file" | cut -d ' ' -f 1)
+		FILES_REPORT="$FILES_REPORT${FILES_REPORT:+,}$idx:$sum"
+		count=$((count + 1))
+	done 3< "$WORK/files"
+	log "$count per-device files written and read back"
 }
 
 # ---------------------------------------------------------------- backup
@@ -898,14 +1096,32 @@ run_job_and_return() { # deploy|backup
 
 cleanup() {
 	kill_background
+	# A job that ends the client (fail_job, a cancel, a signal) leaves the LED saying so.
+	[ "$LED_SHOWN" != working ] || led_show failed
 	# shellcheck disable=SC2031 # the main shell's folder (a job subshell has its own)
 	[ -z "${WORK:-}" ] || rm -rf "$WORK"
+}
+
+# What the device does once its job ended ok, as the order says (clients told `finish`; AFTER_JOB=exit).
+EXIT_POWEROFF=10
+finish_as_ordered() {
+	case ${A_FINISH:-reboot} in
+		reboot) exit 0 ;;
+		poweroff)
+			log "job $A_JOB ok; the order says power off: exit status $EXIT_POWEROFF (the initramfs powers the device off)"
+			exit "$EXIT_POWEROFF"
+			;;
+		wait) log "job $A_JOB ok; the order says wait: staying up with the LED steady on (unplug the device, or order more)" ;;
+		*) log "job $A_JOB ok; unknown finish '$A_FINISH' from the server: ending as for reboot"; exit 0 ;;
+	esac
 }
 
 main() {
 	local rc started
 	load_settings
-	FEATURES=$(client_features)
+	find_led
+	FEATURES=$(client_features),finish
+	FEATURES=$(files_feature "$FEATURES")
 	WORK=$(mktemp -d /tmp/provisioning.XXXXXX)
 	trap cleanup EXIT
 	trap 'exit 130' INT TERM
@@ -913,6 +1129,7 @@ main() {
 
 	with_retries 0 "registering" register || die "the server refused the registration: $HTTP_ERROR"
 	log "registered; waiting for the operator (Deploy or Backup on the dashboard)"
+	led_shows_outcome || led_show waiting
 	while :; do
 		started=$(date +%s)
 		rc=0
@@ -925,9 +1142,17 @@ main() {
 		read_action
 		case $A_ACTION in
 			deploy | backup)
-				[ "$AFTER_JOB" = poll ] || { "run_$A_ACTION"; exit $?; }
+				led_show working
+				if [ "$AFTER_JOB" = exit ]; then
+					# A failed job exits here (status 1); the clean-up shows failed on the LED.
+					"run_$A_ACTION"
+					led_show "done"
+					finish_as_ordered
+					continue
+				fi
 				rc=0
 				run_job_and_return "$A_ACTION" || rc=$?
+				if [ "$rc" -eq 0 ]; then led_show "done"; else led_show failed; fi
 				log "AFTER_JOB=poll: job $A_JOB ended with status $rc; waiting for the next job"
 				;;
 			none)

@@ -24,13 +24,14 @@ TRIPLET=aarch64-linux-gnu
 LIBDIR=lib/$TRIPLET
 SIZE_TARGET=$((12 * 1000 * 1000))
 # Dynamically linked tools shipped as bin/NAME with every library they need, PACKAGE:PATH:
-# curl for the client's HTTP, zstd for compressed images and backups.
-ELF_BINARIES='curl:usr/bin/curl zstd:usr/bin/zstd'
+# curl for the client's HTTP, zstd for compressed images and backups, mtools (mcopy…) and debugfs
+# to write per-device files into a deployed image's FAT and ext4 partitions without mounting them.
+ELF_BINARIES='curl:usr/bin/curl zstd:usr/bin/zstd mtools:usr/bin/mtools e2fsprogs:sbin/debugfs'
 # Ethernet of the CM4 (bcmgenet, its MDIO bus and PHY), its eMMC controller, virtio for QEMU,
 # and netconsole (loaded by /init only when netconsole= is on the kernel command line).
 DEFAULT_MODULES='genet mdio-bcm-unimac broadcom sdhci-iproc virtio_pci virtio_mmio virtio_net virtio_blk netconsole'
 # Applets that /init and provisioning-client.sh call: a busybox without them is refused.
-REQUIRED_APPLETS='sh mount insmod ip udhcpc sleep cat sed tr grep head tail cut date mktemp mkfifo dd tee sha256sum blockdev stat sync reboot setsid cttyhack'
+REQUIRED_APPLETS='sh mount insmod ip udhcpc sleep cat sed tr grep head tail cut date mktemp mkfifo dd tee sha256sum blockdev stat sync reboot poweroff setsid cttyhack'
 
 mib() { awk -v bytes="$1" 'BEGIN { printf "%.1f", bytes / 1048576 }'; }
 say() { printf 'build.sh: %s\n' "$*" >&2; }

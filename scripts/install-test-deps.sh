@@ -4,10 +4,11 @@
 # tests), Chromium (dashboard tests), cpio and binutils (the initramfs build), QEMU (booting it
 # as an arm64 device), dnsmasq and nftables (netboot in network namespaces), zstd, xz-utils,
 # bzip2, lz4, unzip, e2fsprogs and bmap-tools (images in every format the server takes),
-# debootstrap, dpkg-repack and dpkg-dev (the Debian package, built and installed into a clean root).
+# debootstrap, dpkg-repack and dpkg-dev (the Debian package, built and installed into a clean root),
+# mtools and dosfstools (per-device files on a FAT partition, written and read back).
 set -eu
 "$(dirname "$0")/install-deps.sh"
 exec "$(dirname "$0")/apt-install.sh" test \
 	busybox curl shellcheck util-linux iproute2 chromium fonts-dejavu-core cpio binutils \
 	qemu-system-arm dnsmasq-base nftables zstd xz-utils bzip2 lz4 unzip e2fsprogs bmap-tools \
-	debootstrap dpkg-repack dpkg-dev
+	debootstrap dpkg-repack dpkg-dev mtools dosfstools

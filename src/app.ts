@@ -20,6 +20,7 @@ import { transferRoutes } from './transfers/routes.js';
 import { notifyAdminRoutes } from './notify/index.js';
 import { ruleAdminRoutes } from './rules/index.js';
 import { recordAdminRoutes } from './records/index.js';
+import { deviceFilesAdminRoutes, deviceFilesRoutes } from './device-files/index.js';
 
 export interface AppOptions {
   services: Services;
@@ -66,6 +67,7 @@ export async function buildApp({ services, log }: AppOptions): Promise<FastifyIn
     deviceApi.addHook('onRequest', crossOriginGuard());
     await deviceApi.register(deviceRoutes, { devices: services.devices, jobs: services.jobs, identity: services.identity, publicUrl: config.publicUrl });
     await deviceApi.register(transferRoutes, { transfers: services.transfers, jobs: services.jobs });
+    await deviceApi.register(deviceFilesRoutes, { deviceFiles: services.deviceFiles, jobs: services.jobs });
   });
 
   await app.register(async (adminApi) => {
@@ -78,6 +80,7 @@ export async function buildApp({ services, log }: AppOptions): Promise<FastifyIn
     await adminApi.register(notifyAdminRoutes, { notify: services.notify });
     await adminApi.register(ruleAdminRoutes, { rules: services.rules });
     await adminApi.register(recordAdminRoutes, { records: services.records });
+    await adminApi.register(deviceFilesAdminRoutes, { deviceFiles: services.deviceFiles });
   });
 
   await app.register(dashboardRoutes, {

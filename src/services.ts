@@ -33,6 +33,7 @@ import { createTransferService } from './transfers/service.js';
 import { createNotifyService } from './notify/index.js';
 import { createLineSwitch, createRuleEngine, createRuleService, createRuleStore } from './rules/index.js';
 import { createRecordService, createRecordStore } from './records/index.js';
+import { createDeviceFilesService, createDeviceFilesStore } from './device-files/index.js';
 
 export interface ServiceOptions {
   config: Config;
@@ -73,6 +74,7 @@ export function createServices(options: ServiceOptions) {
     log: log.child({ module: 'images' }),
     imageInUse: jobStore.imageInUse,
   });
+  const deviceFiles = createDeviceFilesService({ store: createDeviceFilesStore(db), clock, bus });
   const jobs = createJobService({
     store: jobStore,
     devices: deviceStore,
@@ -86,10 +88,11 @@ export function createServices(options: ServiceOptions) {
     defaultAfterSuccess: config.afterSuccess,
     holdQueued: (job) => job.ordered_by === 'rule' && line.paused(),
     onDeviceAsks: (mac, trigger) => ruleEngine.consider(mac, trigger),
+    deviceFiles,
   });
   const ruleStore = createRuleStore(db);
   const ruleEngine = createRuleEngine({ store: ruleStore, devices: deviceStore, jobs, images, line, clock, bus, log: log.child({ module: 'rules' }) });
-  const rules = createRuleService({ store: ruleStore, engine: ruleEngine, line, devices: deviceStore, jobs, clock, bus });
+  const rules = createRuleService({ store: ruleStore, engine: ruleEngine, line, devices: deviceStore, jobs, clock, bus, requireProfile: deviceFiles.profile });
   const netboot = createNetbootService({
     settings: resolveNetbootSettings(config, options.interfaces),
     db,
@@ -158,6 +161,7 @@ export function createServices(options: ServiceOptions) {
     backups,
     transfers,
     records,
+    deviceFiles,
     golden,
     notify,
     netboot,

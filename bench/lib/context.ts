@@ -19,13 +19,13 @@ export interface AllTools extends Tools {
 
 /** Which tool each benchmark runs, and the Debian package that has it. */
 const NEEDS: Record<keyof AllTools, { package: string; by: BenchmarkName[] }> = {
-  ip: { package: 'iproute2', by: ['deploy', 'serving', 'backup', 'polls'] },
+  ip: { package: 'iproute2', by: ['deploy', 'serving', 'backup', 'polls', 'line'] },
   tc: { package: 'iproute2', by: ['deploy'] },
   curl: { package: 'curl', by: ['deploy', 'serving', 'backup'] },
-  busybox: { package: 'busybox', by: ['deploy'] },
+  busybox: { package: 'busybox', by: ['deploy', 'line'] },
   nginx: { package: 'nginx-light', by: ['deploy', 'serving'] },
-  bmaptool: { package: 'bmap-tools', by: ['deploy', 'serving'] },
-  mke2fs: { package: 'e2fsprogs', by: ['deploy', 'serving'] },
+  bmaptool: { package: 'bmap-tools', by: ['deploy', 'serving', 'line'] },
+  mke2fs: { package: 'e2fsprogs', by: ['deploy', 'serving', 'line'] },
   dd: { package: 'coreutils', by: ['backup'] },
   zstd: { package: 'zstd', by: [] },
 };

@@ -3,7 +3,7 @@ import type { BackupView } from '../backups/service.js';
 import type { ImageView } from '../images/library.js';
 import type { JobView } from '../jobs/view.js';
 import type { CommandContext } from './context.js';
-import { afterOption, reportJob } from './devices.js';
+import { afterOption, finishOption, reportJob } from './devices.js';
 import { CliError, EXIT } from './errors.js';
 import { macArgument } from './mac-argument.js';
 import { printJson, printTable, say, size, when } from './output.js';
@@ -13,13 +13,14 @@ export function registerBackupCommands(program: Command, context: CommandContext
     .command(program, 'backup', "read a device's eMMC into a stored backup (backup rm ID deletes one; backup promote ID makes it an image)")
     .argument('<mac>', 'the device, e.g. dc:a6:32:01:02:03', macArgument)
     .option('--then <boot>', 'after it ends ok, boot: emmc (default) or netboot')
+    .option('--finish <what>', 'after it ends ok, the device: reboot (default), poweroff, or wait (LED steady on)')
     .option('--wait', 'follow the job to its end; exit 1 if it fails')
     .option('--json', 'print JSON')
     // `backup rm 7 --json`: options after a subcommand are the subcommand's (see main.ts).
     .enablePositionalOptions()
-    .action(async (mac: string, options: { then?: string; wait?: boolean; json?: boolean }) => {
+    .action(async (mac: string, options: { then?: string; finish?: string; wait?: boolean; json?: boolean }) => {
       const api = context.api(options);
-      const job = await api.post<JobView>(`/api/devices/${encodeURIComponent(mac)}/backup`, { after: afterOption(options.then) });
+      const job = await api.post<JobView>(`/api/devices/${encodeURIComponent(mac)}/backup`, { after: afterOption(options.then), finish: finishOption(options.finish) });
       await reportJob(job, options, api);
     });
 

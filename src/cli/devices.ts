@@ -37,14 +37,18 @@ export function registerDeviceCommands(program: Command, context: CommandContext
     .option('--image <name>', 'image to deploy (default: the default image)')
     .option('--then <boot>', 'after it ends ok, boot: emmc (default) or netboot')
     .option('--full-match', 'make the whole target equal the image (zero what the image leaves empty; one full hash)')
+    .option('--finish <what>', 'after it ends ok, the device: reboot (default), poweroff, or wait (LED steady on)')
+    .option('--profile <name>', 'per-device files to write after the image (see: cm4prov profiles)')
     .option('--wait', 'follow the job to its end; exit 1 if it fails')
     .option('--json', 'print JSON')
-    .action(async (mac: string, options: { image?: string; then?: string; fullMatch?: boolean; wait?: boolean; json?: boolean }) => {
+    .action(async (mac: string, options: { image?: string; then?: string; fullMatch?: boolean; finish?: string; profile?: string; wait?: boolean; json?: boolean }) => {
       const api = context.api(options);
       const job = await api.post<JobView>(`/api/devices/${encodeURIComponent(mac)}/deploy`, {
+        profile: options.profile,
         image: options.image,
         after: afterOption(options.then),
         full_match: options.fullMatch || undefined,
+        finish: finishOption(options.finish),
       });
       await reportJob(job, options, api);
     });
@@ -83,6 +87,13 @@ export function afterOption(then: string | undefined): 'emmc' | 'netboot' | unde
   if (then === undefined) return undefined;
   if (then === 'emmc' || then === 'netboot') return then;
   throw new CliError(`--then takes emmc or netboot, not '${then}'`, EXIT.usage);
+}
+
+/** `--finish reboot|poweroff|wait` as the API's `finish`; a wrong word is a usage error. */
+export function finishOption(finish: string | undefined): 'reboot' | 'poweroff' | 'wait' | undefined {
+  if (finish === undefined) return undefined;
+  if (finish === 'reboot' || finish === 'poweroff' || finish === 'wait') return finish;
+  throw new CliError(`--finish takes reboot, poweroff or wait, not '${finish}'`, EXIT.usage);
 }
 
 /**

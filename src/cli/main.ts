@@ -15,6 +15,7 @@ import { registerWebhookCommands } from './webhooks.js';
 import { registerNetbootCommands } from './netboot.js';
 import { registerRuleCommands } from './rules.js';
 import { registerRecordCommands } from './records.js';
+import { registerDeviceFileCommands } from './device-files.js';
 import { registerBootFileCommands } from './netboot-files.js';
 import { registerServeCommand } from './serve.js';
 import type { CliSurroundings } from './server-location.js';
@@ -38,6 +39,7 @@ export function buildProgram(cli: CliSurroundings): Command {
   registerRecordCommands(program, context);
   registerImageCommands(program, context);
   registerRuleCommands(program, context);
+  registerDeviceFileCommands(program, context);
   registerBootFileCommands(registerNetbootCommands(program, context), cli.env, cli.defaultConfigFile);
   registerAdminCommands(program, cli);
   registerEepromCommands(program);

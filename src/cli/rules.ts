@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { LineState, RuleVerdict, RuleView } from '../rules/index.js';
 import type { CommandContext } from './context.js';
+import { finishOption } from './devices.js';
 import { CliError, EXIT } from './errors.js';
 import { macArgument } from './mac-argument.js';
 import { printJson, printTable, say, size } from './output.js';
@@ -79,6 +80,8 @@ export function registerRuleCommands(program: Command, context: CommandContext) 
     .option('--holds-image <yes|no>', "only devices that already hold (yes) or do not hold (no) a verified deploy of the rule's image")
     .option('--after <boot>', 'what the device boots after an ok job: emmc or netboot')
     .option('--full-match', 'the whole eMMC must equal the image afterwards')
+    .option('--profile <name>', 'profile of per-device files its deploys write (see: cm4prov profiles)')
+    .option('--finish <what>', 'after an ok job, the device: reboot (default), poweroff, or wait (LED steady on)')
     .option('--limit <n>', 'at most this many devices', wholeArgument)
     .option('--retries <n>', 'order a failed job again this many times, then hold the device', wholeArgument)
     .option('--provision-again', 'act again each time a device it provisioned registers again')
@@ -94,6 +97,8 @@ export function registerRuleCommands(program: Command, context: CommandContext) 
         emmc_min_bytes: options.emmcMin, emmc_max_bytes: options.emmcMax, holds_image: holds === undefined ? undefined : holds === 'yes',
         after: options.after, full_match: options.fullMatch === true || undefined, limit: options.limit, retries: options.retries,
         provision_again: options.provisionAgain === true || undefined, enabled: options.disabled ? false : undefined,
+        finish: finishOption(options.finish as string | undefined),
+        profile: options.profile as string | undefined,
       };
       const rule = await context.api(options).post<RuleView>('/api/rules', body);
       if (options.json) printJson(rule);

@@ -9,15 +9,22 @@ const MacParams = Type.Object({ mac: Mac });
 const After = Type.Optional(
   Type.Union([Type.Literal('emmc'), Type.Literal('netboot')], { description: 'what the device boots after the job ends ok' }),
 );
+const Finish = Type.Optional(
+  Type.Union([Type.Literal('reboot'), Type.Literal('poweroff'), Type.Literal('wait')], {
+    description: 'what the device does once the job ended ok: reboot (default), poweroff, or wait with its LED steady on',
+  }),
+);
 const DeployBody = Type.Union([
   Type.Object({
     image: Type.Optional(Type.String({ maxLength: 128, description: 'image name; default image when absent' })),
     after: After,
     full_match: Type.Optional(Type.Boolean({ description: 'make the whole target equal the image, unmapped ranges zeroed' })),
+    finish: Finish,
+    profile: Type.Optional(Type.String({ minLength: 1, maxLength: 64, description: 'per-device files written after the image (see /api/profiles)' })),
   }),
   Type.Null(),
 ]);
-const BackupBody = Type.Union([Type.Object({ after: After }), Type.Null()]);
+const BackupBody = Type.Union([Type.Object({ after: After, finish: Finish }), Type.Null()]);
 
 /** Operator view and control of devices (admin token required). */
 export const deviceAdminRoutes: FastifyPluginAsyncTypebox<{ devices: DeviceService; jobs: JobService }> = async (app, { devices, jobs }) => {
@@ -30,12 +37,12 @@ export const deviceAdminRoutes: FastifyPluginAsyncTypebox<{ devices: DeviceServi
   app.get('/api/devices/:mac', { schema: { params: MacParams } }, async (request) => devices.view(devices.get(request.params.mac)));
 
   app.post('/api/devices/:mac/deploy', { schema: { params: MacParams, body: Type.Optional(DeployBody) } }, async (request, reply) => {
-    const job = jobs.orderDeploy(request.params.mac, request.body?.image, { after: request.body?.after, fullMatch: request.body?.full_match });
+    const job = jobs.orderDeploy(request.params.mac, request.body?.image, { after: request.body?.after, fullMatch: request.body?.full_match, finish: request.body?.finish, profile: request.body?.profile });
     return reply.code(201).send(jobs.view(job));
   });
 
   app.post('/api/devices/:mac/backup', { schema: { params: MacParams, body: Type.Optional(BackupBody) } }, async (request, reply) => {
-    const job = jobs.orderBackup(request.params.mac, { after: request.body?.after });
+    const job = jobs.orderBackup(request.params.mac, { after: request.body?.after, finish: request.body?.finish });
     return reply.code(201).send(jobs.view(job));
   });
 

@@ -13,6 +13,7 @@ export function jobUrls(job: Pick<JobRow, 'id' | 'token'>, baseUrl: string) {
     upload: at('upload'),
     progress: at('progress'),
     result: at('result'),
+    files: at('files'),
   };
 }
 
@@ -25,7 +26,8 @@ export function pollAnswer(outcome: PollOutcome, baseUrl: string): PollAnswer {
       : { action: 'none' };
   }
   const urls = jobUrls(outcome.job, baseUrl);
-  const common = { job: outcome.job.id, progress_url: urls.progress, result_url: urls.result };
+  // finish (reboot, poweroff, wait) only for a client that asked for it (features=…finish…).
+  const common = { job: outcome.job.id, progress_url: urls.progress, result_url: urls.result, ...(outcome.finish ? { finish: outcome.finish } : {}) };
   if (outcome.action === 'deploy') {
     const { plan } = outcome;
     // url/size/sha256 are always there: what a client that writes the whole image needs.
@@ -36,6 +38,8 @@ export function pollAnswer(outcome: PollOutcome, baseUrl: string): PollAnswer {
       size: outcome.image.size,
       sha256: outcome.image.sha256,
       image: outcome.image.name,
+      // Per-device files to write after the image (only a client with the `files` feature gets such a job).
+      ...(outcome.files ? { files_url: urls.files } : {}),
       ...(plan.mode === 'sparse'
         ? {
             mode: 'sparse',

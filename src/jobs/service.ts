@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { DeviceStore } from '../devices/store.js';
+import type { DeviceFilesService } from '../device-files/index.js';
 import type { ImageLibrary, TransferPlan } from '../images/library.js';
 import type { ImageRow } from '../images/store.js';
 import type { Clock } from '../shared/clock.js';
@@ -11,7 +12,7 @@ import { plainAddress } from '../shared/network.js';
 import { newToken, tokensEqual } from '../shared/tokens.js';
 import { createHash } from 'node:crypto';
 import { createRateMeter } from './rate-meter.js';
-import type { FinalValues, JobFilter, JobKind, JobRow, JobStore } from './store.js';
+import type { FinalValues, JobFilter, JobFinish, JobKind, JobRow, JobStore } from './store.js';
 import type { TransferRegistry } from './transfers.js';
 import { toJobView, type JobView } from './view.js';
 import type { Waiters } from './waiters.js';
@@ -36,12 +37,14 @@ export interface JobServiceDeps {
    * before the poll looks for work: the rule engine (src/rules/) may queue a job here.
    */
   onDeviceAsks?: (mac: string, trigger: 'register' | 'poll') => void;
+  /** Per-device files written after a deploy (src/device-files/): ordered with `profile`. */
+  deviceFiles?: DeviceFilesService;
 }
 
 export type PollOutcome =
   | { action: 'none'; abandoned?: JobRow }
-  | { action: 'deploy'; job: JobRow; image: ImageRow; plan: TransferPlan }
-  | { action: 'backup'; job: JobRow };
+  | { action: 'deploy'; job: JobRow; image: ImageRow; plan: TransferPlan; finish?: JobFinish; /** it writes per-device files */ files?: boolean }
+  | { action: 'backup'; job: JobRow; finish?: JobFinish };
 
 export interface OrderOptions {
   after?: JobRow['after_success'];
@@ -49,6 +52,10 @@ export interface OrderOptions {
   fullMatch?: boolean;
   /** The rule that orders it (src/rules/); a person when absent. */
   rule?: { id: number; name: string };
+  /** What the device does after an ok end: reboot (default), poweroff or wait. Told only to clients with the `finish` feature. */
+  finish?: JobFinish;
+  /** Deploy: the profile of per-device files written after the image (src/device-files/). */
+  profile?: string;
 }
 
 /** What a device says at the end of a deploy. */
@@ -60,6 +67,8 @@ export interface DeployReport {
   error?: string;
   /** Sparse mode: sha256 over the read-back chunk hashes, one lower-case hex line each. */
   ranges_sha256?: string;
+  /** Per-device files written and read back: `IDX:SHA256,…` (src/device-files/). */
+  files?: string;
 }
 
 /** The digest a sparse deploy's read-back must reproduce: each chunk's sha256 and a newline. */
@@ -129,6 +138,7 @@ export function createJobService(deps: JobServiceDeps) {
       const afterSuccess = options.after ?? deps.defaultAfterSuccess;
       const fullMatch = options.fullMatch ? 1 : 0;
       job = store.create({ mac, kind, token: newToken(), imageId: image?.id ?? null, bytesTotal, afterSuccess, fullMatch, rule: options.rule }, clock.now());
+      if (options.finish && options.finish !== job.finish && store.saveFinish(job.id, options.finish)) job = store.get(job.id)!;
     } catch (error) {
       if ((error as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
         throw conflict(`device ${mac} already has a queued or running job; cancel it first`);
@@ -194,19 +204,25 @@ export function createJobService(deps: JobServiceDeps) {
       finish(job.id, { state: 'failed', error: `not started: image file: ${problem.reason}` });
       return undefined;
     }
+    // A client that cannot write the job's per-device files must not start it: nothing is written.
+    const filesProblem = job.kind === 'deploy' ? (deps.deviceFiles?.handOutProblem(job, features) ?? null) : null;
+    if (filesProblem) {
+      finish(job.id, { state: 'failed', error: filesProblem });
+      return undefined;
+    }
     if (!store.markStarted(job.id, clock.now(), taker)) return undefined;
     if (job.kind === 'backup') {
       store.saveTransfer(job.id, 'full', features.has('zstd') ? 'zstd' : 'identity', null);
       const started = store.get(job.id)!;
       changed(started);
-      return { action: 'backup', job: started };
+      return { action: 'backup', job: started, finish: features.has('finish') ? started.finish : undefined };
     }
     const image = images.get(job.image_id!)!;
     const plan = images.transferPlan(image, features);
     store.saveTransfer(job.id, plan.mode, plan.encoding, plan.bytesTotal);
     const started = store.get(job.id)!;
     changed(started);
-    return { action: 'deploy', job: started, image, plan };
+    return { action: 'deploy', job: started, image, plan, finish: features.has('finish') ? started.finish : undefined, files: deps.deviceFiles?.hasFiles(job.id) };
   }
 
   /**
@@ -245,7 +261,8 @@ export function createJobService(deps: JobServiceDeps) {
     /** Wakes every parked poll, so each device asks the rules again (they changed, or the line resumed). */
     wakeAll: () => waiters.parked().forEach((mac) => waiters.wake(mac)),
     view(job: JobRow): JobView {
-      return toJobView(job, job.image_id === null ? undefined : images.get(job.image_id), clock.now(), rates.rateOf(job.id));
+      const view = toJobView(job, job.image_id === null ? undefined : images.get(job.image_id), clock.now(), rates.rateOf(job.id));
+      return deps.deviceFiles ? deps.deviceFiles.decorate(job, view) : view;
     },
     /** The job, or undefined (no error): for checks outside a request's own answer. */
     find: (id: number) => store.get(id),
@@ -267,12 +284,17 @@ export function createJobService(deps: JobServiceDeps) {
           `image '${image.name}' (${formatBytes(image.size)}) is larger than the eMMC of ${device.mac} (${formatBytes(device.storage_bytes)})`,
         );
       }
-      return order(device.mac, 'deploy', image, image.size, options);
+      // Per-device files are rendered first: a value the device lacks refuses the order (400).
+      if (options.profile !== undefined && !deps.deviceFiles) throw badRequest('per-device files are not available on this server');
+      const storeFiles = options.profile === undefined ? undefined : deps.deviceFiles!.prepare(options.profile, device, image);
+      const job = order(device.mac, 'deploy', image, image.size, options);
+      storeFiles?.(job);
+      return job;
     },
 
     orderBackup(macInput: string, options: OrderOptions = {}): JobRow {
       const device = requireDevice(macInput);
-      return order(device.mac, 'backup', null, device.storage_bytes, { after: options.after, rule: options.rule });
+      return order(device.mac, 'backup', null, device.storage_bytes, { after: options.after, rule: options.rule, finish: options.finish });
     },
 
     cancel(jobId: number): JobRow {
@@ -398,6 +420,8 @@ export function createJobService(deps: JobServiceDeps) {
       if (report.status === 'failed') {
         return finish(job.id, { state: 'failed', error: report.error || 'the device reported a failure without a reason', sha256: report.sha256 })!;
       }
+      const filesProblem = deps.deviceFiles?.reportProblem(job, report.files) ?? null;
+      if (filesProblem) return finish(job.id, { state: 'failed', error: filesProblem })!;
       const image = images.get(job.image_id!)!;
       if (job.transfer_mode === 'sparse') return finishSparseDeploy(job, image, report);
       const sha256 = report.sha256?.toLowerCase();

@@ -53,7 +53,12 @@ export interface JobRow {
   ordered_by: 'operator' | 'rule';
   rule_id: number | null;
   rule_name: string | null;
+  /** What the device does once this job has ended ok: reboot, power off, or wait (LED steady on). */
+  finish: JobFinish;
 }
+
+export type JobFinish = 'reboot' | 'poweroff' | 'wait';
+export const JOB_FINISHES: readonly JobFinish[] = ['reboot', 'poweroff', 'wait'];
 
 export interface NewJob {
   mac: string;
@@ -142,6 +147,7 @@ export function createJobStore(db: Db) {
       verified = @verified, verified_bytes = @verifiedBytes, verified_ranges = @verifiedRanges,
       phase = NULL, upload_bytes = NULL, upload_sha256 = NULL, ended_at = @now, last_activity_at = @now
     WHERE id = @id AND state IN ('queued', 'running')`);
+  const setFinish = db.prepare<{ id: number; finish: JobFinish }>(`UPDATE jobs SET finish = @finish WHERE id = @id AND state = 'queued'`);
   const usingImage = db.prepare<[number], { n: number }>(
     `SELECT count(*) AS n FROM jobs WHERE image_id = ? AND state IN ('queued', 'running')`,
   );
@@ -210,6 +216,8 @@ export function createJobStore(db: Db) {
       const { total } = db.prepare(`SELECT count(*) AS total FROM jobs ${clause(where)}`).get(params) as { total: number };
       return { rows, total, next: more ? rows.at(-1)!.id : null };
     },
+    /** Sets what the device does after an ok end, while the job is still queued. */
+    saveFinish: (id: number, finish: JobFinish) => setFinish.run({ id, finish }).changes === 1,
     imageInUse: (imageId: number) => usingImage.get(imageId)!.n > 0,
   };
 }

@@ -22,6 +22,8 @@ export interface JobView {
   rate_bytes_per_second: number | null;
   eta_seconds: number | null;
   after_success: JobRow['after_success'];
+  /** What the device does after an ok end: reboot, poweroff or wait (clients with the `finish` feature). */
+  finish: JobRow['finish'];
   /** How the bytes travel: the whole image, or its mapped chunks (zstd or plain). */
   transfer: { mode: JobRow['transfer_mode']; encoding: JobRow['encoding']; full_match: boolean };
   /** What the device reports: bytes written, bytes read back and checked, its current rate. */
@@ -67,6 +69,7 @@ export function toJobView(job: JobRow, image: ImageRow | undefined, now: number,
     rate_bytes_per_second: rate === null ? null : Math.round(rate),
     eta_seconds: job.state === 'running' && rate && remaining !== null ? Math.round(remaining / rate) : null,
     after_success: job.after_success,
+    finish: job.finish,
     transfer: { mode: job.transfer_mode, encoding: job.encoding, full_match: job.full_match === 1 },
     bytes_written: job.bytes_written,
     bytes_verified: job.bytes_verified,

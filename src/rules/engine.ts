@@ -79,10 +79,12 @@ export function createRuleEngine(deps: EngineDeps) {
     const step = kind ?? (rule.action === 'deploy' ? 'deploy' : 'backup');
     try {
       const after = rule.after_success ?? undefined;
+      // Back up, then deploy: after the backup the device must take the deploy, so it never powers off then.
+      const finish = rule.action === 'backup_deploy' && step === 'backup' && rule.finish === 'poweroff' ? 'reboot' : (rule.finish ?? undefined);
       const job = step === 'deploy'
-        ? jobs.orderDeploy(mac, rule.image ?? undefined, { after, fullMatch: rule.full_match === 1, rule: by(rule) })
+        ? jobs.orderDeploy(mac, rule.image ?? undefined, { after, fullMatch: rule.full_match === 1, rule: by(rule), finish, profile: rule.profile ?? undefined })
         // Back up, then deploy: the device must netboot again after the backup to take the deploy.
-        : jobs.orderBackup(mac, { after: rule.action === 'backup_deploy' ? 'netboot' : after, rule: by(rule) });
+        : jobs.orderBackup(mac, { after: rule.action === 'backup_deploy' ? 'netboot' : after, rule: by(rule), finish });
       save(rule, mac, { state: 'working', attempts, last_job_id: job.id, reason: null });
     } catch (error) {
       save(rule, mac, { state: 'held', attempts, last_job_id: null, reason: `the ${step} could not be ordered: ${(error as Error).message}` });

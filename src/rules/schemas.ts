@@ -18,6 +18,8 @@ const fields = {
   image: Nullable(Type.String({ minLength: 1, maxLength: 128, description: 'image name; the default image when absent' })),
   after: Nullable(Type.Union([Type.Literal('emmc'), Type.Literal('netboot')], { description: "what the device boots after an ok job; the server's default when absent" })),
   full_match: Type.Optional(Type.Boolean()),
+  finish: Nullable(Type.Union([Type.Literal('reboot'), Type.Literal('poweroff'), Type.Literal('wait')], { description: 'what the device does after an ok job: reboot (default), poweroff, or wait with its LED steady on' })),
+  profile: Nullable(Type.String({ minLength: 1, maxLength: 64, description: 'profile of per-device files its deploys write' })),
   limit: Nullable(Type.Integer({ minimum: 1, maximum: 1_000_000, description: 'at most this many devices' })),
   retries: Type.Optional(Type.Integer({ minimum: 0, maximum: 100, description: 'a failed job is ordered again this many times, then the device is held' })),
   provision_again: Type.Optional(Type.Boolean({ description: 'act again each time a device it provisioned registers again' })),

@@ -30,6 +30,10 @@ export interface RuleView {
   limit: number | null;
   retries: number;
   provision_again: boolean;
+  /** What the device does after an ok job: reboot (null: the default, reboot), poweroff or wait. */
+  finish: RuleRow['finish'];
+  /** The profile of per-device files its deploys write; null: none. */
+  profile: string | null;
   /** What it does, in words: "deploy 'raspios'". */
   does: string;
   /** Devices it has taken on (what its limit counts). */
@@ -44,6 +48,8 @@ export interface RuleServiceDeps {
   jobs: JobService;
   clock: Clock;
   bus: EventBus;
+  /** Throws (404) when there is no profile of per-device files by that name (src/device-files/). */
+  requireProfile?: (name: string) => unknown;
 }
 
 const bool = (value: boolean | null | undefined) => (value === null || value === undefined ? null : value ? 1 : 0);
@@ -72,6 +78,8 @@ export function createRuleService(deps: RuleServiceDeps) {
       limit: rule.max_devices,
       retries: rule.retries,
       provision_again: rule.provision_again === 1,
+      finish: rule.finish,
+      profile: rule.profile,
       does: describeAction(rule),
       devices: store.devicesTaken(rule.id),
     };
@@ -103,6 +111,8 @@ export function createRuleService(deps: RuleServiceDeps) {
       max_devices: pick('limit', base?.max_devices ?? null, (limit) => limit),
       retries: body.retries ?? base?.retries ?? 0,
       provision_again: body.provision_again === undefined ? (base?.provision_again ?? 0) : body.provision_again ? 1 : 0,
+      finish: pick('finish', base?.finish ?? null, (finish) => finish),
+      profile: pick('profile', base?.profile ?? null, (profile) => profile),
     };
     if (fields.name === '') throw badRequest('a rule needs a name');
     if (fields.min_emmc_bytes !== null && fields.max_emmc_bytes !== null && fields.min_emmc_bytes > fields.max_emmc_bytes) {
@@ -110,6 +120,10 @@ export function createRuleService(deps: RuleServiceDeps) {
     }
     if ((fields.action === 'backup' || fields.action === 'hold') && fields.image !== null) {
       throw badRequest(`a rule that does '${fields.action}' deploys no image; leave image out`);
+    }
+    if (fields.profile !== null) {
+      if (fields.action === 'backup' || fields.action === 'hold') throw badRequest(`a rule that does '${fields.action}' writes no per-device files; leave profile out`);
+      deps.requireProfile?.(fields.profile);
     }
     const other = store.byName(fields.name);
     if (other && other.id !== base?.id) throw conflict(`there is already a rule named '${fields.name}'`);

@@ -23,6 +23,10 @@ export interface RuleRow {
   retries: number;
   provision_again: number;
   created_at: number;
+  /** What the device does after an ok job it ordered; null: reboot. */
+  finish: 'reboot' | 'poweroff' | 'wait' | null;
+  /** The profile of per-device files its deploys write (src/device-files/); null: none. */
+  profile: string | null;
 }
 
 /** The columns a person sets (everything but id, position and created_at). */
@@ -43,6 +47,7 @@ export interface RuleDeviceRow {
 const FIELDS: ReadonlyArray<keyof RuleFields> = [
   'name', 'enabled', 'match_mac', 'match_serial', 'match_model', 'min_emmc_bytes', 'max_emmc_bytes', 'match_holds_image',
   'action', 'image', 'after_success', 'full_match', 'max_devices', 'retries', 'provision_again',
+  'finish', 'profile',
 ];
 
 export function createRuleStore(db: Db) {

@@ -31,6 +31,20 @@ function busyboxPath(t: TestContext, withZstd = true): string {
   return dir;
 }
 
+/**
+ * mtools and debugfs (what the initramfs ships for per-device files), for a client run with
+ * WITH_FILE_TOOLS=1: a folder put after the busybox one on its PATH.
+ */
+function fileToolsPath(t: TestContext): string {
+  const dir = join(tempDir(t, 'cm4prov-file-tools-'), 'bin');
+  mkdirSync(dir);
+  for (const tool of ['mcopy', 'mtype', 'mdir', 'mmd', 'debugfs']) {
+    const found = execFileSync('sh', ['-c', `command -v ${tool} || true`]).toString().trim();
+    if (found) symlinkSync(found, join(dir, tool));
+  }
+  return dir;
+}
+
 /** The running client: its output, exit and a kill for it and everything it started. */
 export type ClientRun = WatchedProcess;
 
@@ -43,12 +57,12 @@ export interface ClientOptions {
 
 /** Runs the real device/provisioning-client.sh under `busybox sh` with a file as its eMMC. */
 export function runClient(t: TestContext, options: ClientOptions): ClientRun {
-  const { PATH_WITHOUT_ZSTD, ...env } = options.env ?? {};
+  const { PATH_WITHOUT_ZSTD, WITH_FILE_TOOLS, ...env } = options.env ?? {};
   const child = spawn(BUSYBOX, ['sh', CLIENT_SCRIPT], {
     detached: true, // its own process group, so a kill reaches curl and dd too
     env: {
       // PATH_WITHOUT_ZSTD=1: a device whose initramfs has no zstd.
-      PATH: PATH_WITHOUT_ZSTD ? busyboxPath(t, false) : busyboxPath(t),
+      PATH: (PATH_WITHOUT_ZSTD ? busyboxPath(t, false) : busyboxPath(t)) + (WITH_FILE_TOOLS ? `:${fileToolsPath(t)}` : ''),
       PROVISIONING_SERVER: options.server,
       TARGET_DEVICE: options.target,
       DEVICE_MAC: options.mac,
@@ -57,6 +71,8 @@ export function runClient(t: TestContext, options: ClientOptions): ClientRun {
       POLL_WAIT: '20',
       PROGRESS_INTERVAL: '1',
       RETRY_MAX_DELAY: '2',
+      // Never the host's own LED (/sys/class/leds/ACT or led0): a test that wants one gives its own.
+      LED_DIR: join(tempDir(t, 'cm4prov-no-led-'), 'none'),
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
