@@ -409,6 +409,17 @@ stage_elf_binaries() {
 	for binary in $ELF_BINARIES; do stage_elf_binary "${binary%%:*}" "${binary#*:}"; done
 }
 
+# mtools converts FAT names to code page 850 through glibc's iconv, which loads IBM850.so from its
+# gconv folder at run time (no ELF dependency shows it): without it every mcopy fails with "Bad
+# target". Found by the QEMU chain test; about 10 KB.
+stage_gconv() {
+	local root dir="$STAGE/usr/lib/$TRIPLET/gconv"
+	root=$(unpacked_package libc6)
+	mkdir -p "$dir"
+	install -m 0644 "$root/usr/lib/$TRIPLET/gconv/IBM850.so" "$dir/IBM850.so"
+	printf 'alias CP850// IBM850//\nmodule IBM850// INTERNAL IBM850 1\nmodule INTERNAL IBM850// IBM850 1\n' >"$dir/gconv-modules"
+}
+
 # ---------------------------------------------------------------- kernel, modules and their order
 
 modinfo_field() { # file field → values of field= in the module's .modinfo section
@@ -569,6 +580,7 @@ main() {
 	chmod 0755 "$STAGE"
 	stage_busybox
 	stage_elf_binaries
+	stage_gconv
 	stage_modules
 	stage_files
 	unpacked_bytes=$(du -sb "$STAGE" | cut -f 1)

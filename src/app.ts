@@ -96,6 +96,7 @@ export async function buildApp({ services, log }: AppOptions): Promise<FastifyIn
     backups: services.backups,
     clock: services.clock,
     netboot: services.netboot,
+    deviceFiles: services.deviceFiles,
     notify: services.notify,
     records: services.records,
     rules: services.rules,

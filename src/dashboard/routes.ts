@@ -30,8 +30,10 @@ import type { RecordService } from '../records/index.js';
 import { loginPage, page, type PageName } from './views/layout.js';
 import { notifyPage, webhookAdded } from './views/notify.js';
 import type { NotifyService } from '../notify/index.js';
-import { applyRuleVerb, RULE_VERBS, rulesBody, rulesPage } from './views/rules.js';
+import { applyRuleVerb, RULE_VERBS, ruleFromForm, rulesBody, rulesPage } from './views/rules.js';
 import type { RuleService } from '../rules/index.js';
+import { RuleBody } from '../rules/schemas.js';
+import type { DeviceFilesService } from '../device-files/index.js';
 
 export interface DashboardOptions {
   auth: AdminAuth;
@@ -49,8 +51,14 @@ export interface DashboardOptions {
   notify: NotifyService;
   records: RecordService;
   rules: RuleService;
+  /** Profiles of per-device files, offered in the Deploy dialog and the "Add a rule" form; without it, neither offers one. */
+  deviceFiles?: Pick<DeviceFilesService, 'profiles'>;
   defaultAfterSuccess: 'emmc' | 'netboot';
 }
+
+// The "Add a rule" form: the API's rule body, but the serial globs come as one comma-separated text.
+const { serial: _serialList, ...ruleFields } = RuleBody.properties;
+const RuleFormSchema = Type.Object({ ...ruleFields, serial: Type.Optional(Type.String({ maxLength: 4000 })) }, { additionalProperties: false });
 
 const DevicePageSchema = Type.Omit(DeviceListQuery, ['limit']);
 const IdCursor = Type.Optional(Type.String({ pattern: '^[1-9][0-9]{0,14}$', description: "the 'next' of the page before" }));
@@ -69,6 +77,7 @@ function macProblem(text: string | undefined): string | undefined {
 export const dashboardRoutes: FastifyPluginAsyncTypebox<DashboardOptions> = async (app, options) => {
   const { auth, sessions, passwords, throttle, live, assets, devices, jobs, images, backups, clock } = options;
   const sessionsByRequest = new WeakMap<FastifyRequest, Session>();
+  const profiles = () => (options.deviceFiles?.profiles() ?? []).map((profile) => ({ name: profile.name, files: profile.files.length }));
 
   const sendHtml = (reply: FastifyReply, body: SafeHtml, status = 200) =>
     reply.code(status).type('text/html; charset=utf-8').header('cache-control', 'no-store').send(body.text);
@@ -172,7 +181,16 @@ export const dashboardRoutes: FastifyPluginAsyncTypebox<DashboardOptions> = asyn
       },
     );
 
-    pages.get('/rules', async (request, reply) => sendPage(request, reply, 'Rules', 'rules', rulesPage(options.rules.list(), options.rules.line(), options.rules.held())));
+    pages.get('/rules', async (request, reply) => {
+      const choices = { images: images.list().filter((image) => !image.broken), profiles: profiles() };
+      return sendPage(request, reply, 'Rules', 'rules', rulesPage(options.rules.list(), options.rules.line(), options.rules.held(), choices));
+    });
+    // The same service call as POST /api/rules; a refusal is the API's 400/409 with its sentence.
+    pages.post('/dashboard/rules/add', { schema: { body: RuleFormSchema } }, async (request, reply) => {
+      auth.checkCsrf(request, sessionsByRequest.get(request)!);
+      options.rules.add(ruleFromForm(request.body));
+      return sendHtml(reply, rulesBody(options.rules.list(), options.rules.line(), options.rules.held()));
+    });
     pages.post('/dashboard/rules', { schema: { body: Type.Object({ verb: Type.Union(RULE_VERBS.map((verb) => Type.Literal(verb))), id: Type.Optional(Type.Integer({ minimum: 1 })) }) } }, async (request, reply) => {
       auth.checkCsrf(request, sessionsByRequest.get(request)!);
       applyRuleVerb(options.rules, request.body.verb, request.body.id);
@@ -198,7 +216,7 @@ export const dashboardRoutes: FastifyPluginAsyncTypebox<DashboardOptions> = asyn
     });
 
     pages.get('/dashboard/deploy-dialog/:mac', { schema: { params: Type.Object({ mac: Type.String({ maxLength: 64 }) }) } }, async (request, reply) =>
-      sendHtml(reply, deployDialog(devices.view(devices.get(request.params.mac)), images.list(), options.defaultAfterSuccess, clock.now())),
+      sendHtml(reply, deployDialog(devices.view(devices.get(request.params.mac)), images.list(), options.defaultAfterSuccess, clock.now(), profiles())),
     );
 
     pages.get('/dashboard/promote-dialog/:id', { schema: { params: Type.Object({ id: Type.Integer({ minimum: 1 }) }) } }, async (request, reply) =>

@@ -186,7 +186,7 @@ export function createDeviceFilesService(deps: { store: DeviceFilesStore; clock:
     },
 
     /** The job's files in its view, and in its verification sentence once it ended ok. */
-    decorate(job: JobRow, view: JobView): JobView & { files?: JobFileView[] } {
+    decorate(job: JobRow, view: JobView): JobView {
       const files = store.jobFiles(job.id);
       if (files.length === 0) return view;
       const verification =

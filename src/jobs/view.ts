@@ -37,9 +37,21 @@ export interface JobView {
   device_ip: string | null;
   /** Who ordered it: a person, or a rule (by the name it had then; the id may be of a deleted rule). */
   ordered_by: { kind: 'operator' } | { kind: 'rule'; id: number; name: string };
+  /** Per-device files the deploy writes (src/device-files/), by hash: present only for a deploy with a profile. */
+  files?: JobFileSummary[];
 }
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+/** One per-device file of a deploy: where it goes and the sha256 of what was rendered (and read back). */
+export interface JobFileSummary {
+  partition: number;
+  fs: string;
+  path: string;
+  sha256: string;
+  length: number;
+  read_back_sha256: string | null;
+}
 
 /** Who ordered the job, in words: `operator`, or `rule NAME`. */
 export const orderedByText = (job: Pick<JobView, 'ordered_by'>) => (job.ordered_by.kind === 'rule' ? `rule ${job.ordered_by.name}` : 'operator');

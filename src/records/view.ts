@@ -1,6 +1,6 @@
 import type { BackupRow } from '../backups/store.js';
 import type { DeviceRow } from '../devices/store.js';
-import type { JobView } from '../jobs/view.js';
+import type { JobFileSummary, JobView } from '../jobs/view.js';
 import { decodeEmmcCid, type EmmcIdentity } from './emmc-cid.js';
 import type { RecordKey } from './store.js';
 
@@ -16,6 +16,8 @@ export interface RecordJob {
   sha256: string | null;
   verification: { scope: string; checked: boolean; summary: string } | null;
   ordered_by: JobView['ordered_by'];
+  /** Per-device files the deploy wrote, by hash (none for other jobs). */
+  files: Array<Pick<JobFileSummary, 'partition' | 'path' | 'sha256' | 'length' | 'read_back_sha256'>>;
   queued_at: string;
   started_at: string | null;
   ended_at: string | null;
@@ -69,6 +71,7 @@ export function recordJob(job: JobView): RecordJob {
     sha256: job.sha256,
     verification: proof ? { scope: proof.scope, checked: proof.checked, summary: proof.summary } : null,
     ordered_by: job.ordered_by,
+    files: (job.files ?? []).map(({ partition, path, sha256, length, read_back_sha256 }) => ({ partition, path, sha256, length, read_back_sha256 })),
     queued_at: job.created_at,
     started_at: job.started_at,
     ended_at: job.ended_at,

@@ -93,6 +93,10 @@ test('a deploy with a profile: the files on the target FAT and ext4 partitions (
   const stored = server.server.services.db.prepare('SELECT count(*) AS n FROM job_files WHERE job_id = ? AND content IS NOT NULL').get(jobId) as { n: number };
   assert.equal(stored.n, 0, 'file contents are dropped once the job ended');
 
+  // The device's record lists the files of the job by hash too.
+  const record = (await server.admin('GET', `/api/records/${SERIAL}`)).body;
+  assert.deepEqual(record.jobs[0].files.map((file: { path: string; sha256: string }) => [file.path, file.sha256]), job.files.map((file: { path: string; sha256: string }) => [file.path, file.sha256]));
+
   // The profile's sequence moved on: the next order renders #2.
   assert.equal((await server.admin('GET', '/api/profiles/lab')).body.next_sequence, 2);
 });

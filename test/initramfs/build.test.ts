@@ -84,6 +84,11 @@ test('build.sh builds an arm64 initrd: busybox, curl and zstd with every library
     const link = entry(`bin/${name}`);
     assert.ok(isSymlink(link) && link.data.toString() === 'zstd', `bin/${name} → zstd`);
   }
+  // mtools and debugfs write per-device files; mtools needs glibc's IBM850 converter at run time.
+  libraryClosure('bin/mtools');
+  libraryClosure('bin/debugfs');
+  assert.ok(isFile(entry('usr/lib/aarch64-linux-gnu/gconv/IBM850.so')), "glibc's code page 850 converter, which mcopy loads");
+  assert.match(entry('usr/lib/aarch64-linux-gnu/gconv/gconv-modules').data.toString(), /^module IBM850\/\/ INTERNAL IBM850 1$/m);
   const loader = entry('lib/ld-linux-aarch64.so.1');
   assert.ok(isSymlink(loader), 'the ELF interpreter curl and zstd ask for, a link to the loader in lib/aarch64-linux-gnu');
   entry(loader.data.toString().replace(/^\//, ''));

@@ -69,13 +69,16 @@
       return;
     }
     const form = element.closest('form');
+    const slot = form?.querySelector('[data-dialog-error]');
     if (event.detail.successful) {
       const message = element.getAttribute('data-toast') || form?.getAttribute('data-toast');
       if (message) toast(message, 'ok');
       if (form?.hasAttribute('data-close-dialog-on-success')) closeDialog();
+      // A form that stays on the page (Add a rule) starts afresh, its last refusal gone.
+      if (slot) slot.hidden = true;
+      if (form?.hasAttribute('data-reset-on-success')) form.reset();
       return;
     }
-    const slot = form?.querySelector('[data-dialog-error]');
     if (slot) {
       slot.textContent = messageOf(xhr);
       slot.hidden = false;

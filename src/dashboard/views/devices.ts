@@ -116,8 +116,38 @@ ${linePausedAt ? html`<p class="warning" data-line-paused>The line is paused (si
 </section>`;
 }
 
-/** The Deploy dialog: pick the image, see exactly what it is, and confirm naming the device. */
-export function deployDialog(device: DeviceView, images: ImageView[], defaultAfter: 'emmc' | 'netboot', now: number): SafeHtml {
+/** A profile of per-device files as the pages offer it (src/device-files/). */
+export interface ProfileChoice {
+  name: string;
+  files: number;
+}
+
+/** What a device does once its job is ok: `finish` in an order or a rule, in the pages' words; reboot is the default. */
+export const FINISH_CHOICES = [
+  { value: 'reboot', label: 'reboots' },
+  { value: 'poweroff', label: 'powers off' },
+  { value: 'wait', label: 'waits with its activity LED steady on' },
+] as const;
+
+/** `<option>`s for a profile select: "none" first (nothing posted), then each profile. */
+export function profileOptions(profiles: readonly ProfileChoice[]): SafeHtml {
+  return html`<option value="" selected>none</option>
+    ${profiles.map((profile) => html`<option value="${profile.name}">${profile.name} (${profile.files} file${profile.files === 1 ? '' : 's'})</option>`)}`;
+}
+
+/** The profile select of the Deploy dialog; nothing when there is no profile to choose. */
+function profileField(profiles: readonly ProfileChoice[]): SafeHtml | '' {
+  if (profiles.length === 0) return '';
+  return html`<label for="deploy-profile">Per-device files</label>
+  <select id="deploy-profile" name="profile" aria-describedby="deploy-profile-hint">${profileOptions(profiles)}</select>
+  <p class="hint" id="deploy-profile-hint">Written into the image's partitions after it is verified. A value this device lacks refuses the order.</p>`;
+}
+
+/**
+ * The Deploy dialog: pick the image, see exactly what it is, and confirm naming the device.
+ * `profiles` are the profiles of per-device files to offer (none: no select).
+ */
+export function deployDialog(device: DeviceView, images: ImageView[], defaultAfter: 'emmc' | 'netboot', now: number, profiles: readonly ProfileChoice[] = []): SafeHtml {
   // Why an image cannot go onto this device now; such images are listed, disabled, with the reason.
   const unusable = (image: ImageView) =>
     image.broken
@@ -147,12 +177,17 @@ ${pollWarning(device, now)}
     <dt>Size</dt><dd data-fact="size">${bytes(chosen.size)}</dd>
     <dt>sha256</dt><dd><code data-fact="sha256" class="hash">${chosen.sha256}</code></dd>
   </dl>
+  ${profileField(profiles)}
   <label class="checkbox-line"><input type="checkbox" name="full_match" value="true">
     Full byte match: also zero what the image leaves empty, and check the whole eMMC</label>
   <fieldset class="choice">
     <legend>When it has succeeded, the device boots</legend>
     <label><input type="radio" name="after" value="emmc" ${defaultAfter === 'emmc' ? 'checked' : ''}> from its eMMC (no more netboot)</label>
     <label><input type="radio" name="after" value="netboot" ${defaultAfter === 'netboot' ? 'checked' : ''}> from the network again</label>
+  </fieldset>
+  <fieldset class="choice">
+    <legend>After success the device</legend>
+    ${FINISH_CHOICES.map((choice) => html`<label><input type="radio" name="finish" value="${choice.value}" ${choice.value === 'reboot' ? 'checked' : ''}> ${choice.label}${choice.value === 'reboot' ? ' (default)' : ''}</label>`)}
   </fieldset>
   <p class="warning" id="deploy-warning">Overwrite the eMMC of <strong>${device.mac}</strong>${device.serial ? html` (serial ${device.serial})` : ''}?
     Everything on it is replaced.</p>

@@ -1,6 +1,8 @@
 import type { LineState, RuleService, RuleView } from '../../rules/index.js';
+import type { RuleBody } from '../../rules/schemas.js';
 import { bytes, timestamp } from '../format.js';
 import { html, type SafeHtml } from '../html.js';
+import { FINISH_CHOICES, profileOptions, type ProfileChoice } from './devices.js';
 
 export type RuleVerb = 'enable' | 'disable' | 'up' | 'down' | 'delete' | 'pause' | 'resume';
 export const RULE_VERBS: readonly RuleVerb[] = ['enable', 'disable', 'up', 'down', 'delete', 'pause', 'resume'];
@@ -28,6 +30,29 @@ function matchText(rule: RuleView): string {
   return parts.length ? parts.join(', ') : 'any device';
 }
 
+/** The "Add a rule" form as posted: serial globs come as one comma-separated text. */
+export type RuleForm = Omit<RuleBody, 'serial'> & { serial?: string };
+
+/** The API's rule body from the form: "a*, b*" becomes ["a*", "b*"]; empty fields were left out by the form parser. */
+export function ruleFromForm(form: RuleForm): RuleBody {
+  const { serial, ...rest } = form;
+  const globs = serial?.split(',').map((glob) => glob.trim()).filter(Boolean) ?? [];
+  return globs.length ? { ...rest, serial: globs } : rest;
+}
+
+/** What a rule does after its match: the action, then the options that change what a device ends up with. */
+function doesText(rule: RuleView): string {
+  const finish = FINISH_CHOICES.find((choice) => choice.value === rule.finish);
+  return [
+    rule.does,
+    // A rule that holds orders no job: nothing is written and nothing follows a success.
+    rule.action !== 'hold' && rule.profile && `per-device files '${rule.profile}'`,
+    rule.action !== 'hold' && finish && `then the device ${finish.label}`,
+    rule.retries && `retries ${rule.retries}`,
+    rule.provision_again && 'again on each registration',
+  ].filter(Boolean).join('; ');
+}
+
 const button = (verb: RuleVerb, label: string, id?: number, extra = '') =>
   html`<button type="button" class="button-quiet" hx-post="/dashboard/rules" hx-vals='${JSON.stringify(id === undefined ? { verb } : { verb, id })}'
     hx-target="#rules-body" hx-swap="outerHTML"${extra ? html` ${extra}` : ''}>${label}</button>`;
@@ -50,7 +75,7 @@ ${lineSwitch(line)}
         <td data-label="#">${rule.position}</td>
         <th scope="row" data-label="Rule">${rule.name}${rule.enabled ? '' : html` <span class="badge">off</span>`}</th>
         <td data-label="Matches">${matchText(rule)}</td>
-        <td data-label="Does">${rule.does}${rule.retries ? `; retries ${rule.retries}` : ''}${rule.provision_again ? '; again on each registration' : ''}</td>
+        <td data-label="Does">${doesText(rule)}</td>
         <td data-label="Devices">${rule.devices}${rule.limit === null ? '' : ` of ${rule.limit}`}</td>
         <td data-label="Actions">
           ${rule.enabled ? button('disable', 'Turn off', rule.id) : button('enable', 'Turn on', rule.id)}
@@ -62,7 +87,7 @@ ${lineSwitch(line)}
     </tbody>
   </table>
 </div>
-${rules.length ? '' : html`<p class="empty">No rules: a device waits for a person. Add one with <code>cm4prov rules add NAME --action deploy</code> or <code>POST /api/rules</code>.</p>`}
+${rules.length ? '' : html`<p class="empty">No rules: a device waits for a person. Add one below, with <code>cm4prov rules add NAME --action deploy</code> or <code>POST /api/rules</code>.</p>`}
 <h2>Held devices</h2>
 ${held.length
   ? html`<ul class="held">${held.map((entry) => html`<li><code>${entry.mac}</code>, by rule ${entry.rule.name}: ${entry.reason ?? 'held'}</li>`)}</ul>`
@@ -70,8 +95,65 @@ ${held.length
 </div>`;
 }
 
-export function rulesPage(rules: RuleView[], line: LineState, held: ReturnType<RuleService['held']>): SafeHtml {
+/** What the "Add a rule" form offers: the images a rule may deploy (by name) and the profiles. */
+export interface RuleChoices {
+  images: Array<{ name: string; default: boolean }>;
+  profiles: readonly ProfileChoice[];
+}
+
+const ACTIONS: Array<[RuleBody['action'], string]> = [
+  ['deploy', 'deploy'],
+  ['backup_deploy', 'back up, then deploy'],
+  ['backup', 'back up'],
+  ['hold', 'hold for a person'],
+];
+
+/** Adds a rule through the same service as POST /api/rules; a refusal shows the API's sentence in the form. */
+function addRuleForm(choices: RuleChoices): SafeHtml {
+  const defaultImage = choices.images.find((image) => image.default);
+  return html`<section aria-labelledby="add-rule-heading">
+<h2 id="add-rule-heading">Add a rule</h2>
+<form id="rule-add" class="upload-form form-grid" hx-post="/dashboard/rules/add" hx-target="#rules-body" hx-swap="outerHTML"
+  data-reset-on-success data-toast="Rule added">
+  <label for="rule-name">Name</label>
+  <input id="rule-name" name="name" required maxlength="64" autocomplete="off">
+  <label for="rule-action">Does</label>
+  <select id="rule-action" name="action">${ACTIONS.map(([value, label]) => html`<option value="${value}">${label}</option>`)}</select>
+  <label for="rule-image">Image</label>
+  <select id="rule-image" name="image" aria-describedby="rule-image-hint">
+    <option value="" selected>the default image${defaultImage ? ` (now ${defaultImage.name})` : ''}</option>
+    ${choices.images.map((image) => html`<option value="${image.name}">${image.name}</option>`)}
+  </select>
+  <p id="rule-image-hint" class="hint">Only for deploying; a rule that backs up or holds names no image.</p>
+  ${choices.profiles.length
+    ? html`<label for="rule-profile">Per-device files</label>
+  <select id="rule-profile" name="profile">${profileOptions(choices.profiles)}</select>`
+    : ''}
+  <label for="rule-mac">MAC</label>
+  <input id="rule-mac" name="mac" maxlength="17" autocomplete="off" placeholder="dc:a6:32 or dc:a6:32:0?:*" aria-describedby="rule-match-hint">
+  <label for="rule-serial">Serials</label>
+  <input id="rule-serial" name="serial" maxlength="4000" autocomplete="off" placeholder="10000000c0ffee*, 10000000beef*" aria-describedby="rule-serial-hint">
+  <p id="rule-serial-hint" class="hint">Globs, separated by commas; any of them may match.</p>
+  <label for="rule-model">Model contains</label>
+  <input id="rule-model" name="model" maxlength="200" autocomplete="off" placeholder="Compute Module 4" aria-describedby="rule-match-hint">
+  <p id="rule-match-hint" class="hint">A field left empty matches any device; one the device has not reported matches none.</p>
+  <label for="rule-limit">Limit</label>
+  <input id="rule-limit" name="limit" type="number" min="1" max="1000000" step="1" placeholder="no limit" aria-describedby="rule-limit-hint">
+  <p id="rule-limit-hint" class="hint">At most this many devices.</p>
+  <label for="rule-retries">Retries</label>
+  <input id="rule-retries" name="retries" type="number" min="0" max="100" step="1" value="0" aria-describedby="rule-retries-hint">
+  <p id="rule-retries-hint" class="hint">A failed job is ordered again this many times; then the device is held.</p>
+  <label for="rule-finish">After success the device</label>
+  <select id="rule-finish" name="finish">${FINISH_CHOICES.map((choice) => html`<option value="${choice.value}" ${choice.value === 'reboot' ? 'selected' : ''}>${choice.label}${choice.value === 'reboot' ? ' (default)' : ''}</option>`)}</select>
+  <p class="form-error form-grid-control" data-dialog-error role="alert" hidden></p>
+  <div class="form-grid-control"><button type="submit" class="button-primary">Add rule</button></div>
+</form>
+</section>`;
+}
+
+export function rulesPage(rules: RuleView[], line: LineState, held: ReturnType<RuleService['held']>, choices: RuleChoices): SafeHtml {
   return html`<h1>Rules</h1>
 <p>Tried in order; the first that matches a device acts. <code>cm4prov rules test MAC</code> shows which rule would act on a device, and why the others would not.</p>
-${rulesBody(rules, line, held)}`;
+${rulesBody(rules, line, held)}
+${addRuleForm(choices)}`;
 }
