@@ -886,16 +886,20 @@ run_sparse_deploy() {
 # write through the partition's byte offset, the same on /dev/mmcblk0 as on a file standing in
 # for it, and need no file-system module in the kernel. Each file is read back with the same tool
 # and its sha256 reported (files=IDX:SHA256,…); the server compares them with what it rendered.
+# A file whose MODE starts with `a` or `f` is not replaced: the text is appended to the image's
+# own file (at its end, or to its first line: cmdline.txt); the client composes the new file,
+# compares what it reads back with it, and reports IDX:SHA256:LENGTH of the whole file.
 FILES_REPORT=''
 
-# The poll features plus `files` when mtools is here.
+# The poll features plus `files` and `files_append` when mtools is here.
 files_feature() { # features
 	command -v mcopy >/dev/null 2>&1 || { echo "$1"; return 0; }
-	case $1 in none | none,*) echo "files${1#none}" ;; *) echo "$1,files" ;; esac
+	case $1 in none | none,*) echo "files,files_append${1#none}" ;; *) echo "$1,files,files_append" ;; esac
 }
 
-# Fetches the list into $WORK/files ("IDX PARTITION FS MODE LENGTH SHA256 PATH" lines) and checks,
-# before any byte is written, that the tool each file system needs is here.
+# Fetches the list into $WORK/files ("IDX PARTITION FS MODE LENGTH SHA256 PATH" lines; MODE is
+# octal, prefixed a or f for a file appended to) and checks, before any byte is written, that
+# the tool each file system needs is here.
 fetch_files_list() {
 	local rc=0 idx part fs rest
 	with_retries "$TRANSFER_RETRIES" "fetching the per-device file list" http GET "$A_FILES_URL" --max-time 60 || rc=$?
@@ -961,10 +965,48 @@ read_ext4_file() { # path local
 	debugfs -R "cat $1" "$TARGET_DEVICE?offset=$PART_OFFSET" > "$2" 2>>"$WORK/files.err"
 }
 
+# Reads the image's own file PATH (already on the target) into $WORK/existing-file, failing the
+# job with a sentence naming it when the partition has no such file.
+read_existing_file() { # fs path partition
+	: > "$WORK/files.err"
+	if ! "read_${1}_file" "$2" "$WORK/existing-file" < /dev/null || grep -q 'not found' "$WORK/files.err"; then
+		grep -q 'not found' "$WORK/files.err" &&
+			fail_job "per-device file $2 is to be appended to, but partition $3 ($1) of the image has no file $2"
+		fail_job "reading $2 from partition $3 ($1) to append to it failed: $(tail -n 1 "$WORK/files.err")"
+	fi
+}
+
+# Composes $WORK/appended-file: $WORK/existing-file with the text (file $2) appended at its end
+# (`end`), or to its first line after one space (`first_line`): the Raspberry Pi firmware reads
+# cmdline.txt's first line as the kernel command line. That line's ending is kept as it was.
+compose_appended() { # where text
+	local first ending='' cr
+	if [ "$1" = end ]; then
+		cat "$WORK/existing-file" "$2" > "$WORK/appended-file"
+		return
+	fi
+	cr=$(printf '\r')
+	first=$(head -n 1 "$WORK/existing-file")
+	case $first in *"$cr") first=${first%"$cr"} ending=$cr ;; esac
+	while :; do
+		case $first in *' ' | *'	') first=${first%?} ;; *) break ;; esac
+	done
+	{
+		printf '%s' "$first"
+		[ -z "$first" ] || printf ' '
+		cat "$2"
+		printf '%s' "$ending"
+		if [ "$(wc -l < "$WORK/existing-file")" -gt 0 ]; then
+			printf '\n'
+			tail -n +2 "$WORK/existing-file"
+		fi
+	} > "$WORK/appended-file"
+}
+
 # Fetches, writes and reads back each file of the list; sets FILES_REPORT. The read-back comes
 # from the device itself, not the page cache (as for the image).
 write_device_files() {
-	local idx part fs mode len sha path url sum count=0
+	local idx part fs mode len sha path url sum count=0 append source expect
 	while read -r idx part fs mode len sha path <&3; do
 		url="${A_FILES_URL%%\?*}/$idx?${A_FILES_URL#*\?}"
 		with_retries "$TRANSFER_RETRIES" "fetching per-device file $path" http GET "$url" --max-time 60 ||
@@ -975,18 +1017,36 @@ write_device_files() {
 			fail_job "per-device file $path arrived as sha256 $sum, not $sha"
 		fi
 		partition_offset "$part"
+		case $mode in
+			a*) append=end mode=${mode#a} ;;
+			f*) append=first_line mode=${mode#f} ;;
+			*) append='' ;;
+		esac
+		source="$WORK/device-file"
+		if [ -n "$append" ]; then
+			read_existing_file "$fs" "$path" "$part"
+			compose_appended "$append" "$WORK/device-file"
+			source="$WORK/appended-file"
+		fi
 		: > "$WORK/files.err"
-		"write_${fs}_file" "$WORK/device-file" "$path" "$mode" < /dev/null ||
+		"write_${fs}_file" "$source" "$path" "$mode" < /dev/null ||
 			fail_job "writing $path into partition $part ($fs) failed: $(tail -n 1 "$WORK/files.err")"
 		sync
 		if [ -b "$TARGET_DEVICE" ]; then echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || :; fi
 		"read_${fs}_file" "$path" "$WORK/read-back-file" < /dev/null ||
 			fail_job "reading $path back from partition $part ($fs) failed: $(tail -n 1 "$WORK/files.err")"
 		sum=$(sha256sum < "$WORK/read-back-file" | cut -d ' ' -f 1)
+		if [ -n "$append" ]; then
+			# The server never read the image's file: this client checks the result it composed.
+			expect=$(sha256sum < "$source" | cut -d ' ' -f 1)
+			[ "$sum" = "$expect" ] ||
+				fail_job "per-device file $path (partition $part) reads back as sha256 $sum, not $expect (the image's file with the text appended)"
+			sum="$sum:$(wc -c < "$WORK/read-back-file" | tr -d ' ')"
+		fi
 		FILES_REPORT="$FILES_REPORT${FILES_REPORT:+,}$idx:$sum"
 		count=$((count + 1))
 	done 3< "$WORK/files"
-	log "$count per-device files written and read back"
+	log "$count per-device files written (or appended to) and read back"
 }
 
 # ---------------------------------------------------------------- backup

@@ -9,6 +9,7 @@ interface ProfileFileView {
   fs: 'vfat' | 'ext4';
   path: string;
   mode: string;
+  append: boolean;
   template: string;
 }
 interface ProfileView {
@@ -23,12 +24,29 @@ interface TableView {
   imported_at: number;
 }
 
-/** `PART[:FS]:PATH=TEMPLATE_FILE`, e.g. `1:/user-data=user-data.tmpl` or `2:ext4:/etc/hostname=h.tmpl`. */
-export function parseFileOption(spec: string): ProfileFileView | { partition: number; fs: 'vfat' | 'ext4'; path: string; template: string } {
-  const match = /^([1-4])(?::(vfat|ext4))?:(\/[^=]*)=(.+)$/.exec(spec);
-  if (!match) throw new CliError(`--file takes PART:PATH=TEMPLATE_FILE (or PART:ext4:PATH=…), e.g. 1:/user-data=user-data.tmpl, not '${spec}'`, EXIT.usage);
-  return { partition: Number(match[1]), fs: (match[2] as 'vfat' | 'ext4' | undefined) ?? 'vfat', path: match[3]!, template: readText(match[4]!, 'template') };
+/**
+ * `PART[:FS]:[+]PATH=TEMPLATE_FILE`, e.g. `1:/user-data=user-data.tmpl`, `2:ext4:/etc/hostname=h.tmpl`;
+ * `+` before the path appends the text to the image's file (`1:+/cmdline.txt=extra.tmpl`).
+ */
+export function parseFileOption(spec: string): Omit<ProfileFileView, 'mode'> {
+  const match = /^([1-4])(?::(vfat|ext4))?:(\+)?(\/[^=]*)=(.+)$/.exec(spec);
+  if (!match) {
+    throw new CliError(
+      `--file takes PART:PATH=TEMPLATE_FILE (or PART:ext4:PATH=…; +PATH appends), e.g. 1:/user-data=user-data.tmpl or 1:+/cmdline.txt=extra.tmpl, not '${spec}'`,
+      EXIT.usage,
+    );
+  }
+  return {
+    partition: Number(match[1]),
+    fs: (match[2] as 'vfat' | 'ext4' | undefined) ?? 'vfat',
+    path: match[4]!,
+    append: match[3] === '+',
+    template: readText(match[5]!, 'template'),
+  };
 }
+
+/** `1:/user-data`, or `1:+/cmdline.txt` for a file appended to. */
+const fileLabel = (file: ProfileFileView) => `${file.partition}:${file.append ? '+' : ''}${file.path}`;
 
 function readText(file: string, what: string): string {
   try {
@@ -50,13 +68,17 @@ export function registerDeviceFileCommands(program: Command, context: CommandCon
     .action(async (options: { json?: boolean }) => {
       const { profiles: all } = await context.api(options).get<{ profiles: ProfileView[] }>('/api/profiles');
       if (options.json) return printJson(all);
-      printTable(['profile', 'files', 'next sequence'], all.map((p) => [p.name, p.files.map((f) => `${f.partition}:${f.path}`).join(' '), p.next_sequence]), 'No profiles yet.');
+      printTable(['profile', 'files', 'next sequence'], all.map((p) => [p.name, p.files.map(fileLabel).join(' '), p.next_sequence]), 'No profiles yet.');
     });
 
   context
     .command(profiles, 'add', 'create or replace a profile')
     .argument('<name>', 'profile name')
-    .option('--file <spec>', 'PART:PATH=TEMPLATE_FILE (FAT) or PART:ext4:PATH=TEMPLATE_FILE; repeat for each file', (spec: string, all: string[] = []) => [...all, spec])
+    .option(
+      '--file <spec>',
+      "PART:PATH=TEMPLATE_FILE (FAT) or PART:ext4:PATH=TEMPLATE_FILE; +PATH appends to the image's file (cmdline.txt: to its line); repeat for each file",
+      (spec: string, all: string[] = []) => [...all, spec],
+    )
     .option('--json', 'print JSON')
     .action(async (name: string, options: { file?: string[]; json?: boolean }) => {
       if (!options.file?.length) throw new CliError('give at least one --file PART:PATH=TEMPLATE_FILE', EXIT.usage);
@@ -74,7 +96,7 @@ export function registerDeviceFileCommands(program: Command, context: CommandCon
       if (options.json) return printJson(profile);
       say(`Profile ${profile.name} (next sequence ${profile.next_sequence})`);
       for (const file of profile.files) {
-        say(`--- partition ${file.partition} (${file.fs}) ${file.path} mode ${file.mode}`);
+        say(`--- partition ${file.partition} (${file.fs}) ${file.path} mode ${file.mode}${file.append ? ", appended to the image's file" : ''}`);
         // Line by line: each is shown with control characters escaped (say), newlines kept.
         for (const line of file.template.replace(/\n$/, '').split('\n')) say(line);
       }

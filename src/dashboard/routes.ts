@@ -28,7 +28,7 @@ import { netbootPage } from './views/netboot.js';
 import { RECORDS_PAGE_SIZE, recordsPage } from './views/records.js';
 import type { RecordService } from '../records/index.js';
 import { loginPage, page, type PageName } from './views/layout.js';
-import { notifyPage, webhookAdded } from './views/notify.js';
+import { DELIVERY_ROWS, NOTIFY_CHANGED, notifyPage, notifyUpdate, webhookAdded } from './views/notify.js';
 import type { NotifyService } from '../notify/index.js';
 import { applyRuleVerb, RULE_VERBS, ruleFromForm, rulesBody, rulesPage } from './views/rules.js';
 import type { RuleService } from '../rules/index.js';
@@ -198,9 +198,20 @@ export const dashboardRoutes: FastifyPluginAsyncTypebox<DashboardOptions> = asyn
     });
 
     // Webhooks & labels sits under History (where Reprint is), keeping the top bar one row.
+    const { notify } = options;
     pages.get('/notify', async (request, reply) =>
-      sendPage(request, reply, 'Webhooks & labels', 'history', notifyPage(options.notify.webhooks.list(), options.notify.labels.settings())),
+      sendPage(request, reply, 'Webhooks & labels', 'history', notifyPage(notify.webhooks.list(), notify.webhooks.recentDeliveries(DELIVERY_ROWS), notify.labels.settings())),
     );
+    // The page polls this: the outbox changes in the worker, which tells no live stream.
+    const notifyTables = () => notifyUpdate(notify.webhooks.list(), notify.webhooks.recentDeliveries(DELIVERY_ROWS), notify.labels.settings().recent);
+    pages.get('/dashboard/notify/live', async (_request, reply) => sendHtml(reply, notifyTables()));
+    // Send again (webhook deliveries and labels alike). The answer asks the page's poll to run now
+    // rather than redrawing the tables itself: that would detach the button before its toast.
+    pages.post('/dashboard/notify/deliveries/:id/retry', { schema: { params: Type.Object({ id: Type.Integer({ minimum: 1 }) }) } }, async (request, reply) => {
+      auth.checkCsrf(request, sessionsByRequest.get(request)!);
+      notify.webhooks.retry(request.params.id);
+      return reply.code(204).header('hx-trigger', NOTIFY_CHANGED).send();
+    });
     // Adding a webhook here, not through the API, so that the page can show its secret once.
     pages.post('/dashboard/webhooks', { schema: { body: Type.Object({ url: Type.String({ maxLength: 2000 }), events: Type.Optional(Type.String({ maxLength: 400 })) }) } }, async (request, reply) => {
       auth.checkCsrf(request, sessionsByRequest.get(request)!);

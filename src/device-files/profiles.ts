@@ -2,11 +2,18 @@ import { badRequest } from '../shared/errors.js';
 import type { ProfileFile } from './store.js';
 import { namesIn, unknownName } from './template.js';
 
-/** A profile as the admin API and the CLI send it; `mode` defaults to 0644. */
+/** A profile as the admin API and the CLI send it; `mode` defaults to 0644, `append` to false. */
 export interface ProfileInput {
   name: string;
-  files: Array<Omit<ProfileFile, 'mode'> & { mode?: string }>;
+  files: Array<Omit<ProfileFile, 'mode' | 'append'> & { mode?: string; append?: boolean }>;
 }
+
+/**
+ * The Raspberry Pi firmware passes the first line of cmdline.txt to the kernel as its command
+ * line ("all on one line", Raspberry Pi documentation, "cmdline.txt"): text appended to it goes
+ * on that line, after one space.
+ */
+export const appendsToFirstLine = (path: string) => /(^|\/)cmdline\.txt$/i.test(path);
 
 export const PROFILE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 /** Absolute, no spaces (the device's file list is space-separated), no `.` or `..` parts. */
@@ -40,6 +47,14 @@ export function checkProfile(input: ProfileInput): ProfileFile[] {
       const problem = unknownName(name);
       if (problem) throw badRequest(`${where}: ${problem}`);
     }
-    return { partition: file.partition, fs: file.fs, path: file.path, mode: mode.padStart(4, '0'), template: file.template };
+    const append = file.append === true;
+    if (append && file.template === '') throw badRequest(`${where} is appended to, but its template is empty: there is nothing to append`);
+    if (append && appendsToFirstLine(file.path) && /[\r\n]/.test(oneLine(file.template))) {
+      throw badRequest(`${where} is appended to the kernel command line, which is one line, but its template has a line break before its end`);
+    }
+    return { partition: file.partition, fs: file.fs, path: file.path, mode: mode.padStart(4, '0'), append, template: file.template };
   });
 }
+
+/** Text appended to cmdline.txt without the one line break a template file ends with. */
+export const oneLine = (text: string) => text.replace(/\r?\n$/, '');

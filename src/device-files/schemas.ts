@@ -7,6 +7,9 @@ export const ProfileFileBody = Type.Object(
     fs: Type.Union([Type.Literal('vfat'), Type.Literal('ext4')]),
     path: Type.String({ minLength: 2, maxLength: 255, description: 'absolute path in the partition, no spaces: /user-data' }),
     mode: Type.Optional(Type.String({ maxLength: 4, description: 'octal permission bits (ext4), default 0644' })),
+    append: Type.Optional(
+      Type.Boolean({ description: "append to the image's existing file (cmdline.txt: to its first line, after one space) instead of replacing it; default false" }),
+    ),
     template: Type.String({ maxLength: 256 * 1024, description: 'the content, with {{variables}}' }),
   },
   { additionalProperties: false },

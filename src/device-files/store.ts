@@ -10,8 +10,13 @@ export interface ProfileFile {
   path: string;
   /** Octal permission bits (ext4 only; FAT has none). */
   mode: string;
+  /** The rendered text is appended to the image's existing file instead of replacing it. */
+  append: boolean;
   template: string;
 }
+
+/** How a job's file is written: whole (null), appended at the end, or to the first line (cmdline.txt). */
+export type AppendTo = 'end' | 'first_line' | null;
 
 export interface ProfileRow {
   name: string;
@@ -40,18 +45,26 @@ export interface JobFileRow {
   sha256: string;
   length: number;
   content: Buffer | null;
+  /** Appended: `sha256` and `length` are of the appended text, not of the resulting file. */
+  append: AppendTo;
   read_back_sha256: string | null;
+  /** The length of the whole file the device read back (reported for appended files). */
+  read_back_length: number | null;
 }
 
-export type NewJobFile = Omit<JobFileRow, 'job_id' | 'read_back_sha256'>;
+export type NewJobFile = Omit<JobFileRow, 'job_id' | 'read_back_sha256' | 'read_back_length'>;
 
-/** SQL for profiles, the device table and the files rendered for each job (0013-device-files.sql). */
+/** SQL for profiles, the device table and the files rendered for each job (0013, 0016). */
 export function createDeviceFilesStore(db: Db) {
-  const toProfile = (row: Omit<ProfileRow, 'files'> & { files: string }): ProfileRow => ({ ...row, files: JSON.parse(row.files) as ProfileFile[] });
+  // Profiles saved before 0016 have no `append` in their JSON: they write every file whole.
+  const toProfile = (row: Omit<ProfileRow, 'files'> & { files: string }): ProfileRow => ({
+    ...row,
+    files: (JSON.parse(row.files) as ProfileFile[]).map((file) => ({ ...file, append: file.append === true })),
+  });
   const profileQuery = db.prepare('SELECT * FROM device_profiles WHERE name = ?');
   const insertFile = db.prepare(
-    `INSERT INTO job_files (job_id, idx, profile, partition, fs, path, mode, sha256, length, content)
-     VALUES (@job_id, @idx, @profile, @partition, @fs, @path, @mode, @sha256, @length, @content)`,
+    `INSERT INTO job_files (job_id, idx, profile, partition, fs, path, mode, sha256, length, content, append)
+     VALUES (@job_id, @idx, @profile, @partition, @fs, @path, @mode, @sha256, @length, @content, @append)`,
   );
 
   return {
@@ -105,8 +118,8 @@ export function createDeviceFilesStore(db: Db) {
     }),
     jobFiles: (jobId: number) => db.prepare('SELECT * FROM job_files WHERE job_id = ? ORDER BY idx').all(jobId) as JobFileRow[],
     hasJobFiles: (jobId: number) => db.prepare('SELECT 1 FROM job_files WHERE job_id = ? LIMIT 1').get(jobId) !== undefined,
-    saveReadBack(jobId: number, idx: number, sha256: string) {
-      db.prepare('UPDATE job_files SET read_back_sha256 = ? WHERE job_id = ? AND idx = ?').run(sha256, jobId, idx);
+    saveReadBack(jobId: number, idx: number, sha256: string, length: number | null) {
+      db.prepare('UPDATE job_files SET read_back_sha256 = ?, read_back_length = ? WHERE job_id = ? AND idx = ?').run(sha256, length, jobId, idx);
     },
     /** The contents go when the job ends; what was written stays known by its hashes. */
     dropContents: (jobId: number) => db.prepare('UPDATE job_files SET content = NULL WHERE job_id = ? AND content IS NOT NULL').run(jobId),

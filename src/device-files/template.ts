@@ -16,6 +16,7 @@ export const VARIABLES = [
   'job_id',
   'image',
   'sequence',
+  'rule_sequence',
   'date',
   'time',
 ] as const;

@@ -50,8 +50,8 @@ export interface OrderOptions {
   after?: JobRow['after_success'];
   /** Deploy: the whole target must equal the image afterwards (unmapped ranges zeroed, one full hash). */
   fullMatch?: boolean;
-  /** The rule that orders it (src/rules/); a person when absent. */
-  rule?: { id: number; name: string };
+  /** The rule that orders it (src/rules/); a person when absent. `sequence`: the rule's number for the device ({{rule_sequence}}). */
+  rule?: { id: number; name: string; sequence?: number };
   /** What the device does after an ok end: reboot (default), poweroff or wait. Told only to clients with the `finish` feature. */
   finish?: JobFinish;
   /** Deploy: the profile of per-device files written after the image (src/device-files/). */
@@ -274,6 +274,8 @@ export function createJobService(deps: JobServiceDeps) {
     },
     list: (filter: JobFilter) => store.list({ ...filter, mac: filter.mac === undefined ? undefined : normalizeMac(filter.mac) }),
     activeFor: (mac: string) => store.activeFor(mac),
+    /** Jobs queued, started or ended at or after `since` (ms), by the time of their last change. */
+    changedSince: (since: number) => store.changedSince(since),
     latestFor: (mac: string) => store.latestFor(mac),
 
     orderDeploy(macInput: string, imageName?: string, options: OrderOptions = {}): JobRow {
@@ -286,7 +288,7 @@ export function createJobService(deps: JobServiceDeps) {
       }
       // Per-device files are rendered first: a value the device lacks refuses the order (400).
       if (options.profile !== undefined && !deps.deviceFiles) throw badRequest('per-device files are not available on this server');
-      const storeFiles = options.profile === undefined ? undefined : deps.deviceFiles!.prepare(options.profile, device, image);
+      const storeFiles = options.profile === undefined ? undefined : deps.deviceFiles!.prepare(options.profile, device, { image, ruleSequence: options.rule?.sequence });
       const job = order(device.mac, 'deploy', image, image.size, options);
       storeFiles?.(job);
       return job;

@@ -148,6 +148,10 @@ export function createJobStore(db: Db) {
       phase = NULL, upload_bytes = NULL, upload_sha256 = NULL, ended_at = @now, last_activity_at = @now
     WHERE id = @id AND state IN ('queued', 'running')`);
   const setFinish = db.prepare<{ id: number; finish: JobFinish }>(`UPDATE jobs SET finish = @finish WHERE id = @id AND state = 'queued'`);
+  // A search of the index jobs_by_last_change (migration 0017); ORDER BY id would make SQLite scan.
+  const changedSince = db.prepare<[number], JobRow>(
+    'SELECT * FROM jobs WHERE coalesce(ended_at, started_at, created_at) >= ? ORDER BY coalesce(ended_at, started_at, created_at)',
+  );
   const usingImage = db.prepare<[number], { n: number }>(
     `SELECT count(*) AS n FROM jobs WHERE image_id = ? AND state IN ('queued', 'running')`,
   );
@@ -219,6 +223,8 @@ export function createJobStore(db: Db) {
     /** Sets what the device does after an ok end, while the job is still queued. */
     saveFinish: (id: number, finish: JobFinish) => setFinish.run({ id, finish }).changes === 1,
     imageInUse: (imageId: number) => usingImage.get(imageId)!.n > 0,
+    /** Jobs queued, started or ended at or after `since` (ms), by the time of their last change. */
+    changedSince: (since: number) => changedSince.all(since),
   };
 }
 

@@ -48,9 +48,13 @@ export interface JobFileSummary {
   partition: number;
   fs: string;
   path: string;
+  /** null: written whole; 'end' / 'first_line': appended to the image's file (sha256 and length are of the text appended). */
+  append: 'end' | 'first_line' | null;
   sha256: string;
   length: number;
+  /** For an appended file: of the whole file the device read back, and its length. */
   read_back_sha256: string | null;
+  read_back_length: number | null;
 }
 
 /** Who ordered the job, in words: `operator`, or `rule NAME`. */

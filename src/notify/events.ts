@@ -26,12 +26,14 @@ export interface PayloadDevice {
 
 /**
  * The JSON body of a webhook delivery, made when the event happens (not when it is sent): the
- * job as GET /api/jobs/:id showed it then, and its device.
+ * job as GET /api/jobs/:id showed it then, and its device. An event found missing at start
+ * (reconcile.ts) carries `recovered_at`: its job is as it was at that moment, not at `occurred_at`.
  */
-export function eventBody(event: JobEvent, job: JobView, device: DeviceRow | undefined, now: number): string {
+export function eventBody(event: JobEvent, job: JobView, device: DeviceRow | undefined, occurredAt: number, recoveredAt?: number): string {
   const payload = {
     event,
-    occurred_at: new Date(now).toISOString(),
+    occurred_at: new Date(occurredAt).toISOString(),
+    ...(recoveredAt === undefined ? {} : { recovered_at: new Date(recoveredAt).toISOString() }),
     job,
     device: { mac: job.device_mac, serial: device?.serial ?? null, model: device?.model ?? null } satisfies PayloadDevice,
   };

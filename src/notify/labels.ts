@@ -63,7 +63,11 @@ export function createLabels(deps: { store: NotifyStore; jobs: JobService; devic
       if (input.output !== undefined) parseLabelOutput(output!);
       const enabled = input.enabled ?? (row.enabled === 1 || input.template !== undefined || input.output !== undefined);
       if (enabled && (!template || !output)) throw badRequest('labels need both a template and an output (tcp://host:9100 or a spool folder) before they can be on');
-      store.saveLabelSettings({ enabled: enabled ? 1 : 0, template, output, backups: (input.backups ?? row.backups === 1) ? 1 : 0 });
+      const backups = input.backups ?? row.backups === 1;
+      // Reconciliation prints missed labels only of jobs that ended after labels covered them.
+      const widened = enabled && (row.enabled !== 1 || (backups && row.backups !== 1));
+      const enabledAt = !enabled ? null : widened ? clock.now() : row.enabled_at;
+      store.saveLabelSettings({ enabled: enabled ? 1 : 0, template, output, backups: backups ? 1 : 0, enabled_at: enabledAt });
       return settings();
     },
 

@@ -6,6 +6,7 @@ import type { Clock } from '../shared/clock.js';
 import type { EventBus } from '../shared/events.js';
 import { eventOf } from './events.js';
 import { createLabels } from './labels.js';
+import { reconcile } from './reconcile.js';
 import { createNotifyStore } from './store.js';
 import { createWebhooks } from './webhooks.js';
 import { createDeliveryWorker } from './worker.js';
@@ -22,7 +23,8 @@ export interface NotifyDeps {
 /**
  * Webhooks and labels: job events become outbox rows the moment they happen, and a worker
  * sends them (retrying with back-off) whenever the server runs. Call `start()` once the server
- * is up and `stop()` before the database closes.
+ * is up (it first queues what a crash kept from the outbox: reconcile.ts) and `stop()` before
+ * the database closes.
  */
 export function createNotifyService(deps: NotifyDeps) {
   const { db, bus, jobs, devices, clock, log } = deps;
@@ -48,7 +50,16 @@ export function createNotifyService(deps: NotifyDeps) {
     labels,
     /** Sends what is due now (tests move the clock, then call this instead of waiting). */
     deliverDue: worker.deliverDue,
-    start: worker.start,
+    /** Queues the events a crash kept from the outbox, then sends what is pending. */
+    start() {
+      try {
+        reconcile({ store, jobs, devices, labels, clock, log });
+      } catch (error) {
+        // Never keeps the server or pending deliveries from starting.
+        log.error({ err: error }, 'could not look for job events missing from the outbox');
+      }
+      worker.start();
+    },
     stop: worker.stop,
   };
 }

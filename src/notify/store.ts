@@ -42,6 +42,8 @@ export interface LabelSettingsRow {
   template: string | null;
   output: string | null;
   backups: number;
+  /** When labels were last switched on, or backups added to them (reconcile.ts); null while off. */
+  enabled_at: number | null;
 }
 
 export interface NewDelivery {
@@ -82,6 +84,9 @@ export function createNotifyStore(db: Db) {
     'SELECT * FROM outbox WHERE webhook_id = @webhookId ORDER BY id DESC LIMIT @limit',
   );
   const labels = db.prepare<{ limit: number }, OutboxRow>('SELECT * FROM outbox WHERE webhook_id IS NULL ORDER BY id DESC LIMIT @limit');
+  const ofAllWebhooks = db.prepare<{ limit: number }, OutboxRow>('SELECT * FROM outbox WHERE webhook_id IS NOT NULL ORDER BY id DESC LIMIT @limit');
+  // Rows are written in time order, so the newest id holds (near enough) the newest time.
+  const newest = db.prepare<[], { created_at: number }>('SELECT created_at FROM outbox ORDER BY id DESC LIMIT 1');
   const delivered = db.prepare<{ id: number; now: number; status: number | null }>(`
     UPDATE outbox SET state = 'delivered', attempts = attempts + 1, last_attempt_at = @now, last_status = @status,
       last_error = NULL, delivered_at = @now WHERE id = @id AND state = 'pending'`);
@@ -91,9 +96,9 @@ export function createNotifyStore(db: Db) {
   const requeue = db.prepare<{ id: number; now: number }>(
     "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = @now WHERE id = @id AND state <> 'pending'",
   );
-  const labelSettings = db.prepare<[], LabelSettingsRow>('SELECT enabled, template, output, backups FROM label_settings WHERE id = 1');
+  const labelSettings = db.prepare<[], LabelSettingsRow>('SELECT enabled, template, output, backups, enabled_at FROM label_settings WHERE id = 1');
   const saveLabels = db.prepare<LabelSettingsRow>(
-    'UPDATE label_settings SET enabled = @enabled, template = @template, output = @output, backups = @backups WHERE id = 1',
+    'UPDATE label_settings SET enabled = @enabled, template = @template, output = @output, backups = @backups, enabled_at = @enabled_at WHERE id = 1',
   );
 
   return {
@@ -118,6 +123,10 @@ export function createNotifyStore(db: Db) {
     heads: () => heads.all(),
     deliveriesOf: (webhookId: number, limit: number) => ofWebhook.all({ webhookId, limit }),
     labelDeliveries: (limit: number) => labels.all({ limit }),
+    /** The newest deliveries of all webhooks, newest first. */
+    webhookDeliveries: (limit: number) => ofAllWebhooks.all({ limit }),
+    /** When the newest outbox row was written; undefined when there is none. */
+    newestQueuedAt: () => newest.get()?.created_at,
     markDelivered: (id: number, now: number, status: number | null) => delivered.run({ id, now, status }),
     markAttemptFailed: (id: number, outcome: { now: number; status: number | null; error: string; next: number; giveUp: boolean }) =>
       attemptFailed.run({ id, now: outcome.now, status: outcome.status, error: outcome.error, next: outcome.next, state: outcome.giveUp ? 'failed' : 'pending' }),

@@ -87,6 +87,9 @@ export function createWebhooks(deps: { store: NotifyStore; jobs: JobService; dev
       return store.deliveriesOf(id, limit).map(toDeliveryView);
     },
 
+    /** The newest deliveries of every webhook, newest first (the dashboard's table). */
+    recentDeliveries: (limit: number): DeliveryView[] => store.webhookDeliveries(limit).map(toDeliveryView),
+
     /** Sends a failed (or already delivered) delivery again, from the first attempt. */
     retry(deliveryId: number): DeliveryView {
       const row = store.delivery(deliveryId);

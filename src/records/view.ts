@@ -17,7 +17,7 @@ export interface RecordJob {
   verification: { scope: string; checked: boolean; summary: string } | null;
   ordered_by: JobView['ordered_by'];
   /** Per-device files the deploy wrote, by hash (none for other jobs). */
-  files: Array<Pick<JobFileSummary, 'partition' | 'path' | 'sha256' | 'length' | 'read_back_sha256'>>;
+  files: Array<Pick<JobFileSummary, 'partition' | 'path' | 'append' | 'sha256' | 'length' | 'read_back_sha256'>>;
   queued_at: string;
   started_at: string | null;
   ended_at: string | null;
@@ -71,7 +71,7 @@ export function recordJob(job: JobView): RecordJob {
     sha256: job.sha256,
     verification: proof ? { scope: proof.scope, checked: proof.checked, summary: proof.summary } : null,
     ordered_by: job.ordered_by,
-    files: (job.files ?? []).map(({ partition, path, sha256, length, read_back_sha256 }) => ({ partition, path, sha256, length, read_back_sha256 })),
+    files: (job.files ?? []).map(({ partition, path, append, sha256, length, read_back_sha256 }) => ({ partition, path, append, sha256, length, read_back_sha256 })),
     queued_at: job.created_at,
     started_at: job.started_at,
     ended_at: job.ended_at,

@@ -68,7 +68,7 @@ export function createRuleEngine(deps: EngineDeps) {
       : { holds, why: `the device holds no verified deploy of '${image.name}'` };
   }
 
-  function save(rule: RuleRow, mac: string, values: Pick<RuleDeviceRow, 'state' | 'attempts' | 'last_job_id' | 'reason'>) {
+  function save(rule: RuleRow, mac: string, values: Pick<RuleDeviceRow, 'state' | 'attempts' | 'last_job_id' | 'reason'> & { sequence?: number | null }) {
     store.saveState({ rule_id: rule.id, device_mac: mac, updated_at: clock.now(), ...values });
     if (values.state === 'held') log.warn({ rule: rule.name, mac, reason: values.reason }, 'device held by rule');
     bus.emit('device.changed', { mac });
@@ -77,17 +77,19 @@ export function createRuleEngine(deps: EngineDeps) {
   /** Orders the rule's first step (or `kind`, for a retry or the deploy after a backup). */
   function order(rule: RuleRow, mac: string, attempts: number, kind?: JobRow['kind']) {
     const step = kind ?? (rule.action === 'deploy' ? 'deploy' : 'backup');
+    // The device's number with the rule ({{rule_sequence}}), saved below whether the order is placed or not.
+    const sequence = store.numberFor(rule.id, mac);
     try {
       const after = rule.after_success ?? undefined;
       // Back up, then deploy: after the backup the device must take the deploy, so it never powers off then.
       const finish = rule.action === 'backup_deploy' && step === 'backup' && rule.finish === 'poweroff' ? 'reboot' : (rule.finish ?? undefined);
       const job = step === 'deploy'
-        ? jobs.orderDeploy(mac, rule.image ?? undefined, { after, fullMatch: rule.full_match === 1, rule: by(rule), finish, profile: rule.profile ?? undefined })
+        ? jobs.orderDeploy(mac, rule.image ?? undefined, { after, fullMatch: rule.full_match === 1, rule: { ...by(rule), sequence }, finish, profile: rule.profile ?? undefined })
         // Back up, then deploy: the device must netboot again after the backup to take the deploy.
         : jobs.orderBackup(mac, { after: rule.action === 'backup_deploy' ? 'netboot' : after, rule: by(rule), finish });
-      save(rule, mac, { state: 'working', attempts, last_job_id: job.id, reason: null });
+      save(rule, mac, { state: 'working', attempts, last_job_id: job.id, reason: null, sequence });
     } catch (error) {
-      save(rule, mac, { state: 'held', attempts, last_job_id: null, reason: `the ${step} could not be ordered: ${(error as Error).message}` });
+      save(rule, mac, { state: 'held', attempts, last_job_id: null, reason: `the ${step} could not be ordered: ${(error as Error).message}`, sequence });
     }
   }
 

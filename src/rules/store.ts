@@ -27,10 +27,12 @@ export interface RuleRow {
   finish: 'reboot' | 'poweroff' | 'wait' | null;
   /** The profile of per-device files its deploys write (src/device-files/); null: none. */
   profile: string | null;
+  /** The last number given to a device it took on ({{rule_sequence}}); never counts down. */
+  devices_numbered: number;
 }
 
-/** The columns a person sets (everything but id, position and created_at). */
-export type RuleFields = Omit<RuleRow, 'id' | 'position' | 'created_at'>;
+/** The columns a person sets (everything but id, position, created_at and the device count). */
+export type RuleFields = Omit<RuleRow, 'id' | 'position' | 'created_at' | 'devices_numbered'>;
 
 export type RuleDeviceState = 'working' | 'provisioned' | 'held';
 
@@ -42,6 +44,8 @@ export interface RuleDeviceRow {
   last_job_id: number | null;
   reason: string | null;
   updated_at: number;
+  /** The device's number with this rule: 1 for the first device it took on ({{rule_sequence}}); null for a device only held. */
+  sequence: number | null;
 }
 
 const FIELDS: ReadonlyArray<keyof RuleFields> = [
@@ -66,11 +70,14 @@ export function createRuleStore(db: Db) {
     SELECT rule_devices.*, rules.name AS rule_name FROM rule_devices JOIN rules ON rules.id = rule_id
     WHERE state = 'held' ORDER BY updated_at DESC`);
   const taken = db.prepare<[number], { n: number }>('SELECT count(*) AS n FROM rule_devices WHERE rule_id = ?');
+  // A device keeps the number it was given first (retries, provision-again, the deploy after a backup).
   const save = db.prepare<RuleDeviceRow>(`
-    INSERT INTO rule_devices (rule_id, device_mac, state, attempts, last_job_id, reason, updated_at)
-    VALUES (@rule_id, @device_mac, @state, @attempts, @last_job_id, @reason, @updated_at)
+    INSERT INTO rule_devices (rule_id, device_mac, state, attempts, last_job_id, reason, updated_at, sequence)
+    VALUES (@rule_id, @device_mac, @state, @attempts, @last_job_id, @reason, @updated_at, @sequence)
     ON CONFLICT (rule_id, device_mac) DO UPDATE SET state = excluded.state, attempts = excluded.attempts,
-      last_job_id = excluded.last_job_id, reason = excluded.reason, updated_at = excluded.updated_at`);
+      last_job_id = excluded.last_job_id, reason = excluded.reason, updated_at = excluded.updated_at,
+      sequence = coalesce(rule_devices.sequence, excluded.sequence)`);
+  const nextNumber = db.prepare<[number], { n: number }>('UPDATE rules SET devices_numbered = devices_numbered + 1 WHERE id = ? RETURNING devices_numbered AS n');
   const release = db.prepare<[number, string]>('DELETE FROM rule_devices WHERE rule_id = ? AND device_mac = ?');
 
   return {
@@ -102,7 +109,15 @@ export function createRuleStore(db: Db) {
     held: () => held.all(),
     /** How many devices the rule has taken on (working, provisioned or held): what its limit counts. */
     devicesTaken: (ruleId: number) => taken.get(ruleId)!.n,
-    saveState: (row: RuleDeviceRow) => save.run(row),
+    /**
+     * The device's number with the rule ({{rule_sequence}}): the one it already has, else the
+     * rule's next (taken now; the caller saves it with the device's state, order or not).
+     */
+    numberFor(ruleId: number, mac: string): number {
+      return stateOf.get(ruleId, mac)?.sequence ?? nextNumber.get(ruleId)!.n;
+    },
+    /** Saves what the rule did with the device; `sequence` is kept once set (null: none yet). */
+    saveState: (row: Omit<RuleDeviceRow, 'sequence'> & { sequence?: number | null }) => save.run({ ...row, sequence: row.sequence ?? null }),
     release: (ruleId: number, mac: string) => release.run(ruleId, mac).changes === 1,
   };
 }

@@ -24,6 +24,15 @@ test('cm4prov profiles add/list/show/rm and device-table import/show talk to the
   const shown = await runCli(['profiles', 'show', 'lab'], env);
   assert.match(shown.stdout, /partition 1 \(vfat\) \/user-data mode 0644\n#cloud-config\nhostname: \{\{table\.hostname\}\}/);
 
+  // `+` before the path: the text is appended to the image's file.
+  writeFileSync(join(dir, 'extra.tmpl'), 'systemd.hostname={{table.hostname}}\n');
+  const appended = await runCli(['profiles', 'add', 'boot', '--file', `1:+/cmdline.txt=${join(dir, 'extra.tmpl')}`, '--file', `2:ext4:/etc/hostname=${join(dir, 'hostname.tmpl')}`], env);
+  assert.equal(appended.code, 0, appended.stderr);
+  const boot = (await server.admin('GET', '/api/profiles/boot')).body;
+  assert.deepEqual(boot.files.map((f: { path: string; append: boolean }) => [f.path, f.append]), [['/cmdline.txt', true], ['/etc/hostname', false]]);
+  assert.match((await runCli(['profiles', 'list'], env)).stdout, /boot\s+1:\+\/cmdline\.txt 2:\/etc\/hostname\s+1/);
+  assert.match((await runCli(['profiles', 'show', 'boot'], env)).stdout, /partition 1 \(vfat\) \/cmdline\.txt mode 0644, appended to the image's file\nsystemd\.hostname=/);
+
   const bad = await runCli(['profiles', 'add', 'x', '--file', '/user-data'], env);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /--file takes PART:PATH=TEMPLATE_FILE/);

@@ -6,9 +6,11 @@ import type { Browser } from 'playwright-core';
 import { launchBrowser, logIn } from '../helpers/browser.js';
 import { runClient } from '../helpers/device-client.js';
 import { writeImageFile } from '../helpers/files.js';
-import { MAC } from '../helpers/fixtures.js';
+import { MAC, registerDevice } from '../helpers/fixtures.js';
 import { startTestServer, tempDir } from '../helpers/server.js';
 import { waitFor } from '../helpers/wait.js';
+import { MAX_ATTEMPTS, MAX_RETRY_MS } from '../../src/notify/worker.js';
+import { movableClock, startReceiver } from './listeners.js';
 
 const PASSWORD = 'provision-all-the-things';
 let browser: Browser;
@@ -60,4 +62,46 @@ test('dashboard: add a webhook (its secret shown once), set up labels, and Repri
     return names.length === 2 ? names : undefined;
   });
   for (const name of files) assert.equal(readFileSync(join(spool, name), 'utf8'), `^XA^FD${MAC} job ${job.id}^FS^XZ`);
+});
+
+test('dashboard: the deliveries table follows the outbox by itself, and Send again delivers a delivery that was given up', async (t) => {
+  const clock = movableClock();
+  const server = await startTestServer(t, {}, { adminPassword: PASSWORD, clock });
+  const { notify } = server.server.services;
+  const receiver = await startReceiver(t);
+  receiver.answerWith(() => 500);
+  await server.admin('POST', '/api/webhooks', { url: receiver.url, events: ['job.queued'] });
+  await registerDevice(server);
+  await registerDevice(server, 'dc:a6:32:00:00:02');
+  await server.admin('POST', `/api/devices/${MAC}/backup`);
+  const deliveries = async () => (await server.admin('GET', '/api/webhooks/1/deliveries')).body.deliveries as any[];
+  const [first] = await waitFor('a first failed attempt', async () => ((await deliveries())[0]?.attempts === 1 ? deliveries() : undefined));
+  for (let attempt = 2; attempt <= MAX_ATTEMPTS; attempt++) {
+    clock.advance(MAX_RETRY_MS);
+    await notify.deliverDue();
+  }
+  assert.deepEqual([(await deliveries())[0].state, receiver.received.length], ['failed', MAX_ATTEMPTS], 'given up after the last attempt');
+
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  t.after(() => context.close());
+  const page = await context.newPage();
+  await logIn(page, server.url, PASSWORD);
+  await page.goto(`${server.url}/notify`);
+  const row = page.locator(`#delivery-${first.id}`);
+  assert.equal(await row.locator('.badge').textContent(), 'failed');
+  assert.match((await row.locator('.error-text').textContent()) ?? '', /the receiver answered HTTP 500 \(20 attempts\)/);
+
+  // A new event while the page is open shows up without a reload.
+  await server.admin('POST', '/api/devices/dc:a6:32:00:00:02/backup');
+  const [second] = await waitFor('the second delivery queued', async () => ((await deliveries()).length === 2 ? deliveries() : undefined));
+  await page.locator(`#delivery-${second.id}`).waitFor();
+
+  receiver.answerWith(() => 200);
+  await row.getByRole('button', { name: 'Send again' }).click();
+  await page.locator('.toast-ok', { hasText: `Delivery ${first.id} queued again` }).waitFor();
+  await row.locator('.badge', { hasText: 'sent' }).waitFor();
+  const sent = (await deliveries()).find((delivery) => delivery.id === first.id);
+  assert.deepEqual([sent.state, sent.attempts, sent.last_status], ['delivered', 1, 200], 'sent again from a first attempt');
+  assert.deepEqual(receiver.accepted().map((r) => Number(r.headers['x-cm4prov-delivery'])), [first.id]);
+  assert.equal(await row.getByRole('button', { name: 'Send again' }).count(), 1, 'a sent delivery can be sent again too');
 });

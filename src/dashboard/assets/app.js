@@ -64,6 +64,8 @@
   document.addEventListener('htmx:afterRequest', (event) => {
     const element = event.detail.elt;
     const xhr = event.detail.xhr;
+    // A page's poll says nothing: a server restarting must not toast every few seconds.
+    if (element.hasAttribute('data-poll')) return;
     if (event.detail.target === dialogBody) {
       if (!event.detail.successful) toast(messageOf(xhr), 'error');
       return;

@@ -3,7 +3,10 @@ import { JOB_EVENTS } from '../../notify/index.js';
 import { timestamp } from '../format.js';
 import { html, type SafeHtml } from '../html.js';
 
-/** The webhook table; redrawn in place when one is added. */
+/** How many of the newest webhook deliveries the page lists. */
+export const DELIVERY_ROWS = 20;
+
+/** The webhook table; redrawn in place when one is added, and by the page's poll. */
 export function webhookTable(webhooks: WebhookView[], oob = false): SafeHtml {
   return html`<div id="webhook-table" class="table-wrap"${oob ? html` hx-swap-oob="outerHTML"` : ''}>
   <table class="webhooks">
@@ -33,22 +36,68 @@ export function webhookAdded(hook: WebhookView & { secret: string }, all: Webhoo
   <code class="hash">${hook.secret}</code></p>${webhookTable(all, true)}`;
 }
 
-function deliveryRow(delivery: DeliveryView): SafeHtml {
-  return html`<tr>
-    <th scope="row" data-label="Job"><a href="/history#job-${delivery.job_id}">${delivery.job_id}</a></th>
-    <td data-label="Sent to"><code>${delivery.target ?? ''}</code></td>
-    <td data-label="State"><span class="badge badge-${delivery.state === 'delivered' ? 'ok' : delivery.state}">${delivery.state === 'delivered' ? 'sent' : delivery.state}</span>
-      ${delivery.last_error ? html`<span class="sub error-text">${delivery.last_error} (${delivery.attempts} attempts)</span>` : ''}</td>
-    <td data-label="When">${timestamp(delivery.delivered_at ?? delivery.last_attempt_at ?? delivery.created_at)}</td>
-    <td data-label="Actions">${delivery.state === 'pending' ? '' : html`<button type="button" class="button-quiet" hx-post="/api/webhooks/deliveries/${delivery.id}/retry"
-      hx-swap="none" data-toast="Label of job ${delivery.job_id} queued again">Send again</button>`}</td>
-  </tr>`;
+const badge = (delivery: DeliveryView) =>
+  html`<span class="badge badge-${delivery.state === 'delivered' ? 'ok' : delivery.state}">${delivery.state === 'delivered' ? 'sent' : delivery.state}</span>
+      ${delivery.last_error ? html`<span class="sub error-text">${delivery.last_error} (${delivery.attempts} attempts)</span>` : ''}`;
+
+/** Send again: a failed (or sent) delivery from its first attempt; the tables are redrawn after it. */
+const sendAgain = (delivery: DeliveryView, done: string) =>
+  delivery.state === 'pending'
+    ? ''
+    : html`<button type="button" class="button-quiet" hx-post="/dashboard/notify/deliveries/${delivery.id}/retry" hx-swap="none" data-toast="${done}">Send again</button>`;
+
+const when = (delivery: DeliveryView) => timestamp(delivery.delivered_at ?? delivery.last_attempt_at ?? delivery.created_at);
+
+function webhookDeliveries(deliveries: DeliveryView[], oob = false): SafeHtml {
+  return html`<div id="webhook-deliveries"${oob ? html` hx-swap-oob="outerHTML"` : ''}>
+  <div class="table-wrap"><table class="deliveries">
+    <thead><tr><th scope="col">Delivery</th><th scope="col">Webhook</th><th scope="col">Event</th><th scope="col">Job</th><th scope="col">State</th>
+      <th scope="col">When</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
+    <tbody>${deliveries.map((delivery) => html`<tr id="delivery-${delivery.id}">
+      <th scope="row" data-label="Delivery">${delivery.id}</th>
+      <td data-label="Webhook">${delivery.webhook_id}</td>
+      <td data-label="Event">${delivery.event}</td>
+      <td data-label="Job"><a href="/history#job-${delivery.job_id}">${delivery.job_id}</a></td>
+      <td data-label="State">${badge(delivery)}</td>
+      <td data-label="When">${when(delivery)}</td>
+      <td data-label="Actions">${sendAgain(delivery, `Delivery ${delivery.id} queued again`)}</td>
+    </tr>`)}</tbody>
+  </table></div>
+  ${deliveries.length ? '' : html`<p class="empty">No deliveries yet.</p>`}
+</div>`;
 }
 
-export function notifyPage(webhooks: WebhookView[], labels: LabelSettingsView): SafeHtml {
+function labelDeliveries(labels: DeliveryView[], oob = false): SafeHtml {
+  return html`<div id="label-deliveries"${oob ? html` hx-swap-oob="outerHTML"` : ''}>
+  <div class="table-wrap"><table class="labels">
+    <thead><tr><th scope="col">Job</th><th scope="col">Sent to</th><th scope="col">State</th><th scope="col">When</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
+    <tbody>${labels.map((delivery) => html`<tr id="delivery-${delivery.id}">
+      <th scope="row" data-label="Job"><a href="/history#job-${delivery.job_id}">${delivery.job_id}</a></th>
+      <td data-label="Sent to"><code>${delivery.target ?? ''}</code></td>
+      <td data-label="State">${badge(delivery)}</td>
+      <td data-label="When">${when(delivery)}</td>
+      <td data-label="Actions">${sendAgain(delivery, `Label of job ${delivery.job_id} queued again`)}</td>
+    </tr>`)}</tbody>
+  </table></div>
+  ${labels.length ? '' : html`<p class="empty">No labels sent yet.</p>`}
+</div>`;
+}
+
+/** What the page's poll gets: the webhook table and both delivery tables, each swapped in place. */
+export function notifyUpdate(webhooks: WebhookView[], deliveries: DeliveryView[], labels: DeliveryView[]): SafeHtml {
+  return html`${webhookTable(webhooks, true)}${webhookDeliveries(deliveries, true)}${labelDeliveries(labels, true)}`;
+}
+
+/** The event (an HX-Trigger answer) that makes the page ask for its tables at once. */
+export const NOTIFY_CHANGED = 'notify-changed';
+/** The page asks for its tables every few seconds (the outbox has no live stream), and at once after Send again. */
+const POLL = `every 5s, ${NOTIFY_CHANGED} from:body`;
+
+export function notifyPage(webhooks: WebhookView[], deliveries: DeliveryView[], labels: LabelSettingsView): SafeHtml {
   const option = (value: boolean, yes: string, no: string) =>
     html`<option value="true" ${value ? 'selected' : ''}>${yes}</option><option value="false" ${value ? '' : 'selected'}>${no}</option>`;
   return html`<h1>Webhooks &amp; labels</h1>
+<div hidden hx-get="/dashboard/notify/live" hx-trigger="${POLL}" hx-swap="none" data-poll></div>
 <section aria-labelledby="webhooks-heading">
   <h2 id="webhooks-heading">Webhooks</h2>
   <p>Every job event (${JOB_EVENTS.join(', ')}) is POSTed as JSON, signed in <code>X-CM4Prov-Signature</code>; failed deliveries are retried for hours, across restarts.</p>
@@ -61,6 +110,8 @@ export function notifyPage(webhooks: WebhookView[], labels: LabelSettingsView): 
     <button type="submit" class="button-primary">Add webhook</button>
   </form>
   <div id="webhook-added"></div>
+  <h3>Last deliveries</h3>
+  ${webhookDeliveries(deliveries)}
 </section>
 <section aria-labelledby="labels-heading">
   <h2 id="labels-heading">Labels</h2>
@@ -77,10 +128,6 @@ export function notifyPage(webhooks: WebhookView[], labels: LabelSettingsView): 
     <button type="submit" class="button-primary">Save label settings</button>
   </form>
   <h3>Last labels</h3>
-  <div class="table-wrap"><table class="labels">
-    <thead><tr><th scope="col">Job</th><th scope="col">Sent to</th><th scope="col">State</th><th scope="col">When</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
-    <tbody>${labels.recent.map(deliveryRow)}</tbody>
-  </table></div>
-  ${labels.recent.length ? '' : html`<p class="empty">No labels sent yet.</p>`}
+  ${labelDeliveries(labels.recent)}
 </section>`;
 }

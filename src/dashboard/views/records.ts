@@ -22,7 +22,8 @@ function jobRow(job: RecordJob): SafeHtml {
     <th scope="row" data-label="Job">${job.id}</th>
     <td data-label="Action">${job.kind}<span class="sub"><code>${job.device_mac}</code></span></td>
     <td data-label="Image / backup">${source ?? '–'}${job.image ? html`<span class="sub hash">sha256 ${job.image.sha256}</span>` : ''}${job.files.map(
-      (file) => html`<span class="sub" data-job-file>file ${file.path} (partition ${file.partition}) sha256 <span class="hash">${file.sha256.slice(0, 12)}…</span></span>`,
+      (file) =>
+        html`<span class="sub" data-job-file>${file.append ? 'appended to' : 'file'} ${file.path} (partition ${file.partition}) ${file.append ? 'text ' : ''}sha256 <span class="hash">${file.sha256.slice(0, 12)}…</span></span>`,
     )}</td>
     <td data-label="Ordered by">${orderedBy(job)}</td>
     <td data-label="Queued">${timestamp(job.queued_at)}</td>
