@@ -1,31 +1,14 @@
 import { createHash } from 'node:crypto';
 import type { DeviceRow } from '../devices/store.js';
 import type { JobRow } from '../jobs/store.js';
-import type { JobView } from '../jobs/view.js';
 import type { Clock } from '../shared/clock.js';
 import { badRequest, notFound } from '../shared/errors.js';
 import type { EventBus } from '../shared/events.js';
 import { parseDeviceTable, serialKey } from './device-table.js';
+import { createJobFileReports } from './job-report.js';
 import { appendsToFirstLine, checkProfile, oneLine, type ProfileInput } from './profiles.js';
 import type { AppendTo, DeviceFilesStore, JobFileRow, NewJobFile, ProfileRow } from './store.js';
 import { render, VARIABLES, type Lookup } from './template.js';
-
-/** What a job records of a file it wrote: never its content. */
-export interface JobFileView {
-  idx: number;
-  partition: number;
-  fs: JobFileRow['fs'];
-  path: string;
-  mode: string;
-  /** null: written whole; 'end' or 'first_line': the text was appended to the image's file there. */
-  append: AppendTo;
-  /** Of the rendered text: the whole file, or what was appended. */
-  sha256: string;
-  length: number;
-  /** What the device read back after writing (for an appended file: the whole file); null until it reported. */
-  read_back_sha256: string | null;
-  read_back_length: number | null;
-}
 
 /** What an order tells the render besides the device: `rule_sequence` exists only for a rule's order. */
 export interface OrderContext {
@@ -38,7 +21,6 @@ export interface OrderContext {
 const MODE_PREFIX: Record<NonNullable<AppendTo> | 'whole', string> = { whole: '', end: 'a', first_line: 'f' };
 
 const ENDED = new Set(['ok', 'unconfirmed', 'failed', 'cancelled']);
-const SHA256 = /^[0-9a-f]{64}$/;
 const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
 const pad = (n: number) => String(n).padStart(2, '0');
 
@@ -120,19 +102,6 @@ export function createDeviceFilesService(deps: { store: DeviceFilesStore; clock:
     });
   }
 
-  const fileView = (row: JobFileRow): JobFileView => ({
-    idx: row.idx,
-    partition: row.partition,
-    fs: row.fs,
-    path: row.path,
-    mode: row.mode,
-    append: row.append,
-    sha256: row.sha256,
-    length: row.length,
-    read_back_sha256: row.read_back_sha256,
-    read_back_length: row.read_back_length,
-  });
-
   return {
     variables: () => [...VARIABLES, 'table.COLUMN'],
     profiles: () => store.profiles(),
@@ -169,21 +138,7 @@ export function createDeviceFilesService(deps: { store: DeviceFilesStore; clock:
       };
     },
 
-    hasFiles: (jobId: number) => store.hasJobFiles(jobId),
-
-    /** Why a device that cannot write files must not take this job, or null. */
-    handOutProblem(job: JobRow, features: ReadonlySet<string>): string | null {
-      const files = store.jobFiles(job.id);
-      if (files.length === 0) return null;
-      if (!features.has('files')) {
-        return `not started: this deploy writes ${files.length} per-device files (profile '${files[0]!.profile}'), and the device's client did not say it can write them (no 'files' in its poll features; it needs mtools); nothing was written`;
-      }
-      const appended = files.filter((file) => file.append !== null);
-      if (appended.length > 0 && !features.has('files_append')) {
-        return `not started: this deploy appends to ${appended[0]!.path} (profile '${appended[0]!.profile}'), and the device's client did not say it can append (no 'files_append' in its poll features); nothing was written`;
-      }
-      return null;
-    },
+    ...createJobFileReports(store),
 
     /**
      * The device's file list: `file IDX PARTITION FS MODE LENGTH SHA256 PATH` lines. MODE is the
@@ -201,56 +156,6 @@ export function createDeviceFilesService(deps: { store: DeviceFilesStore; clock:
       return file.content;
     },
 
-    /**
-     * Checks the device's `files=IDX:SHA256[:LENGTH],…` against what was rendered and records
-     * what it read back. An appended file is reported as the whole file the device read back
-     * (LENGTH its bytes): the server has not read the image's own file, so it records that hash
-     * and checks only that the file is at least as long as the text appended; the device compared
-     * it with the file it meant to write. Null when every file passes (or the job has none); else
-     * the one sentence the job fails with.
-     */
-    reportProblem(job: JobRow, reported: string | undefined): string | null {
-      const files = store.jobFiles(job.id);
-      if (files.length === 0) return null;
-      const got = new Map<number, { hash: string; length: number | null }>();
-      for (const item of (reported ?? '').split(',').filter(Boolean)) {
-        const [idx, hash, length] = item.split(':');
-        if (idx === undefined || !/^\d+$/.test(idx) || !hash || !SHA256.test(hash.toLowerCase())) continue;
-        got.set(Number(idx), { hash: hash.toLowerCase(), length: length !== undefined && /^\d{1,15}$/.test(length) ? Number(length) : null });
-      }
-      if (got.size === 0) return `the device reported none of the ${files.length} per-device files as written and read back`;
-      for (const [idx, { hash, length }] of got) if (files.some((f) => f.idx === idx)) store.saveReadBack(job.id, idx, hash, length);
-      for (const file of files) {
-        const read = got.get(file.idx);
-        const where = `per-device file ${file.path} (partition ${file.partition})`;
-        if (!read) return `${where} was not reported as written and read back`;
-        if (file.append === null) {
-          if (read.hash !== file.sha256) return `${where} reads back as sha256 ${read.hash}, not ${file.sha256}`;
-        } else if (read.length === null) {
-          return `${where} was appended to, but the device did not report the length of the file it read back`;
-        } else if (read.length < file.length) {
-          return `${where} reads back as ${read.length} bytes, fewer than the ${file.length} bytes appended to it`;
-        }
-      }
-      return null;
-    },
-
-    /** The job's files in its view, and in its verification sentence once it ended ok. */
-    decorate(job: JobRow, view: JobView): JobView {
-      const files = store.jobFiles(job.id);
-      if (files.length === 0) return view;
-      const appended = files.filter((file) => file.append !== null).length;
-      const whole = files.length - appended;
-      const count = (n: number) => `${n} per-device ${n === 1 ? 'file' : 'files'}`;
-      const said = [
-        ...(whole > 0 ? [`${count(whole)} written and read back`] : []),
-        // The device composed these files and compared what it read back; the server never read the image's own file.
-        ...(appended > 0 ? [`${whole > 0 ? appended : count(appended)} appended to and read back by the device`] : []),
-      ];
-      const verification =
-        view.verification && job.state === 'ok' ? { ...view.verification, summary: `${view.verification.summary}; ${said.join('; ')}` } : view.verification;
-      return { ...view, verification, files: files.map(fileView) };
-    },
   };
 }
 
