@@ -92,6 +92,8 @@ export function createJobFileReports(store: DeviceFilesStore) {
 
     /** The job's files in its view, and in its verification sentence once it ended ok. */
     decorate(job: JobRow, view: JobView): JobView {
+      // Only a deploy writes files: job lists (History, Devices) ask no more of backups.
+      if (job.kind !== 'deploy') return view;
       const files = store.jobFiles(job.id);
       if (files.length === 0) return view;
       const appended = files.filter((file) => file.append !== null).length;

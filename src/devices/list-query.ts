@@ -37,20 +37,28 @@ const STATE_SQL: Record<DeviceState, string> = {
 
 const like = (text: string) => `%${text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
 
+/** A device matches a search by part of its MAC (any separators), IP, serial or model; parameters from deviceSearchParams. */
+export const DEVICE_SEARCH_SQL = String.raw`mac LIKE @like ESCAPE '\' OR replace(mac, ':', '') LIKE @hex ESCAPE '\' OR ip LIKE @like ESCAPE '\'
+      OR serial LIKE @like ESCAPE '\' OR model LIKE @like ESCAPE '\'`;
+
 /**
- * The WHERE terms and parameters of a filter. A search that looks like part of a MAC also
- * matches it without separators, so `DC-A6-32`, `dca632` and `dc:a6:32` find the same devices.
+ * A search that looks like part of a MAC also matches it without separators, so `DC-A6-32`,
+ * `dca632` and `dc:a6:32` find the same devices (`@hex`); anything else matches as typed.
  */
+export function deviceSearchParams(search: string): { like: string; hex: string } {
+  const macLike = /^[0-9a-f:.\-]+$/i.test(search) && !/^[\d.]+$/.test(search);
+  const asTyped = like(search);
+  return { like: asTyped, hex: macLike ? like(search.toLowerCase().replace(/[:.\-]/g, '')) : asTyped };
+}
+
+/** The WHERE terms and parameters of a filter. */
 export function deviceFilter(query: Pick<DeviceQuery, 'search' | 'state'>, staleBefore: number) {
   const terms: string[] = [];
   const params: Record<string, string | number> = {};
   const search = query.search?.trim();
   if (search) {
-    const macLike = /^[0-9a-f:.\-]+$/i.test(search) && !/^[\d.]+$/.test(search);
-    params.like = like(search);
-    params.hex = macLike ? like(search.toLowerCase().replace(/[:.\-]/g, '')) : params.like;
-    terms.push(String.raw`(mac LIKE @like ESCAPE '\' OR replace(mac, ':', '') LIKE @hex ESCAPE '\' OR ip LIKE @like ESCAPE '\'
-      OR serial LIKE @like ESCAPE '\' OR model LIKE @like ESCAPE '\')`);
+    Object.assign(params, deviceSearchParams(search));
+    terms.push(`(${DEVICE_SEARCH_SQL})`);
   }
   if (query.state) {
     terms.push(STATE_SQL[query.state]);

@@ -1,5 +1,6 @@
 import type { Db } from '../db/open.js';
 import type { BackupRow } from '../backups/store.js';
+import { DEVICE_SEARCH_SQL, deviceSearchParams } from '../devices/list-query.js';
 import type { DeviceRow } from '../devices/store.js';
 import type { JobRow } from '../jobs/store.js';
 
@@ -24,16 +25,12 @@ const GROUPED = `SELECT CASE WHEN serial IS NULL THEN 'mac' ELSE 'serial' END AS
     min(first_seen_at) AS firstSeen FROM devices GROUP BY keyedBy, key`;
 // A record matches when any of its devices does: part of a MAC (any separators), IP, serial, model or eMMC CID.
 const MATCHING = String.raw`(keyedBy, key) IN (SELECT CASE WHEN serial IS NULL THEN 'mac' ELSE 'serial' END, coalesce(serial, mac) FROM devices
-    WHERE mac LIKE @like ESCAPE '\' OR replace(mac, ':', '') LIKE @hex ESCAPE '\' OR ip LIKE @like ESCAPE '\'
-      OR serial LIKE @like ESCAPE '\' OR model LIKE @like ESCAPE '\' OR emmc_cid LIKE @hex ESCAPE '\')`;
+    WHERE ${DEVICE_SEARCH_SQL} OR emmc_cid LIKE @hex ESCAPE '\')`;
 const AFTER = '(firstSeen, keyedBy, key) > (@firstSeen, @keyedBy, @key)';
-
-const like = (text: string) => `%${text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
 
 function searchParams(search: string | undefined) {
   const text = search?.trim();
-  if (!text) return undefined;
-  return { like: like(text), hex: like(text.toLowerCase().replace(/[:.\-]/g, '')) };
+  return text ? deviceSearchParams(text) : undefined;
 }
 
 export function createRecordStore(db: Db) {

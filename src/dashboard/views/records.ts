@@ -1,4 +1,5 @@
 import type { DeviceRecord, RecordJob } from '../../records/index.js';
+import { orderedByText } from '../../jobs/view.js';
 import { bytes, duration, rate, timestamp } from '../format.js';
 import { html, type SafeHtml } from '../html.js';
 
@@ -14,7 +15,6 @@ export interface RecordsListing {
 }
 
 const plural = (n: number, word: string) => `${n.toLocaleString('en-US')} ${word}${n === 1 ? '' : 's'}`;
-const orderedBy = (job: RecordJob) => (job.ordered_by.kind === 'rule' ? `rule ${job.ordered_by.name}` : 'operator');
 
 function jobRow(job: RecordJob): SafeHtml {
   const source = job.kind === 'deploy' ? job.image?.name : job.backup_id ? `backup #${job.backup_id}` : undefined;
@@ -25,7 +25,7 @@ function jobRow(job: RecordJob): SafeHtml {
       (file) =>
         html`<span class="sub" data-job-file>${file.append ? 'appended to' : 'file'} ${file.path} (partition ${file.partition}) ${file.append ? 'text ' : ''}sha256 <span class="hash">${file.sha256.slice(0, 12)}…</span></span>`,
     )}</td>
-    <td data-label="Ordered by">${orderedBy(job)}</td>
+    <td data-label="Ordered by">${orderedByText(job)}</td>
     <td data-label="Queued">${timestamp(job.queued_at)}</td>
     <td data-label="Duration">${duration(job.duration_seconds)}<span class="sub">${job.state === 'ok' || job.state === 'unconfirmed' ? rate(job.rate_bytes_per_second) : ''}</span></td>
     <td data-label="Result"><span class="badge badge-${job.state}">${job.state}</span>
