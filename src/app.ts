@@ -21,6 +21,7 @@ import { notifyAdminRoutes } from './notify/index.js';
 import { ruleAdminRoutes } from './rules/index.js';
 import { recordAdminRoutes } from './records/index.js';
 import { deviceFilesAdminRoutes, deviceFilesRoutes } from './device-files/index.js';
+import { firstBootRoutes } from './first-boot/index.js';
 
 export interface AppOptions {
   services: Services;
@@ -68,6 +69,7 @@ export async function buildApp({ services, log }: AppOptions): Promise<FastifyIn
     await deviceApi.register(deviceRoutes, { devices: services.devices, jobs: services.jobs, identity: services.identity, publicUrl: config.publicUrl });
     await deviceApi.register(transferRoutes, { transfers: services.transfers, jobs: services.jobs });
     await deviceApi.register(deviceFilesRoutes, { deviceFiles: services.deviceFiles, jobs: services.jobs });
+    await deviceApi.register(firstBootRoutes, { firstBoot: services.firstBoot });
   });
 
   await app.register(async (adminApi) => {

@@ -83,7 +83,10 @@ export async function startServer(
 
   await services.golden.start();
   services.netboot.start();
-  const watchdog = setInterval(guarded(log, 'ending stalled jobs', () => services.jobs.failStalled()), WATCHDOG_INTERVAL_MS);
+  const watchdog = setInterval(guarded(log, 'ending stalled jobs', () => {
+    services.jobs.failStalled();
+    services.firstBoot.expireDue(); // deploys whose first boot did not call back in time
+  }), WATCHDOG_INTERVAL_MS);
   watchdog.unref();
   // Devices that only ever registered (a scan, a flood of made-up MACs) are forgotten after a while.
   const sweep = guarded(log, 'forgetting unknown devices', async () => {

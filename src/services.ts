@@ -34,6 +34,7 @@ import { createNotifyService } from './notify/index.js';
 import { createLineSwitch, createRuleEngine, createRuleService, createRuleStore } from './rules/index.js';
 import { createRecordService, createRecordStore } from './records/index.js';
 import { createDeviceFilesService, createDeviceFilesStore } from './device-files/index.js';
+import { createFirstBootService, createFirstBootStore } from './first-boot/index.js';
 
 export interface ServiceOptions {
   config: Config;
@@ -75,6 +76,14 @@ export function createServices(options: ServiceOptions) {
     imageInUse: jobStore.imageInUse,
   });
   const deviceFiles = createDeviceFilesService({ store: createDeviceFilesStore(db), clock, bus });
+  const firstBoot = createFirstBootService({
+    store: createFirstBootStore(db),
+    clock,
+    bus,
+    log: log.child({ module: 'first-boot' }),
+    publicUrl: config.publicUrl,
+    onSettled: (job) => ruleEngine.firstBootSettled(job),
+  });
   const jobs = createJobService({
     store: jobStore,
     devices: deviceStore,
@@ -89,6 +98,7 @@ export function createServices(options: ServiceOptions) {
     holdQueued: (job) => job.ordered_by === 'rule' && line.paused(),
     onDeviceAsks: (mac, trigger) => ruleEngine.consider(mac, trigger),
     deviceFiles,
+    firstBoot,
   });
   const ruleStore = createRuleStore(db);
   const ruleEngine = createRuleEngine({ store: ruleStore, devices: deviceStore, jobs, images, line, clock, bus, log: log.child({ module: 'rules' }) });
@@ -134,8 +144,10 @@ export function createServices(options: ServiceOptions) {
   const golden = createGoldenWatcher({ library: images, store: imageStore, dataDir, clock, log: log.child({ module: 'golden' }) });
 
   bus.on('job.changed', ({ jobId, mac, state }) => {
-    // Work for a device means it must netboot to do it.
-    if (state === 'queued') netboot.setNetboot(mac, true);
+    // Work for a device means it must netboot to do it. So does a deploy whose first boot never
+    // called back (src/first-boot/): its next power cycle or reboot brings it back to provisioning.
+    if (state === 'queued' || state === 'not_confirmed') netboot.setNetboot(mac, true);
+    if (state === 'confirmed' || state === 'not_confirmed') return;
     if (state === 'queued' || state === 'running') return;
     // When a job ends, bytes it alone needed can go: a superseded image, an unpublished upload.
     images.sweepRetired();
@@ -162,6 +174,7 @@ export function createServices(options: ServiceOptions) {
     transfers,
     records,
     deviceFiles,
+    firstBoot,
     golden,
     notify,
     netboot,

@@ -15,6 +15,8 @@ export interface OrderContext {
   image: { name: string };
   /** The ordering rule's number for this device (1 for the first device it took on); absent: a person ordered. */
   ruleSequence?: number;
+  /** The deploy asks for first-boot confirmation (src/first-boot/): its one-time token and callback URL (null: no public URL). */
+  firstBoot?: { token: string; url: string | null };
 }
 
 /** The manifest's MODE: the octal mode, prefixed `a` (append at the end) or `f` (append to the first line). */
@@ -43,7 +45,10 @@ export function createDeviceFilesService(deps: { store: DeviceFilesStore; clock:
   }
 
   /** The variables of one device and order; `job_id` is a stand-in until the job exists. */
-  function lookupFor(device: DeviceRow, context: { image: string; jobId: number; sequence: number; ruleSequence?: number; at: number }): Lookup {
+  function lookupFor(
+    device: DeviceRow,
+    context: { image: string; jobId: number; sequence: number; ruleSequence?: number; firstBoot?: OrderContext['firstBoot']; at: number },
+  ): Lookup {
     const at = new Date(context.at);
     const plain = device.mac.replaceAll(':', '');
     const fixed: Record<string, string | null> = {
@@ -64,6 +69,11 @@ export function createDeviceFilesService(deps: { store: DeviceFilesStore; clock:
     return (name) => {
       if (name === 'rule_sequence' && context.ruleSequence === undefined) {
         return { missing: 'a person placed this order, and {{rule_sequence}} exists only for orders placed by a rule' };
+      }
+      if (name === 'first_boot_token' || name === 'first_boot_url') {
+        if (!context.firstBoot) return { missing: `this deploy does not ask for first-boot confirmation, and {{${name}}} exists only for one that does` };
+        const value = name === 'first_boot_token' ? context.firstBoot.token : context.firstBoot.url;
+        return value ? { value } : { missing: 'the server has no public URL (--public-url) to tell the installed OS where to call back' };
       }
       if (!name.startsWith('table.')) {
         const value = fixed[name];
@@ -130,7 +140,7 @@ export function createDeviceFilesService(deps: { store: DeviceFilesStore; clock:
     prepare(profileName: string, device: DeviceRow, order: OrderContext): (job: JobRow) => void {
       const profile = store.profile(profileName);
       if (!profile) throw badRequest(`there is no profile '${profileName}'; nothing was queued`);
-      const context = { image: order.image.name, ruleSequence: order.ruleSequence, at: clock.now() };
+      const context = { image: order.image.name, ruleSequence: order.ruleSequence, firstBoot: order.firstBoot, at: clock.now() };
       renderAll(profile, lookupFor(device, { ...context, jobId: 0, sequence: profile.next_sequence }), device);
       return (job) => {
         const sequence = store.takeSequence(profile.name);

@@ -19,6 +19,8 @@ export const VARIABLES = [
   'rule_sequence',
   'date',
   'time',
+  'first_boot_token',
+  'first_boot_url',
 ] as const;
 export type VariableName = (typeof VARIABLES)[number];
 

@@ -21,6 +21,8 @@ const DeployBody = Type.Union([
     full_match: Type.Optional(Type.Boolean({ description: 'make the whole target equal the image, unmapped ranges zeroed' })),
     finish: Finish,
     profile: Type.Optional(Type.String({ minLength: 1, maxLength: 64, description: 'per-device files written after the image (see /api/profiles)' })),
+    confirm_boot: Type.Optional(Type.Boolean({ description: 'the job ends ok · awaiting first boot, confirmed when the installed OS calls POST /api/first-boot' })),
+    confirm_timeout: Type.Optional(Type.Integer({ minimum: 30, maximum: 86_400, description: 'seconds the first boot is awaited (default 600)' })),
   }),
   Type.Null(),
 ]);
@@ -37,7 +39,8 @@ export const deviceAdminRoutes: FastifyPluginAsyncTypebox<{ devices: DeviceServi
   app.get('/api/devices/:mac', { schema: { params: MacParams } }, async (request) => devices.view(devices.get(request.params.mac)));
 
   app.post('/api/devices/:mac/deploy', { schema: { params: MacParams, body: Type.Optional(DeployBody) } }, async (request, reply) => {
-    const job = jobs.orderDeploy(request.params.mac, request.body?.image, { after: request.body?.after, fullMatch: request.body?.full_match, finish: request.body?.finish, profile: request.body?.profile });
+    const job = jobs.orderDeploy(request.params.mac, request.body?.image, { after: request.body?.after, fullMatch: request.body?.full_match, finish: request.body?.finish, profile: request.body?.profile,
+      confirmBoot: request.body?.confirm_boot, confirmTimeout: request.body?.confirm_timeout });
     return reply.code(201).send(jobs.view(job));
   });
 

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { DeviceStore } from '../devices/store.js';
 import type { DeviceFilesService } from '../device-files/index.js';
+import type { FirstBootService } from '../first-boot/service.js';
 import type { ImageLibrary, TransferPlan } from '../images/library.js';
 import type { ImageRow } from '../images/store.js';
 import type { Clock } from '../shared/clock.js';
@@ -39,6 +40,8 @@ export interface JobServiceDeps {
   onDeviceAsks?: (mac: string, trigger: 'register' | 'poll') => void;
   /** Per-device files written after a deploy (src/device-files/): ordered with `profile`. */
   deviceFiles?: DeviceFilesService;
+  /** First-boot confirmation (src/first-boot/): the one-time token of a deploy that asks for it. */
+  firstBoot?: Pick<FirstBootService, 'newToken' | 'arm'>;
 }
 
 export type PollOutcome =
@@ -56,6 +59,9 @@ export interface OrderOptions {
   finish?: JobFinish;
   /** Deploy: the profile of per-device files written after the image (src/device-files/). */
   profile?: string;
+  /** Deploy: the installed OS must call back on its first boot (src/first-boot/) within `confirmTimeout` seconds (default 600). */
+  confirmBoot?: boolean;
+  confirmTimeout?: number;
 }
 
 /** What a device says at the end of a deploy. */
@@ -130,7 +136,7 @@ export function createJobService(deps: JobServiceDeps) {
     return `job ${job.id} (${job.kind}, ${job.state})`;
   }
 
-  function order(mac: string, kind: JobKind, image: ImageRow | null, bytesTotal: number | null, options: OrderOptions): JobRow {
+  function order(mac: string, kind: JobKind, image: ImageRow | null, bytesTotal: number | null, options: OrderOptions, bootToken?: string): JobRow {
     const active = store.activeFor(mac);
     if (active) throw conflict(`device ${mac} already has ${describe(active)}; cancel it first`);
     let job: JobRow;
@@ -139,6 +145,10 @@ export function createJobService(deps: JobServiceDeps) {
       const fullMatch = options.fullMatch ? 1 : 0;
       job = store.create({ mac, kind, token: newToken(), imageId: image?.id ?? null, bytesTotal, afterSuccess, fullMatch, rule: options.rule }, clock.now());
       if (options.finish && options.finish !== job.finish && store.saveFinish(job.id, options.finish)) job = store.get(job.id)!;
+      if (bootToken !== undefined) {
+        deps.firstBoot!.arm(job.id, bootToken, options.confirmTimeout);
+        job = store.get(job.id)!;
+      }
     } catch (error) {
       if ((error as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
         throw conflict(`device ${mac} already has a queued or running job; cancel it first`);
@@ -288,8 +298,13 @@ export function createJobService(deps: JobServiceDeps) {
       }
       // Per-device files are rendered first: a value the device lacks refuses the order (400).
       if (options.profile !== undefined && !deps.deviceFiles) throw badRequest('per-device files are not available on this server');
-      const storeFiles = options.profile === undefined ? undefined : deps.deviceFiles!.prepare(options.profile, device, { image, ruleSequence: options.rule?.sequence });
-      const job = order(device.mac, 'deploy', image, image.size, options);
+      if (options.confirmBoot && !deps.firstBoot) throw badRequest('first-boot confirmation is not available on this server');
+      // The one-time token exists before the files are rendered: they carry it ({{first_boot_token}}).
+      const firstBoot = options.confirmBoot ? deps.firstBoot!.newToken() : undefined;
+      const storeFiles = options.profile === undefined
+        ? undefined
+        : deps.deviceFiles!.prepare(options.profile, device, { image, ruleSequence: options.rule?.sequence, firstBoot });
+      const job = order(device.mac, 'deploy', image, image.size, options, firstBoot?.token);
       storeFiles?.(job);
       return job;
     },

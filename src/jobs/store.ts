@@ -55,6 +55,17 @@ export interface JobRow {
   rule_name: string | null;
   /** What the device does once this job has ended ok: reboot, power off, or wait (LED steady on). */
   finish: JobFinish;
+  /** 1: the deploy asked for first-boot confirmation (src/first-boot/). */
+  boot_confirm: number;
+  boot_confirm_timeout_s: number | null;
+  /** sha256 (hex) of the one-time first-boot token; the token itself is never stored. */
+  boot_token_hash: string | null;
+  /** Set when the job ends ok (or unconfirmed) with boot_confirm: awaiting, then confirmed or not_confirmed. */
+  boot_state: 'awaiting' | 'confirmed' | 'not_confirmed' | null;
+  boot_deadline_at: number | null;
+  boot_confirmed_at: number | null;
+  /** JSON: what the first-boot call said (serial, mac, os_release, kernel). */
+  boot_report: string | null;
 }
 
 export type JobFinish = 'reboot' | 'poweroff' | 'wait';
@@ -145,7 +156,10 @@ export function createJobStore(db: Db) {
     UPDATE jobs SET state = @state, error = @error, sha256 = coalesce(@sha256, sha256),
       bytes_done = coalesce(@bytesDone, bytes_done), backup_id = coalesce(@backupId, backup_id),
       verified = @verified, verified_bytes = @verifiedBytes, verified_ranges = @verifiedRanges,
-      phase = NULL, upload_bytes = NULL, upload_sha256 = NULL, ended_at = @now, last_activity_at = @now
+      phase = NULL, upload_bytes = NULL, upload_sha256 = NULL, ended_at = @now, last_activity_at = @now,
+      -- A deploy that asked for it now awaits its first boot (src/first-boot/), in the same change.
+      boot_state = CASE WHEN boot_confirm = 1 AND @state IN ('ok', 'unconfirmed') THEN 'awaiting' ELSE boot_state END,
+      boot_deadline_at = CASE WHEN boot_confirm = 1 AND @state IN ('ok', 'unconfirmed') THEN @now + 1000 * coalesce(boot_confirm_timeout_s, 600) ELSE boot_deadline_at END
     WHERE id = @id AND state IN ('queued', 'running')`);
   const setFinish = db.prepare<{ id: number; finish: JobFinish }>(`UPDATE jobs SET finish = @finish WHERE id = @id AND state = 'queued'`);
   // A search of the index jobs_by_last_change (migration 0017); ORDER BY id would make SQLite scan.

@@ -1,5 +1,6 @@
 import type { ImageRow } from '../images/store.js';
 import type { JobRow } from './store.js';
+import { firstBootView, type FirstBootView } from '../first-boot/view.js';
 import { describeVerification, type VerificationView } from './verification.js';
 
 export interface JobView {
@@ -39,6 +40,8 @@ export interface JobView {
   ordered_by: { kind: 'operator' } | { kind: 'rule'; id: number; name: string };
   /** Per-device files the deploy writes (src/device-files/), by hash: present only for a deploy with a profile. */
   files?: JobFileSummary[];
+  /** First-boot confirmation (src/first-boot/): null when the deploy did not ask for it. */
+  first_boot: FirstBootView | null;
 }
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
@@ -56,6 +59,10 @@ export interface JobFileSummary {
   read_back_sha256: string | null;
   read_back_length: number | null;
 }
+
+/** The job's state with its first boot when it asked for one: "ok · awaiting first boot". */
+export const stateText = (job: Pick<JobView, 'state' | 'first_boot'>) =>
+  job.first_boot && job.first_boot.state !== 'not_yet' && job.first_boot.state !== 'not_awaited' ? `${job.state} · ${job.first_boot.summary}` : job.state;
 
 /** Who ordered the job, in words: `operator`, or `rule NAME`. */
 export const orderedByText = (job: Pick<JobView, 'ordered_by'>) => (job.ordered_by.kind === 'rule' ? `rule ${job.ordered_by.name}` : 'operator');
@@ -94,5 +101,6 @@ export function toJobView(job: JobRow, image: ImageRow | undefined, now: number,
     verification: describeVerification(job),
     device_ip: job.device_ip,
     ordered_by: job.ordered_by === 'rule' ? { kind: 'rule', id: job.rule_id!, name: job.rule_name! } : { kind: 'operator' },
+    first_boot: firstBootView(job),
   };
 }

@@ -2,7 +2,7 @@ import type { DeviceRow } from '../devices/store.js';
 import type { JobView } from '../jobs/view.js';
 
 /** The job events a webhook can receive, one per state a job enters. */
-export const JOB_EVENTS = ['job.queued', 'job.started', 'job.ok', 'job.failed', 'job.cancelled', 'job.unconfirmed'] as const;
+export const JOB_EVENTS = ['job.queued', 'job.started', 'job.ok', 'job.failed', 'job.cancelled', 'job.unconfirmed', 'job.confirmed', 'job.not_confirmed'] as const;
 export type JobEvent = (typeof JOB_EVENTS)[number];
 
 const BY_STATE: Record<string, JobEvent> = {
@@ -12,6 +12,9 @@ const BY_STATE: Record<string, JobEvent> = {
   failed: 'job.failed',
   cancelled: 'job.cancelled',
   unconfirmed: 'job.unconfirmed',
+  // A deploy's first boot (src/first-boot/): the installed OS called back, or did not in time.
+  confirmed: 'job.confirmed',
+  not_confirmed: 'job.not_confirmed',
 };
 
 /** The event a job entering `state` means (running: started). */

@@ -20,6 +20,8 @@ function eventsOf(job: JobRow): Array<{ event: JobEvent; at: number }> {
   if (job.started_at !== null) events.push({ event: 'job.started', at: job.started_at });
   const ended = eventOf(job.state);
   if (job.ended_at !== null && ended && ended !== 'job.queued' && ended !== 'job.started') events.push({ event: ended, at: job.ended_at });
+  if (job.boot_state === 'confirmed' && job.boot_confirmed_at !== null) events.push({ event: 'job.confirmed', at: job.boot_confirmed_at });
+  if (job.boot_state === 'not_confirmed' && job.boot_deadline_at !== null) events.push({ event: 'job.not_confirmed', at: job.boot_deadline_at });
   return events;
 }
 

@@ -74,6 +74,8 @@ export function createRuleEngine(deps: EngineDeps) {
     bus.emit('device.changed', { mac });
   }
 
+  const firstBoot = (rule: RuleRow) => (rule.confirm_boot ? { confirmBoot: true, confirmTimeout: rule.confirm_timeout ?? undefined } : {});
+
   /** Orders the rule's first step (or `kind`, for a retry or the deploy after a backup). */
   function order(rule: RuleRow, mac: string, attempts: number, kind?: JobRow['kind']) {
     const step = kind ?? (rule.action === 'deploy' ? 'deploy' : 'backup');
@@ -84,7 +86,7 @@ export function createRuleEngine(deps: EngineDeps) {
       // Back up, then deploy: after the backup the device must take the deploy, so it never powers off then.
       const finish = rule.action === 'backup_deploy' && step === 'backup' && rule.finish === 'poweroff' ? 'reboot' : (rule.finish ?? undefined);
       const job = step === 'deploy'
-        ? jobs.orderDeploy(mac, rule.image ?? undefined, { after, fullMatch: rule.full_match === 1, rule: { ...by(rule), sequence }, finish, profile: rule.profile ?? undefined })
+        ? jobs.orderDeploy(mac, rule.image ?? undefined, { after, fullMatch: rule.full_match === 1, rule: { ...by(rule), sequence }, finish, profile: rule.profile ?? undefined, ...firstBoot(rule) })
         // Back up, then deploy: the device must netboot again after the backup to take the deploy.
         : jobs.orderBackup(mac, { after: rule.action === 'backup_deploy' ? 'netboot' : after, rule: by(rule), finish });
       save(rule, mac, { state: 'working', attempts, last_job_id: job.id, reason: null, sequence });
@@ -100,7 +102,13 @@ export function createRuleEngine(deps: EngineDeps) {
     if (!job) return save(rule, mac, { ...state, state: 'held', reason: 'its last job is gone from the records' });
     if (job.state === 'ok' || job.state === 'unconfirmed') {
       if (rule.action === 'backup_deploy' && job.kind === 'backup') return order(rule, mac, 1, 'deploy');
-      return save(rule, mac, { ...state, state: 'provisioned', reason: null });
+      // A deploy that asked for first-boot confirmation is done only once the installed OS called back.
+      if (job.boot_state === 'awaiting') return;
+      if (job.boot_state !== 'not_confirmed') return save(rule, mac, { ...state, state: 'provisioned', reason: null });
+      if (state.attempts <= rule.retries) return order(rule, mac, state.attempts + 1, job.kind);
+      const minutes = Math.round((job.boot_confirm_timeout_s ?? 600) / 60);
+      const tries = state.attempts === 1 ? '' : ` (${state.attempts} attempts)`;
+      return save(rule, mac, { ...state, state: 'held', reason: `its deploy (job ${job.id}) was not confirmed: no first-boot call within ${minutes} min${tries}` });
     }
     if (job.state === 'cancelled') {
       return save(rule, mac, { ...state, state: 'held', reason: `job ${job.id} was cancelled by a person` });
@@ -139,6 +147,17 @@ export function createRuleEngine(deps: EngineDeps) {
 
   return {
     verdictsFor,
+    /**
+     * A job's first boot was confirmed or not (src/first-boot/): the rule that ordered it goes on
+     * at once (provisioned, a retry, or held), without waiting for the device to ask.
+     */
+    firstBootSettled(job: JobRow) {
+      if (line.paused() || jobs.activeFor(job.device_mac)) return;
+      for (const state of store.statesOf(job.device_mac)) {
+        const rule = store.get(state.rule_id)!;
+        if (state.state === 'working' && rule.enabled && state.last_job_id === job.id) return carryOn(rule, state);
+      }
+    },
     /** A device registered or polled: the rule that decides for it acts, unless the line is paused or a job is active. */
     consider(mac: string, trigger: Trigger) {
       if (line.paused() || jobs.activeFor(mac)) return;

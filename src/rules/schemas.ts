@@ -22,6 +22,8 @@ const fields = {
   profile: Nullable(Type.String({ minLength: 1, maxLength: 64, description: 'profile of per-device files its deploys write' })),
   limit: Nullable(Type.Integer({ minimum: 1, maximum: 1_000_000, description: 'at most this many devices' })),
   retries: Type.Optional(Type.Integer({ minimum: 0, maximum: 100, description: 'a failed job is ordered again this many times, then the device is held' })),
+  confirm_boot: Type.Optional(Type.Boolean({ description: 'its deploys wait for the installed OS to call back on first boot; a device counts as provisioned only then (default true)' })),
+  confirm_timeout: Nullable(Type.Integer({ minimum: 30, maximum: 86_400, description: 'seconds the first boot is awaited after an ok deploy (default 600)' })),
   provision_again: Type.Optional(Type.Boolean({ description: 'act again each time a device it provisioned registers again' })),
 };
 

@@ -34,6 +34,10 @@ export interface RuleView {
   finish: RuleRow['finish'];
   /** The profile of per-device files its deploys write; null: none. */
   profile: string | null;
+  /** Its deploys wait for the first-boot call; a device counts as provisioned only once it came. */
+  confirm_boot: boolean;
+  /** Seconds the first boot is awaited; null: 600. */
+  confirm_timeout: number | null;
   /** What it does, in words: "deploy 'raspios'". */
   does: string;
   /** Devices it has taken on (what its limit counts). */
@@ -80,6 +84,8 @@ export function createRuleService(deps: RuleServiceDeps) {
       provision_again: rule.provision_again === 1,
       finish: rule.finish,
       profile: rule.profile,
+      confirm_boot: rule.confirm_boot === 1,
+      confirm_timeout: rule.confirm_timeout,
       does: describeAction(rule),
       devices: store.devicesTaken(rule.id),
     };
@@ -113,6 +119,9 @@ export function createRuleService(deps: RuleServiceDeps) {
       provision_again: body.provision_again === undefined ? (base?.provision_again ?? 0) : body.provision_again ? 1 : 0,
       finish: pick('finish', base?.finish ?? null, (finish) => finish),
       profile: pick('profile', base?.profile ?? null, (profile) => profile),
+      // On by default for a new rule (issue 13); a PATCH that does not name it keeps it.
+      confirm_boot: body.confirm_boot === undefined ? (base?.confirm_boot ?? 1) : body.confirm_boot ? 1 : 0,
+      confirm_timeout: pick('confirm_timeout', base?.confirm_timeout ?? null, (seconds) => seconds),
     };
     if (fields.name === '') throw badRequest('a rule needs a name');
     if (fields.min_emmc_bytes !== null && fields.max_emmc_bytes !== null && fields.min_emmc_bytes > fields.max_emmc_bytes) {

@@ -29,6 +29,10 @@ export interface RuleRow {
   profile: string | null;
   /** The last number given to a device it took on ({{rule_sequence}}); never counts down. */
   devices_numbered: number;
+  /** 1: its deploys ask for first-boot confirmation (src/first-boot/); a device is provisioned only when confirmed. */
+  confirm_boot: number;
+  /** Seconds the first boot is awaited; null: the default (600). */
+  confirm_timeout: number | null;
 }
 
 /** The columns a person sets (everything but id, position, created_at and the device count). */
@@ -51,7 +55,7 @@ export interface RuleDeviceRow {
 const FIELDS: ReadonlyArray<keyof RuleFields> = [
   'name', 'enabled', 'match_mac', 'match_serial', 'match_model', 'min_emmc_bytes', 'max_emmc_bytes', 'match_holds_image',
   'action', 'image', 'after_success', 'full_match', 'max_devices', 'retries', 'provision_again',
-  'finish', 'profile',
+  'finish', 'profile', 'confirm_boot', 'confirm_timeout',
 ];
 
 export function createRuleStore(db: Db) {

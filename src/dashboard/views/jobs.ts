@@ -39,7 +39,7 @@ export function jobStatus(job: JobView): SafeHtml {
   }
   if (job.state === 'ok') {
     return html`<span class="job-line result-ok"><span aria-hidden="true">✓</span> ${action} ok · <span data-verification="${job.verification?.scope ?? ''}"
-      title="${job.sha256 ?? ''}">${job.verification?.summary ?? 'nothing was verified'}</span> · ${timestamp(job.ended_at)}</span>`;
+      title="${job.sha256 ?? ''}">${job.verification?.summary ?? 'nothing was verified'}</span>${job.first_boot?.state === 'awaiting' || job.first_boot?.state === 'confirmed' || job.first_boot?.state === 'not_confirmed' ? html` · <span data-first-boot="${job.first_boot.state}">${job.first_boot.summary}</span>` : ''} · ${timestamp(job.ended_at)}</span>`;
   }
   if (job.state === 'unconfirmed') {
     const what = job.kind === 'deploy' ? 'sent, not confirmed' : 'received, not confirmed whole';

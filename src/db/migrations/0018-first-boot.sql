@@ -1,0 +1,18 @@
+-- Issue 13, "Done means it booted": a deploy may ask for first-boot confirmation. Its one-time
+-- token is made when the deploy is ordered (the per-device files, rendered then, carry it to the
+-- installed OS's hook); only its sha256 is kept. When the job ends ok the first boot is awaited
+-- until boot_deadline_at; the hook's call confirms it, the watchdog marks it not confirmed.
+ALTER TABLE jobs ADD COLUMN boot_confirm INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN boot_confirm_timeout_s INTEGER;
+ALTER TABLE jobs ADD COLUMN boot_token_hash TEXT;
+ALTER TABLE jobs ADD COLUMN boot_state TEXT CHECK (boot_state IN ('awaiting', 'confirmed', 'not_confirmed'));
+ALTER TABLE jobs ADD COLUMN boot_deadline_at INTEGER;
+ALTER TABLE jobs ADD COLUMN boot_confirmed_at INTEGER;
+ALTER TABLE jobs ADD COLUMN boot_report TEXT;  -- JSON: serial, mac, os_release, kernel
+CREATE UNIQUE INDEX jobs_by_boot_token ON jobs (boot_token_hash) WHERE boot_token_hash IS NOT NULL;
+CREATE INDEX jobs_awaiting_boot ON jobs (boot_deadline_at) WHERE boot_state = 'awaiting';
+
+-- New rules ask for it unless told not to (the API's default); rules made before this upgrade do
+-- not, so a line that worked keeps working until a person turns it on. NULL timeout: 600 s.
+ALTER TABLE rules ADD COLUMN confirm_boot INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE rules ADD COLUMN confirm_timeout INTEGER;
