@@ -2,6 +2,11 @@ import type { JobRow } from '../jobs/store.js';
 import type { JobView } from '../jobs/view.js';
 import type { AppendTo, DeviceFilesStore, JobFileRow } from './store.js';
 
+/** What job_files.profile says of the files the first-boot hook adds (src/first-boot/hook-files.ts). */
+export const FIRST_BOOT_HOOK_SOURCE = '(first-boot hook)';
+/** "profile 'line'", or "the first-boot hook". */
+export const sourceWords = (profile: string) => (profile === FIRST_BOOT_HOOK_SOURCE ? 'the first-boot hook' : `profile '${profile}'`);
+
 /** What a job records of a file it wrote: never its content. */
 export interface JobFileView {
   idx: number;
@@ -47,11 +52,11 @@ export function createJobFileReports(store: DeviceFilesStore) {
       const files = store.jobFiles(job.id);
       if (files.length === 0) return null;
       if (!features.has('files')) {
-        return `not started: this deploy writes ${files.length} per-device files (profile '${files[0]!.profile}'), and the device's client did not say it can write them (no 'files' in its poll features; it needs mtools); nothing was written`;
+        return `not started: this deploy writes ${files.length} per-device files (${sourceWords(files[0]!.profile)}), and the device's client did not say it can write them (no 'files' in its poll features; it needs mtools); nothing was written`;
       }
       const appended = files.filter((file) => file.append !== null);
       if (appended.length > 0 && !features.has('files_append')) {
-        return `not started: this deploy appends to ${appended[0]!.path} (profile '${appended[0]!.profile}'), and the device's client did not say it can append (no 'files_append' in its poll features); nothing was written`;
+        return `not started: this deploy appends to ${appended[0]!.path} (${sourceWords(appended[0]!.profile)}), and the device's client did not say it can append (no 'files_append' in its poll features); nothing was written`;
       }
       return null;
     },

@@ -5,19 +5,24 @@ import type { Clock } from '../shared/clock.js';
 import { badRequest, notFound } from '../shared/errors.js';
 import type { EventBus } from '../shared/events.js';
 import { parseDeviceTable, serialKey } from './device-table.js';
-import { createJobFileReports } from './job-report.js';
+import { createJobFileReports, FIRST_BOOT_HOOK_SOURCE, sourceWords } from './job-report.js';
 import { appendsToFirstLine, checkProfile, oneLine, type ProfileInput } from './profiles.js';
-import type { AppendTo, DeviceFilesStore, JobFileRow, NewJobFile, ProfileRow } from './store.js';
+import type { AppendTo, DeviceFilesStore, JobFileRow, NewJobFile, ProfileFile, ProfileRow } from './store.js';
 import { render, VARIABLES, type Lookup } from './template.js';
+import { hookConflict, hookFiles, type FirstBootHook } from '../first-boot/hook-files.js';
 
 /** What an order tells the render besides the device: `rule_sequence` exists only for a rule's order. */
 export interface OrderContext {
   image: { name: string };
   /** The ordering rule's number for this device (1 for the first device it took on); absent: a person ordered. */
   ruleSequence?: number;
-  /** The deploy asks for first-boot confirmation (src/first-boot/): its one-time token and callback URL (null: no public URL). */
-  firstBoot?: { token: string; url: string | null };
+  /**
+   * The deploy asks for first-boot confirmation (src/first-boot/): its one-time token, the URL
+   * the installed OS calls back (null: unknown), and the hook whose files follow the profile's.
+   */
+  firstBoot?: { token: string; url: string | null; hook: FirstBootHook };
 }
+
 
 /** The manifest's MODE: the octal mode, prefixed `a` (append at the end) or `f` (append to the first line). */
 const MODE_PREFIX: Record<NonNullable<AppendTo> | 'whole', string> = { whole: '', end: 'a', first_line: 'f' };
@@ -73,7 +78,9 @@ export function createDeviceFilesService(deps: { store: DeviceFilesStore; clock:
       if (name === 'first_boot_token' || name === 'first_boot_url') {
         if (!context.firstBoot) return { missing: `this deploy does not ask for first-boot confirmation, and {{${name}}} exists only for one that does` };
         const value = name === 'first_boot_token' ? context.firstBoot.token : context.firstBoot.url;
-        return value ? { value } : { missing: 'the server has no public URL (--public-url) to tell the installed OS where to call back' };
+        return value
+          ? { value }
+          : { missing: `the server does not know where device ${device.mac} reaches it (its client never called with a Host header, and there is no --public-url) to tell the installed OS where to call back` };
       }
       if (!name.startsWith('table.')) {
         const value = fixed[name];
@@ -91,24 +98,22 @@ export function createDeviceFilesService(deps: { store: DeviceFilesStore; clock:
     };
   }
 
-  function renderAll(profile: ProfileRow, lookup: Lookup, device: DeviceRow): NewJobFile[] {
-    return profile.files.map((file, idx) => {
+  /** Renders `files`, each with its source (a profile's name, or FIRST_BOOT_HOOK_SOURCE). */
+  function renderAll(files: { file: ProfileFile; source: string }[], lookup: Lookup, device: DeviceRow): NewJobFile[] {
+    return files.map(({ file, source }, idx) => {
       const rendered = render(file.template, lookup);
+      const of = `file ${file.path} (partition ${file.partition}) of ${sourceWords(source)}`;
       if ('missing' in rendered) {
-        throw badRequest(
-          `file ${file.path} (partition ${file.partition}) of profile '${profile.name}' needs {{${rendered.name}}} for ${device.mac}, but ${rendered.missing}; nothing was queued`,
-        );
+        throw badRequest(`${of} needs {{${rendered.name}}} for ${device.mac}, but ${rendered.missing}; nothing was queued`);
       }
       const append: AppendTo = !file.append ? null : appendsToFirstLine(file.path) ? 'first_line' : 'end';
       // The kernel command line is one line: its addition loses the template's final line break.
       const text = append === 'first_line' ? oneLine(rendered.text) : rendered.text;
       if (append === 'first_line' && /[\r\n]/.test(text)) {
-        throw badRequest(
-          `file ${file.path} (partition ${file.partition}) of profile '${profile.name}' is appended to the kernel command line, which is one line, but its text for ${device.mac} has a line break (from a variable's value); nothing was queued`,
-        );
+        throw badRequest(`${of} is appended to the kernel command line, which is one line, but its text for ${device.mac} has a line break (from a variable's value); nothing was queued`);
       }
       const content = Buffer.from(text, 'utf8');
-      return { idx, profile: profile.name, partition: file.partition, fs: file.fs, path: file.path, mode: file.mode, sha256: sha256(content), length: content.length, content, append };
+      return { idx, profile: source, partition: file.partition, fs: file.fs, path: file.path, mode: file.mode, sha256: sha256(content), length: content.length, content, append };
     });
   }
 
@@ -137,14 +142,24 @@ export function createDeviceFilesService(deps: { store: DeviceFilesStore; clock:
      * file and the variable) when the device lacks a value, so nothing is queued; otherwise
      * returns what stores the files once the job exists (its id and sequence number filled in).
      */
-    prepare(profileName: string, device: DeviceRow, order: OrderContext): (job: JobRow) => void {
-      const profile = store.profile(profileName);
-      if (!profile) throw badRequest(`there is no profile '${profileName}'; nothing was queued`);
+    prepare(profileName: string | undefined, device: DeviceRow, order: OrderContext): (job: JobRow) => void {
+      const profile = profileName === undefined ? undefined : store.profile(profileName);
+      if (profileName !== undefined && !profile) throw badRequest(`there is no profile '${profileName}'; nothing was queued`);
+      if (order.firstBoot) {
+        const conflict = hookConflict(order.firstBoot.hook, profile?.files ?? [], profileName);
+        if (conflict) throw badRequest(`${conflict}; nothing was queued`);
+      }
+      const files = [
+        ...(profile?.files ?? []).map((file) => ({ file, source: profile!.name })),
+        ...(order.firstBoot ? hookFiles(order.firstBoot.hook) : []).map((file) => ({ file, source: FIRST_BOOT_HOOK_SOURCE })),
+      ];
       const context = { image: order.image.name, ruleSequence: order.ruleSequence, firstBoot: order.firstBoot, at: clock.now() };
-      renderAll(profile, lookupFor(device, { ...context, jobId: 0, sequence: profile.next_sequence }), device);
+      // {{sequence}} is the profile's counter; without a profile it is the job's own number 1.
+      renderAll(files, lookupFor(device, { ...context, jobId: 0, sequence: profile?.next_sequence ?? 1 }), device);
       return (job) => {
-        const sequence = store.takeSequence(profile.name);
-        store.saveJobFiles(job.id, renderAll(profile, lookupFor(device, { ...context, jobId: job.id, sequence }), device));
+        if (files.length === 0) return;
+        const sequence = profile ? store.takeSequence(profile.name) : 1;
+        store.saveJobFiles(job.id, renderAll(files, lookupFor(device, { ...context, jobId: job.id, sequence }), device));
       };
     },
 

@@ -1,3 +1,4 @@
+import { FIRST_BOOT_HOOKS } from '../first-boot/hook-files.js';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { JobService } from '../jobs/service.js';
@@ -23,6 +24,7 @@ const DeployBody = Type.Union([
     profile: Type.Optional(Type.String({ minLength: 1, maxLength: 64, description: 'per-device files written after the image (see /api/profiles)' })),
     confirm_boot: Type.Optional(Type.Boolean({ description: 'the job ends ok · awaiting first boot, confirmed when the installed OS calls POST /api/first-boot' })),
     confirm_timeout: Type.Optional(Type.Integer({ minimum: 30, maximum: 86_400, description: 'seconds the first boot is awaited (default 600)' })),
+    first_boot_hook: Type.Optional(Type.Union(FIRST_BOOT_HOOKS.map((hook) => Type.Literal(hook)), { description: 'with confirm_boot: the hook written into the image (default cmdline; none: the profile carries one)' })),
   }),
   Type.Null(),
 ]);
@@ -40,7 +42,7 @@ export const deviceAdminRoutes: FastifyPluginAsyncTypebox<{ devices: DeviceServi
 
   app.post('/api/devices/:mac/deploy', { schema: { params: MacParams, body: Type.Optional(DeployBody) } }, async (request, reply) => {
     const job = jobs.orderDeploy(request.params.mac, request.body?.image, { after: request.body?.after, fullMatch: request.body?.full_match, finish: request.body?.finish, profile: request.body?.profile,
-      confirmBoot: request.body?.confirm_boot, confirmTimeout: request.body?.confirm_timeout });
+      confirmBoot: request.body?.confirm_boot, confirmTimeout: request.body?.confirm_timeout, firstBootHook: request.body?.first_boot_hook });
     return reply.code(201).send(jobs.view(job));
   });
 

@@ -139,7 +139,7 @@ export function createDeviceService(deps: DeviceServiceDeps) {
     },
 
     /** A device announces itself (at every client start). Re-registering refreshes IP and last-seen. */
-    register(body: RegisterBody, sourceIp: string): DeviceRow {
+    register(body: RegisterBody, sourceIp: string, serverUrl?: string): DeviceRow {
       const mac = normalizeMac(body.mac);
       const ip = body.ip?.trim() || plainAddress(sourceIp);
       if (isIP(ip) === 0) throw badRequest(`invalid ip '${body.ip}': expected an IPv4 or IPv6 address`);
@@ -155,16 +155,21 @@ export function createDeviceService(deps: DeviceServiceDeps) {
         clientVersion: body.client_version?.trim() || null,
         emmcCid,
       });
+      // Before anything is ordered for it: a first-boot hook calls back where the client reached us.
+      if (serverUrl) store.setServerUrl(mac, serverUrl);
       jobs.deviceRestarted(mac);
-      return device;
+      return serverUrl ? store.get(mac)! : device;
     },
 
     /** A poll is a sign of life; a device that polls before registering is registered by it. */
-    seen(macInput: string, sourceIp: string): DeviceRow {
+    seen(macInput: string, sourceIp: string, serverUrl?: string): DeviceRow {
       const mac = normalizeMac(macInput);
       const known = store.get(mac);
       if (!known) limiter.admit(plainAddress(sourceIp));
-      return save({ mac, ip: known ? null : plainAddress(sourceIp) });
+      const device = save({ mac, ip: known ? null : plainAddress(sourceIp) });
+      if (!serverUrl || device.server_url === serverUrl) return device;
+      store.setServerUrl(mac, serverUrl);
+      return store.get(mac)!;
     },
 
     /** Its client closed a parked poll: shown at once as not polling, until it is heard from again. */

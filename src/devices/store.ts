@@ -18,6 +18,8 @@ export interface DeviceRow {
   registered_at: number | null;
   /** The eMMC's CID register, 32 lower-case hex digits; null until a client reports it. */
   emmc_cid: string | null;
+  /** The base URL its client last reached this server at (register or poll); see src/first-boot/. */
+  server_url: string | null;
 }
 
 export interface DeviceFacts {
@@ -47,6 +49,7 @@ export function createDeviceStore(db: Db) {
       registered_at = coalesce(excluded.registered_at, registered_at)`);
   const byMac = db.prepare<[string], DeviceRow>('SELECT * FROM devices WHERE mac = ?');
   const seen = db.prepare<{ mac: string; now: number }>('UPDATE devices SET last_seen_at = @now WHERE mac = @mac');
+  const serverUrl = db.prepare<{ mac: string; url: string }>('UPDATE devices SET server_url = @url WHERE mac = @mac AND server_url IS NOT @url');
   const netboot = db.prepare<{ mac: string; enabled: number }>('UPDATE devices SET netboot_enabled = @enabled WHERE mac = @mac');
   const stage = db.prepare<{ mac: string; stage: string; at: number }>(
     'UPDATE devices SET boot_stage = @stage, boot_stage_at = @at, last_seen_at = max(last_seen_at, @at) WHERE mac = @mac',
@@ -121,6 +124,7 @@ export function createDeviceStore(db: Db) {
     get: (mac: string) => byMac.get(mac),
     /** The device did something (a progress report): it is alive. */
     touch: (mac: string, now: number) => seen.run({ mac, now }),
+    setServerUrl: (mac: string, url: string) => serverUrl.run({ mac, url }),
     setNetboot: (mac: string, enabled: boolean) => netboot.run({ mac, enabled: enabled ? 1 : 0 }).changes === 1,
     setBootStage: (mac: string, text: string, at: number) => stage.run({ mac, stage: text, at }),
     netbootDisabled: () => withNetbootOff.all().map((row) => row.mac),

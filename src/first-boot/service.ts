@@ -1,6 +1,8 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
+import type { DeviceRow } from '../devices/store.js';
 import type { JobRow } from '../jobs/store.js';
+import type { FirstBootHook } from './hook-files.js';
 import type { Clock } from '../shared/clock.js';
 import { badRequest, conflict, notFound } from '../shared/errors.js';
 import type { EventBus } from '../shared/events.js';
@@ -56,12 +58,18 @@ export function createFirstBootService(deps: FirstBootDeps) {
   }
 
   return {
-    /** A new one-time token for an order, and the URL its hook calls (null without --public-url). */
-    newToken: () => ({ token: newToken(), url: deps.publicUrl === undefined ? null : `${deps.publicUrl.replace(/\/+$/, '')}${FIRST_BOOT_PATH}` }),
+    /**
+     * A new one-time token for a deploy to `device`, and the URL its hook calls: --public-url, else
+     * where the device's client last reached this server (null when neither is known).
+     */
+    newToken(device: Pick<DeviceRow, 'server_url'>) {
+      const base = deps.publicUrl ?? device.server_url;
+      return { token: newToken(), url: base === null || base === undefined ? null : `${base.replace(/\/+$/, '')}${FIRST_BOOT_PATH}` };
+    },
 
     /** Records that the queued job `jobId` asks for confirmation with `token` (only its hash is kept). */
-    arm(jobId: number, token: string, timeoutSeconds = DEFAULT_CONFIRM_TIMEOUT_S) {
-      store.arm(jobId, hashOf(token), timeoutSeconds);
+    arm(jobId: number, token: string, hook: FirstBootHook, timeoutSeconds = DEFAULT_CONFIRM_TIMEOUT_S) {
+      store.arm(jobId, hashOf(token), hook, timeoutSeconds);
     },
 
     /** The hook's call: confirms the job its token belongs to, once. Each refusal is one sentence. */

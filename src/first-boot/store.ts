@@ -1,5 +1,6 @@
 import type { Db } from '../db/open.js';
 import type { JobRow } from '../jobs/store.js';
+import type { FirstBootHook } from './hook-files.js';
 
 /** What the installed OS said on its first boot (stored as JSON on the job). */
 export interface BootReport {
@@ -11,8 +12,8 @@ export interface BootReport {
 
 /** The first-boot columns of jobs (migration 0018). */
 export function createFirstBootStore(db: Db) {
-  const arm = db.prepare<{ id: number; hash: string; timeout: number }>(
-    `UPDATE jobs SET boot_confirm = 1, boot_token_hash = @hash, boot_confirm_timeout_s = @timeout WHERE id = @id AND state = 'queued'`,
+  const arm = db.prepare<{ id: number; hash: string; hook: string; timeout: number }>(
+    `UPDATE jobs SET boot_confirm = 1, boot_token_hash = @hash, boot_hook = @hook, boot_confirm_timeout_s = @timeout WHERE id = @id AND state = 'queued'`,
   );
   const byHash = db.prepare<[string], JobRow>('SELECT * FROM jobs WHERE boot_token_hash = ?');
   const confirm = db.prepare<{ id: number; now: number; report: string }>(
@@ -24,7 +25,7 @@ export function createFirstBootStore(db: Db) {
 
   return {
     /** Marks a queued deploy as asking for first-boot confirmation, with its token's hash. */
-    arm: (id: number, hash: string, timeoutSeconds: number) => arm.run({ id, hash, timeout: timeoutSeconds }).changes === 1,
+    arm: (id: number, hash: string, hook: FirstBootHook, timeoutSeconds: number) => arm.run({ id, hash, hook, timeout: timeoutSeconds }).changes === 1,
     byTokenHash: (hash: string) => byHash.get(hash),
     /** awaiting → confirmed; false when it was no longer awaiting. */
     confirm: (id: number, report: BootReport, now: number) => confirm.run({ id, now, report: JSON.stringify(report) }).changes === 1,

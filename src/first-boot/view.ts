@@ -7,6 +7,8 @@ export interface FirstBootView {
   state: 'not_yet' | 'awaiting' | 'confirmed' | 'not_confirmed' | 'not_awaited';
   /** Seconds the first boot is awaited after the job ends ok. */
   timeout_seconds: number;
+  /** The hook the deploy wrote into the image: cmdline, cmdline-boot, or none (its profile carried one). */
+  hook: 'cmdline' | 'cmdline-boot' | 'none';
   deadline_at: string | null;
   confirmed_at: string | null;
   os_release: string | null;
@@ -45,6 +47,7 @@ export function firstBootView(job: JobRow): FirstBootView | null {
   return {
     state,
     timeout_seconds: timeout,
+    hook: job.boot_hook ?? 'none',
     deadline_at: iso(job.boot_deadline_at),
     confirmed_at: iso(job.boot_confirmed_at),
     os_release: report?.os_release ?? null,

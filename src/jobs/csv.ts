@@ -18,6 +18,9 @@ const COLUMNS: Array<[string, (job: JobView) => string | number | null | undefin
   // What was proven, as a word for filters and as the sentence every other surface shows.
   ['verified', (j) => j.verification?.scope],
   ['verification', (j) => j.verification?.summary],
+  // First-boot confirmation (src/first-boot/): empty when the deploy did not ask for it.
+  ['first_boot', (j) => j.first_boot?.state],
+  ['first_boot_at', (j) => j.first_boot?.confirmed_at],
   ['error', (j) => j.error],
 ];
 

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { DeviceStore } from '../devices/store.js';
 import type { DeviceFilesService } from '../device-files/index.js';
 import type { FirstBootService } from '../first-boot/service.js';
+import { DEFAULT_FIRST_BOOT_HOOK, type FirstBootHook } from '../first-boot/hook-files.js';
 import type { ImageLibrary, TransferPlan } from '../images/library.js';
 import type { ImageRow } from '../images/store.js';
 import type { Clock } from '../shared/clock.js';
@@ -62,6 +63,8 @@ export interface OrderOptions {
   /** Deploy: the installed OS must call back on its first boot (src/first-boot/) within `confirmTimeout` seconds (default 600). */
   confirmBoot?: boolean;
   confirmTimeout?: number;
+  /** Deploy with confirmBoot: the hook written into the image (default cmdline; src/first-boot/hook-files.ts). */
+  firstBootHook?: FirstBootHook;
 }
 
 /** What a device says at the end of a deploy. */
@@ -136,7 +139,7 @@ export function createJobService(deps: JobServiceDeps) {
     return `job ${job.id} (${job.kind}, ${job.state})`;
   }
 
-  function order(mac: string, kind: JobKind, image: ImageRow | null, bytesTotal: number | null, options: OrderOptions, bootToken?: string): JobRow {
+  function order(mac: string, kind: JobKind, image: ImageRow | null, bytesTotal: number | null, options: OrderOptions, firstBoot?: { token: string; hook: FirstBootHook }): JobRow {
     const active = store.activeFor(mac);
     if (active) throw conflict(`device ${mac} already has ${describe(active)}; cancel it first`);
     let job: JobRow;
@@ -145,8 +148,8 @@ export function createJobService(deps: JobServiceDeps) {
       const fullMatch = options.fullMatch ? 1 : 0;
       job = store.create({ mac, kind, token: newToken(), imageId: image?.id ?? null, bytesTotal, afterSuccess, fullMatch, rule: options.rule }, clock.now());
       if (options.finish && options.finish !== job.finish && store.saveFinish(job.id, options.finish)) job = store.get(job.id)!;
-      if (bootToken !== undefined) {
-        deps.firstBoot!.arm(job.id, bootToken, options.confirmTimeout);
+      if (firstBoot !== undefined) {
+        deps.firstBoot!.arm(job.id, firstBoot.token, firstBoot.hook, options.confirmTimeout);
         job = store.get(job.id)!;
       }
     } catch (error) {
@@ -298,13 +301,13 @@ export function createJobService(deps: JobServiceDeps) {
       }
       // Per-device files are rendered first: a value the device lacks refuses the order (400).
       if (options.profile !== undefined && !deps.deviceFiles) throw badRequest('per-device files are not available on this server');
-      if (options.confirmBoot && !deps.firstBoot) throw badRequest('first-boot confirmation is not available on this server');
+      if (options.confirmBoot && !(deps.firstBoot && deps.deviceFiles)) throw badRequest('first-boot confirmation is not available on this server');
       // The one-time token exists before the files are rendered: they carry it ({{first_boot_token}}).
-      const firstBoot = options.confirmBoot ? deps.firstBoot!.newToken() : undefined;
-      const storeFiles = options.profile === undefined
+      const firstBoot = options.confirmBoot ? { ...deps.firstBoot!.newToken(device), hook: options.firstBootHook ?? DEFAULT_FIRST_BOOT_HOOK } : undefined;
+      const storeFiles = options.profile === undefined && !firstBoot
         ? undefined
         : deps.deviceFiles!.prepare(options.profile, device, { image, ruleSequence: options.rule?.sequence, firstBoot });
-      const job = order(device.mac, 'deploy', image, image.size, options, firstBoot?.token);
+      const job = order(device.mac, 'deploy', image, image.size, options, firstBoot);
       storeFiles?.(job);
       return job;
     },

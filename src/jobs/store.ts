@@ -66,6 +66,8 @@ export interface JobRow {
   boot_confirmed_at: number | null;
   /** JSON: what the first-boot call said (serial, mac, os_release, kernel). */
   boot_report: string | null;
+  /** The hook the deploy wrote into the image (src/first-boot/hook-files.ts). */
+  boot_hook: 'cmdline' | 'cmdline-boot' | 'none' | null;
 }
 
 export type JobFinish = 'reboot' | 'poweroff' | 'wait';

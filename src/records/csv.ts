@@ -33,6 +33,10 @@ const JOB: Array<[string, (job: RecordJob) => Cell]> = [
   ['sha256', (j) => j.sha256],
   ['verified', (j) => j.verification?.scope],
   ['verification', (j) => j.verification?.summary],
+  ['first_boot', (j) => j.first_boot?.state],
+  ['first_boot_at', (j) => j.first_boot?.confirmed_at],
+  ['first_boot_os', (j) => j.first_boot?.os_release],
+  ['first_boot_kernel', (j) => j.first_boot?.kernel],
   ['error', (j) => j.error],
 ];
 

@@ -16,6 +16,8 @@ export interface RecordJob {
   sha256: string | null;
   verification: { scope: string; checked: boolean; summary: string } | null;
   ordered_by: JobView['ordered_by'];
+  /** The deploy's first-boot confirmation: what the installed OS said, and when (null: not asked for). */
+  first_boot: JobView['first_boot'];
   /** Per-device files the deploy wrote, by hash (none for other jobs). */
   files: Array<Pick<JobFileSummary, 'partition' | 'path' | 'append' | 'sha256' | 'length' | 'read_back_sha256'>>;
   queued_at: string;
@@ -71,6 +73,7 @@ export function recordJob(job: JobView): RecordJob {
     sha256: job.sha256,
     verification: proof ? { scope: proof.scope, checked: proof.checked, summary: proof.summary } : null,
     ordered_by: job.ordered_by,
+    first_boot: job.first_boot,
     files: (job.files ?? []).map(({ partition, path, append, sha256, length, read_back_sha256 }) => ({ partition, path, append, sha256, length, read_back_sha256 })),
     queued_at: job.created_at,
     started_at: job.started_at,

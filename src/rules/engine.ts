@@ -74,7 +74,8 @@ export function createRuleEngine(deps: EngineDeps) {
     bus.emit('device.changed', { mac });
   }
 
-  const firstBoot = (rule: RuleRow) => (rule.confirm_boot ? { confirmBoot: true, confirmTimeout: rule.confirm_timeout ?? undefined } : {});
+  const firstBoot = (rule: RuleRow) =>
+    rule.confirm_boot ? { confirmBoot: true, confirmTimeout: rule.confirm_timeout ?? undefined, firstBootHook: rule.first_boot_hook ?? undefined } : {};
 
   /** Orders the rule's first step (or `kind`, for a retry or the deploy after a backup). */
   function order(rule: RuleRow, mac: string, attempts: number, kind?: JobRow['kind']) {

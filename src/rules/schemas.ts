@@ -1,3 +1,4 @@
+import { FIRST_BOOT_HOOKS } from '../first-boot/hook-files.js';
 import { Type, type Static } from 'typebox';
 import { WholeNumber } from '../http/whole-number.js';
 import { Mac } from '../devices/schemas.js';
@@ -24,6 +25,7 @@ const fields = {
   retries: Type.Optional(Type.Integer({ minimum: 0, maximum: 100, description: 'a failed job is ordered again this many times, then the device is held' })),
   confirm_boot: Type.Optional(Type.Boolean({ description: 'its deploys wait for the installed OS to call back on first boot; a device counts as provisioned only then (default true)' })),
   confirm_timeout: Nullable(Type.Integer({ minimum: 30, maximum: 86_400, description: 'seconds the first boot is awaited after an ok deploy (default 600)' })),
+  first_boot_hook: Nullable(Type.Union(FIRST_BOOT_HOOKS.map((hook) => Type.Literal(hook)), { description: "the hook its confirming deploys write into the image: cmdline (boot partition at /boot/firmware; the default), cmdline-boot (at /boot), none (the profile's files carry {{first_boot_token}})" })),
   provision_again: Type.Optional(Type.Boolean({ description: 'act again each time a device it provisioned registers again' })),
 };
 

@@ -1,3 +1,4 @@
+import { DEFAULT_FIRST_BOOT_HOOK, type FirstBootHook } from '../first-boot/hook-files.js';
 import type { DeviceStore } from '../devices/store.js';
 import type { JobService } from '../jobs/service.js';
 import type { Clock } from '../shared/clock.js';
@@ -38,6 +39,8 @@ export interface RuleView {
   confirm_boot: boolean;
   /** Seconds the first boot is awaited; null: 600. */
   confirm_timeout: number | null;
+  /** The hook its confirming deploys write (cmdline, cmdline-boot, or none: its profile carries one). */
+  first_boot_hook: FirstBootHook;
   /** What it does, in words: "deploy 'raspios'". */
   does: string;
   /** Devices it has taken on (what its limit counts). */
@@ -86,6 +89,7 @@ export function createRuleService(deps: RuleServiceDeps) {
       profile: rule.profile,
       confirm_boot: rule.confirm_boot === 1,
       confirm_timeout: rule.confirm_timeout,
+      first_boot_hook: rule.first_boot_hook ?? DEFAULT_FIRST_BOOT_HOOK,
       does: describeAction(rule),
       devices: store.devicesTaken(rule.id),
     };
@@ -119,9 +123,10 @@ export function createRuleService(deps: RuleServiceDeps) {
       provision_again: body.provision_again === undefined ? (base?.provision_again ?? 0) : body.provision_again ? 1 : 0,
       finish: pick('finish', base?.finish ?? null, (finish) => finish),
       profile: pick('profile', base?.profile ?? null, (profile) => profile),
-      // On by default for a new rule (issue 13); a PATCH that does not name it keeps it.
-      confirm_boot: body.confirm_boot === undefined ? (base?.confirm_boot ?? 1) : body.confirm_boot ? 1 : 0,
+      // On by default for a new rule that deploys (issue 13); a PATCH that does not name it keeps it.
+      confirm_boot: body.confirm_boot === undefined ? (base?.confirm_boot ?? ((body.action ?? base!.action) === 'deploy' || (body.action ?? base!.action) === 'backup_deploy' ? 1 : 0)) : body.confirm_boot ? 1 : 0,
       confirm_timeout: pick('confirm_timeout', base?.confirm_timeout ?? null, (seconds) => seconds),
+      first_boot_hook: pick('first_boot_hook', base?.first_boot_hook ?? null, (hook) => hook),
     };
     if (fields.name === '') throw badRequest('a rule needs a name');
     if (fields.min_emmc_bytes !== null && fields.max_emmc_bytes !== null && fields.min_emmc_bytes > fields.max_emmc_bytes) {

@@ -1,3 +1,4 @@
+import type { FirstBootHook } from '../first-boot/hook-files.js';
 import type { Db } from '../db/open.js';
 
 export type RuleAction = 'deploy' | 'backup_deploy' | 'backup' | 'hold';
@@ -33,6 +34,8 @@ export interface RuleRow {
   confirm_boot: number;
   /** Seconds the first boot is awaited; null: the default (600). */
   confirm_timeout: number | null;
+  /** The hook its confirming deploys write into the image; null: cmdline (src/first-boot/hook-files.ts). */
+  first_boot_hook: FirstBootHook | null;
 }
 
 /** The columns a person sets (everything but id, position, created_at and the device count). */
@@ -55,7 +58,7 @@ export interface RuleDeviceRow {
 const FIELDS: ReadonlyArray<keyof RuleFields> = [
   'name', 'enabled', 'match_mac', 'match_serial', 'match_model', 'min_emmc_bytes', 'max_emmc_bytes', 'match_holds_image',
   'action', 'image', 'after_success', 'full_match', 'max_devices', 'retries', 'provision_again',
-  'finish', 'profile', 'confirm_boot', 'confirm_timeout',
+  'finish', 'profile', 'confirm_boot', 'confirm_timeout', 'first_boot_hook',
 ];
 
 export function createRuleStore(db: Db) {

@@ -56,7 +56,7 @@ test('a device keeps its rule number across retries; a released device taken on 
   const fields = {
     name: 'line', enabled: 1, match_mac: null, match_serial: null, match_model: null, min_emmc_bytes: null, max_emmc_bytes: null,
     match_holds_image: null, action: 'deploy' as const, image: null, after_success: null, full_match: 0, max_devices: null, retries: 2,
-    provision_again: 0, finish: null, profile: null, confirm_boot: 0, confirm_timeout: null,
+    provision_again: 0, finish: null, profile: null, confirm_boot: 0, confirm_timeout: null, first_boot_hook: null,
   };
   const rule = store.create(fields, 0);
   const save = (mac: string, sequence: number) => store.saveState({ rule_id: rule.id, device_mac: mac, state: 'working', attempts: 1, last_job_id: null, reason: null, updated_at: 0, sequence });

@@ -129,7 +129,7 @@ test('the CSV has one row per job with the identity columns, and a hostile model
   assert.equal(response.status, 200);
   assert.match(response.headers.get('content-type')!, /^text\/csv/);
   const lines = (await response.text()).trimEnd().split('\r\n');
-  assert.equal(lines[0], 'record,serial,device_mac,model,emmc_cid,emmc_manufacturer,emmc_name,emmc_serial,emmc_manufactured,job,action,state,image,image_sha256,backup_id,ordered_by,queued_at,started_at,ended_at,duration_seconds,bytes,throughput_mb_per_s,sha256,verified,verification,error');
+  assert.equal(lines[0], 'record,serial,device_mac,model,emmc_cid,emmc_manufacturer,emmc_name,emmc_serial,emmc_manufactured,job,action,state,image,image_sha256,backup_id,ordered_by,queued_at,started_at,ended_at,duration_seconds,bytes,throughput_mb_per_s,sha256,verified,verification,first_boot,first_boot_at,first_boot_os,first_boot_kernel,error');
   assert.equal(lines.length, 3, 'one row for the job, one for the device without jobs');
   assert.ok(lines[1]!.startsWith(`${SERIAL},${SERIAL},${MAC},"'=HYPERLINK(""http://evil.example"",""click""),1",${buildCid(CM4_CID)},Samsung,BJTD4R,0xa1b2c3d4,`), lines[1]);
   assert.match(lines[1]!, new RegExp(`,${ordered.id},backup,cancelled,,,,operator,`));

@@ -16,3 +16,13 @@ CREATE INDEX jobs_awaiting_boot ON jobs (boot_deadline_at) WHERE boot_state = 'a
 -- not, so a line that worked keeps working until a person turns it on. NULL timeout: 600 s.
 ALTER TABLE rules ADD COLUMN confirm_boot INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE rules ADD COLUMN confirm_timeout INTEGER;
+
+-- The hook the deploy writes into the image (src/first-boot/hook-files.ts): 'cmdline' (the boot
+-- partition at /boot/firmware), 'cmdline-boot' (at /boot, images before Bookworm) or 'none' (the
+-- profile carries its own). NULL on a rule: 'cmdline'.
+ALTER TABLE jobs ADD COLUMN boot_hook TEXT CHECK (boot_hook IN ('cmdline', 'cmdline-boot', 'none'));
+ALTER TABLE rules ADD COLUMN first_boot_hook TEXT CHECK (first_boot_hook IN ('cmdline', 'cmdline-boot', 'none'));
+
+-- The base URL a device's client last reached this server at: without --public-url, the hook
+-- calls back there (the installed OS comes up on the same network).
+ALTER TABLE devices ADD COLUMN server_url TEXT;
