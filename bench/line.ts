@@ -84,7 +84,7 @@ async function lineIn(ctx: BenchContext, lab: Lab, image: BenchImage, mode: Mode
   try {
     server = await startOurServer(lab, { dataDir, runDir, cleanup: ctx.cleanup, name: `line-${mode}` });
     await server.addImage('line', image.path);
-    if (mode === 'rule') await server.admin('POST', '/api/rules', { name: 'line', action: 'deploy' });
+    if (mode === 'rule') await server.admin('POST', '/api/rules', { name: 'line', action: 'deploy', confirm_boot: false });
     await server.settle();
     const orderByHand = async (mac: string) => {
       adminRequests++;

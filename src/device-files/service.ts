@@ -100,8 +100,13 @@ export function createDeviceFilesService(deps: { store: DeviceFilesStore; clock:
 
   /** Renders `files`, each with its source (a profile's name, or FIRST_BOOT_HOOK_SOURCE). */
   function renderAll(files: { file: ProfileFile; source: string }[], lookup: Lookup, device: DeviceRow): NewJobFile[] {
+    // The hook reads the serial on the device; the one the client reported is only its fallback.
+    const hookLookup: Lookup = (name) => {
+      const found = lookup(name);
+      return name === 'serial' && 'missing' in found ? { value: '' } : found;
+    };
     return files.map(({ file, source }, idx) => {
-      const rendered = render(file.template, lookup);
+      const rendered = render(file.template, source === FIRST_BOOT_HOOK_SOURCE ? hookLookup : lookup);
       const of = `file ${file.path} (partition ${file.partition}) of ${sourceWords(source)}`;
       if ('missing' in rendered) {
         throw badRequest(`${of} needs {{${rendered.name}}} for ${device.mac}, but ${rendered.missing}; nothing was queued`);

@@ -1,5 +1,6 @@
 import type { DeviceStore } from '../devices/store.js';
 import type { JobService } from '../jobs/service.js';
+import type { JobRow } from '../jobs/store.js';
 import type { Clock } from '../shared/clock.js';
 import { badRequest, conflict } from '../shared/errors.js';
 import { parseLabelOutput } from './label-output.js';
@@ -26,6 +27,10 @@ export interface LabelSettingsInput {
 }
 
 /** Labels: the printer settings, and a rendered label queued in the outbox for a finished job. */
+/** Done, for a label: ended ok, and, for a deploy that asked for it, its first boot confirmed. */
+export const isDone = (job: Pick<JobRow, 'state' | 'boot_confirm' | 'boot_state'>) =>
+  job.state === 'ok' && (job.boot_confirm !== 1 || job.boot_state === 'confirmed');
+
 export function createLabels(deps: { store: NotifyStore; jobs: JobService; devices: DeviceStore; clock: Clock; kick: () => void }) {
   const { store, jobs, devices, clock, kick } = deps;
 
@@ -71,11 +76,16 @@ export function createLabels(deps: { store: NotifyStore; jobs: JobService; devic
       return settings();
     },
 
-    /** A job just ended ok: its label, when labels are on (backups only if asked for). */
-    jobEndedOk(jobId: number) {
+    /**
+     * A job just ended ok, or its first boot was just confirmed: its label, when labels are on
+     * (backups only if asked for). A deploy that asked for confirmation is labelled only then.
+     */
+    jobDone(jobId: number) {
       const row = store.labelSettings();
       if (row.enabled !== 1) return;
-      if (jobs.get(jobId).kind === 'backup' && row.backups !== 1) return;
+      const job = jobs.get(jobId);
+      if (job.kind === 'backup' && row.backups !== 1) return;
+      if (!isDone(job)) return;
       queue(jobId, 'label');
     },
 

@@ -5,7 +5,7 @@ import type { JobRow } from '../jobs/store.js';
 import type { JobView } from '../jobs/view.js';
 import type { Clock } from '../shared/clock.js';
 import { eventBody, eventOf, JOB_EVENTS, type JobEvent } from './events.js';
-import type { Labels } from './labels.js';
+import { isDone, type Labels } from './labels.js';
 import type { NotifyStore } from './store.js';
 
 /**
@@ -52,7 +52,7 @@ export function reconcile(deps: { store: NotifyStore; jobs: JobService; devices:
         if (at >= hook.since && hook.events.includes(event) && !had.has(hook.id)) missing.push({ hookId: hook.id, event, at, job });
       }
     }
-    const labelled = labelsSince !== undefined && job.state === 'ok' && job.ended_at! >= labelsSince && (job.kind === 'deploy' || labelSettings.backups === 1);
+    const labelled = labelsSince !== undefined && isDone(job) && job.ended_at! >= labelsSince && (job.kind === 'deploy' || labelSettings.backups === 1);
     if (labelled && !store.queuedFor(job.id, 'label').has(null)) missedLabels.push(job);
   }
   if (missing.length === 0 && missedLabels.length === 0) return { events: 0, labels: 0 };
@@ -69,7 +69,7 @@ export function reconcile(deps: { store: NotifyStore; jobs: JobService; devices:
       const body = eventBody(event, viewOf(job), devices.get(job.device_mac), at, now);
       store.enqueue({ webhookId: hookId, event, jobId: job.id, target: null, body }, now);
     }
-    for (const job of missedLabels) labels.jobEndedOk(job.id);
+    for (const job of missedLabels) labels.jobDone(job.id);
   });
   const counts = { events: missing.length, labels: missedLabels.length };
   const jobIds = [...new Set([...missing.map((item) => item.job.id), ...missedLabels.map((job) => job.id)])];

@@ -39,7 +39,8 @@ export function createNotifyService(deps: NotifyDeps) {
     // Whatever goes wrong here must not fail the job change that announced it.
     try {
       webhooks.queueJobEvent(jobId, event);
-      if (state === 'ok') labels.jobEndedOk(jobId);
+      // A deploy that asked for first-boot confirmation is done, and labelled, once it is confirmed.
+      if (state === 'ok' || state === 'confirmed') labels.jobDone(jobId);
     } catch (error) {
       log.error({ err: error, job: jobId, event }, 'could not queue the webhook deliveries or label of a job event');
     }

@@ -62,7 +62,7 @@ test('first boot: the token of a job cancelled while queued is refused with its 
   await prepareLine(server, dir);
   const ordered = await orderConfirmed(server, MAC);
   // The rendered file is the only place the token exists; it is kept only while the job is active.
-  const file = server.server.services.db.prepare('SELECT content FROM job_files WHERE job_id = ?').get(ordered.id) as { content: Buffer };
+  const file = server.server.services.db.prepare('SELECT content FROM job_files WHERE job_id = ? AND idx = 0').get(ordered.id) as { content: Buffer };
   const token = file.content.toString().trim();
   const early = await server.device('POST', '/api/first-boot', firstBootCall(token, MAC));
   assert.equal(early.status, 409);
@@ -74,15 +74,17 @@ test('first boot: the token of a job cancelled while queued is refused with its 
   assert.equal((await server.admin('GET', `/api/jobs/${ordered.id}`)).body.first_boot.summary, 'no first boot awaited: the job ended cancelled');
 });
 
-test('first boot: {{first_boot_url}} needs --public-url, and a deploy without confirm_boot has no token to render', async (t) => {
+test('first boot: {{first_boot_url}} is where the device\'s client reached the server; a deploy without confirm_boot has no token to render', async (t) => {
   const dir = scratch(t);
   const server = await startTestServer(t);
   await prepareLine(server, dir);
   await server.admin('POST', '/api/profiles', { name: 'url', files: [{ partition: 1, fs: 'vfat', path: '/fb-url.txt', template: '{{first_boot_url}}\n' }] });
   await server.device('POST', '/api/register-device', { mac: MAC, storage_bytes: 64 * 1024 * 1024 });
-  const noUrl = await server.admin('POST', `/api/devices/${MAC}/deploy`, { image: 'os', profile: 'url', confirm_boot: true });
-  assert.equal(noUrl.status, 400);
-  assert.match(noUrl.body.message, /needs \{\{first_boot_url\}\} for dc:a6:32:00:13:01, but the server has no public URL \(--public-url\)/);
+  const ordered = await server.admin('POST', `/api/devices/${MAC}/deploy`, { image: 'os', profile: 'url', confirm_boot: true });
+  assert.equal(ordered.status, 201, JSON.stringify(ordered.body));
+  const file = server.server.services.db.prepare('SELECT content FROM job_files WHERE job_id = ? AND idx = 0').get(ordered.body.id) as { content: Buffer };
+  assert.equal(file.content.toString(), `${server.url}/api/first-boot\n`, 'no --public-url: the host its client used');
+  assert.equal((await server.admin('POST', `/api/jobs/${ordered.body.id}/cancel`)).status, 200);
   const noConfirm = await server.admin('POST', `/api/devices/${MAC}/deploy`, { image: 'os', profile: 'boot' });
   assert.equal(noConfirm.status, 400);
   assert.match(noConfirm.body.message, /this deploy does not ask for first-boot confirmation/);
@@ -96,8 +98,8 @@ test('first boot: with --public-url the callback URL is rendered into the files'
   await server.device('POST', '/api/register-device', { mac: MAC, storage_bytes: 64 * 1024 * 1024 });
   const ordered = await server.admin('POST', `/api/devices/${MAC}/deploy`, { image: 'os', profile: 'url', confirm_boot: true });
   assert.equal(ordered.status, 201, JSON.stringify(ordered.body));
-  const file = server.server.services.db.prepare('SELECT content FROM job_files WHERE job_id = ?').get(ordered.body.id) as { content: Buffer };
-  assert.equal(file.content.toString(), 'http://10.20.50.1:8080/api/first-boot\n');
+  const file = server.server.services.db.prepare('SELECT content FROM job_files WHERE job_id = ? AND idx = 0').get(ordered.body.id) as { content: Buffer };
+  assert.equal(file.content.toString(), 'http://10.20.50.1:8080/api/first-boot\n', '--public-url wins over the host the client used');
 });
 
 test('first boot: no call within the timeout → not confirmed, netboot switched back on, a late call refused', async (t) => {

@@ -31,7 +31,7 @@ const line = (n: number) => `dc:a6:32:00:00:0${n}`;
 test('a rule provisions three devices that only register; the limit holds the fourth, one that matches no rule waits, and none is provisioned again', { timeout: 120_000 }, async (t) => {
   const server = await startTestServer(t);
   const image = await addImage(t, server, 'raspios', 2 * 1024 * 1024 + 5, { makeDefault: true });
-  const added = await server.admin('POST', '/api/rules', { name: 'cm4-line', mac: 'DC-A6-32-00-00', model: 'Compute Module 4', action: 'deploy', limit: 3 });
+  const added = await server.admin('POST', '/api/rules', { name: 'cm4-line', mac: 'DC-A6-32-00-00', model: 'Compute Module 4', action: 'deploy', limit: 3, confirm_boot: false });
   assert.equal(added.status, 201, JSON.stringify(added.body));
   const model = { DEVICE_MODEL: 'Raspberry Pi Compute Module 4 Rev 1.1' };
 
@@ -78,7 +78,7 @@ test('a failing device is retried by its rule up to its retry count, then held a
   const server = await startTestServer(t, { publicUrl: proxy.url });
   proxy.forwardTo(server.url);
   await addImage(t, server, 'raspios', 1024 * 1024, { makeDefault: true });
-  const rule = (await server.admin('POST', '/api/rules', { name: 'retry-once', action: 'deploy', retries: 1 })).body;
+  const rule = (await server.admin('POST', '/api/rules', { name: 'retry-once', action: 'deploy', retries: 1, confirm_boot: false })).body;
   const mac = line(7);
   const client = runClient(t, {
     server: server.url, target: await emmcFor(t, 'emmc'), mac,
@@ -107,7 +107,7 @@ test('a failing device is retried by its rule up to its retry count, then held a
 test('Pause line stops new rule work and holds queued rule work visibly, across a restart; Resume hands it out', { timeout: 120_000 }, async (t) => {
   const server = await startTestServer(t);
   const image = await addImage(t, server, 'raspios', 1024 * 1024, { makeDefault: true });
-  await server.admin('POST', '/api/rules', { name: 'all', action: 'deploy' });
+  await server.admin('POST', '/api/rules', { name: 'all', action: 'deploy', confirm_boot: false });
   assert.deepEqual((await server.admin('POST', '/api/line/pause')).body.paused, true);
   await server.restart();
   assert.equal((await server.admin('GET', '/api/line')).body.paused, true, 'a restart does not resume the line');
