@@ -88,6 +88,8 @@ export function createFirstBootService(deps: FirstBootDeps) {
       switch (job.boot_state) {
         case 'confirmed':
           throw conflict(`job ${job.id}'s first boot was already confirmed at ${iso(job.boot_confirmed_at)}`);
+        case 'superseded':
+          throw conflict(`job ${job.id}'s first boot is no longer awaited: a newer job for ${job.device_mac} was ordered before this call came`);
         case 'not_confirmed':
           throw conflict(`job ${job.id} is not confirmed: no first-boot call came within ${timeoutWords(job.boot_confirm_timeout_s ?? DEFAULT_CONFIRM_TIMEOUT_S)}; a call now confirms nothing`);
         case null:
@@ -105,6 +107,18 @@ export function createFirstBootService(deps: FirstBootDeps) {
       log.info({ job: job.id, mac: job.device_mac, os_release: report.os_release, kernel: report.kernel }, 'first boot confirmed');
       settled(confirmed, 'confirmed');
       return confirmed;
+    },
+
+    /**
+     * A new job was ordered for `mac`: its earlier deploys stop awaiting their first boot, so an
+     * old deadline can never switch netboot on under the new work (the rule that ordered one
+     * treats it as done: a person took the device over).
+     */
+    supersede(mac: string, newerJobId: number) {
+      for (const id of store.supersede(mac, newerJobId)) {
+        log.info({ job: id, mac, newer: newerJobId }, 'first boot no longer awaited: a newer job was ordered');
+        bus.emit('job.changed', { jobId: id, mac, state: 'superseded' });
+      }
     },
 
     /** Marks jobs whose first boot did not call back in time as not confirmed (the watchdog calls this). */

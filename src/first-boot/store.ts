@@ -22,6 +22,9 @@ export function createFirstBootStore(db: Db) {
   const due = db.prepare<[number], JobRow>(`SELECT * FROM jobs WHERE boot_state = 'awaiting' AND boot_deadline_at <= ? ORDER BY id`);
   const expire = db.prepare<[number]>(`UPDATE jobs SET boot_state = 'not_confirmed' WHERE id = ? AND boot_state = 'awaiting'`);
   const byId = db.prepare<[number], JobRow>('SELECT * FROM jobs WHERE id = ?');
+  const supersede = db.prepare<{ mac: string; newer: number }, { id: number }>(
+    `UPDATE jobs SET boot_state = 'superseded' WHERE device_mac = @mac AND boot_state = 'awaiting' AND id < @newer RETURNING id`,
+  );
 
   return {
     /** Marks a queued deploy as asking for first-boot confirmation, with its token's hash. */
@@ -34,6 +37,8 @@ export function createFirstBootStore(db: Db) {
     /** awaiting → not_confirmed; false when it was no longer awaiting (a call came just in time). */
     expire: (id: number) => expire.run(id).changes === 1,
     get: (id: number) => byId.get(id),
+    /** awaiting → superseded for the device's jobs older than `newer`; their ids. */
+    supersede: (mac: string, newer: number) => supersede.all({ mac, newer }).map((row) => row.id),
   };
 }
 

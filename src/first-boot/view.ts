@@ -4,7 +4,7 @@ import type { BootReport } from './store.js';
 /** A deploy's first-boot confirmation as every surface shows it; null: it did not ask for one. */
 export interface FirstBootView {
   /** not_yet: the job is still queued or running; not_awaited: it ended without success, so no boot is awaited. */
-  state: 'not_yet' | 'awaiting' | 'confirmed' | 'not_confirmed' | 'not_awaited';
+  state: 'not_yet' | 'awaiting' | 'confirmed' | 'not_confirmed' | 'superseded' | 'not_awaited';
   /** Seconds the first boot is awaited after the job ends ok. */
   timeout_seconds: number;
   /** The hook the deploy wrote into the image: cmdline, cmdline-boot, or none (its profile carried one). */
@@ -43,6 +43,7 @@ export function firstBootView(job: JobRow): FirstBootView | null {
     awaiting: 'awaiting first boot',
     confirmed: `confirmed: booted ${report?.os_release ?? 'an unnamed OS'} (${report?.kernel ?? 'kernel not given'})`,
     not_confirmed: `not confirmed: no first-boot call within ${timeoutWords(timeout)}`,
+    superseded: 'first boot no longer awaited: a newer job was ordered for the device before it called',
   }[state];
   return {
     state,

@@ -42,7 +42,7 @@ export interface JobServiceDeps {
   /** Per-device files written after a deploy (src/device-files/): ordered with `profile`. */
   deviceFiles?: DeviceFilesService;
   /** First-boot confirmation (src/first-boot/): the one-time token of a deploy that asks for it. */
-  firstBoot?: Pick<FirstBootService, 'newToken' | 'arm'>;
+  firstBoot?: Pick<FirstBootService, 'newToken' | 'arm' | 'supersede'>;
 }
 
 export type PollOutcome =
@@ -152,6 +152,7 @@ export function createJobService(deps: JobServiceDeps) {
         deps.firstBoot!.arm(job.id, firstBoot.token, firstBoot.hook, options.confirmTimeout);
         job = store.get(job.id)!;
       }
+      deps.firstBoot?.supersede(mac, job.id);
     } catch (error) {
       if ((error as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
         throw conflict(`device ${mac} already has a queued or running job; cancel it first`);

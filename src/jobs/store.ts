@@ -61,7 +61,7 @@ export interface JobRow {
   /** sha256 (hex) of the one-time first-boot token; the token itself is never stored. */
   boot_token_hash: string | null;
   /** Set when the job ends ok (or unconfirmed) with boot_confirm: awaiting, then confirmed or not_confirmed. */
-  boot_state: 'awaiting' | 'confirmed' | 'not_confirmed' | null;
+  boot_state: 'awaiting' | 'confirmed' | 'not_confirmed' | 'superseded' | null;
   boot_deadline_at: number | null;
   boot_confirmed_at: number | null;
   /** JSON: what the first-boot call said (serial, mac, os_release, kernel). */

@@ -125,3 +125,27 @@ test('first boot: no call within the timeout → not confirmed, netboot switched
   assert.equal(late.status, 409);
   assert.equal(late.body.message, `job ${ordered.id} is not confirmed: no first-boot call came within 2 min; a call now confirms nothing`);
 });
+
+test('first boot: a newer job for the device supersedes an awaited first boot, so its old deadline never switches netboot on under the new work', async (t) => {
+  const dir = scratch(t);
+  const clock = manualClock();
+  const server = await startTestServer(t, {}, { clock });
+  await prepareLine(server, dir);
+  const ordered = await orderConfirmed(server, MAC, { confirm_timeout: 60 });
+  const token = await deployWithClient(t, server, dir, MAC);
+  assert.equal((await server.admin('GET', `/api/jobs/${ordered.id}`)).body.first_boot.state, 'awaiting');
+
+  const backup = await server.admin('POST', `/api/devices/${MAC}/backup`, { after: 'emmc' });
+  assert.equal(backup.status, 201, JSON.stringify(backup.body));
+  const old = (await server.admin('GET', `/api/jobs/${ordered.id}`)).body;
+  assert.deepEqual([old.state, old.first_boot.state, old.first_boot.summary], ['ok', 'superseded', 'first boot no longer awaited: a newer job was ordered for the device before it called']);
+  assert.equal((await server.admin('POST', `/api/jobs/${backup.body.id}/cancel`)).status, 200);
+  assert.equal((await server.admin('POST', `/api/devices/${MAC}/netboot`, { enabled: false })).status, 200);
+
+  clock.advance(61_000);
+  assert.deepEqual(server.server.services.firstBoot.expireDue(), [], 'nothing is awaited any more');
+  assert.equal((await server.admin('GET', `/api/devices/${MAC}`)).body.netboot.enabled, false, "the old deadline did not switch netboot on");
+  const late = await server.device('POST', '/api/first-boot', firstBootCall(token, MAC));
+  assert.equal(late.status, 409);
+  assert.equal(late.body.message, `job ${ordered.id}'s first boot is no longer awaited: a newer job for ${MAC} was ordered before this call came`);
+});

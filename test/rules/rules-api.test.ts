@@ -76,7 +76,7 @@ test('while the line is paused a queued rule job stays queued and visible; a man
   await registerDevice(server, A);
   // A person's order comes before any rule exists: the rule does not act while it is active.
   const manual = (await server.admin('POST', `/api/devices/${A}/backup`)).body;
-  await server.admin('POST', '/api/rules', { name: 'all', action: 'deploy' });
+  await server.admin('POST', '/api/rules', { name: 'all', action: 'deploy', confirm_boot: false });
   assert.equal((await poll(server, A)).action, 'backup', 'the manual order is handed out');
   assert.deepEqual((await jobsOf(server, A)).map((job) => job.ordered_by.kind), ['operator']);
   await server.admin('POST', `/api/jobs/${manual.id}/cancel`);
@@ -94,7 +94,7 @@ test('while the line is paused a queued rule job stays queued and visible; a man
 test('back up, then deploy: the real client sends its eMMC, then takes the image, and a device already holding the image is passed over', { timeout: 120_000 }, async (t) => {
   const server = await startTestServer(t);
   const image = await addImage(t, server, 'raspios', 1024 * 1024 + 3, { makeDefault: true });
-  await server.admin('POST', '/api/rules', { name: 'fresh-only', holds_image: false, action: 'backup_deploy', after: 'emmc' });
+  await server.admin('POST', '/api/rules', { name: 'fresh-only', holds_image: false, action: 'backup_deploy', after: 'emmc', confirm_boot: false });
   const emmc = join(tempDir(t), 'emmc.img');
   const before = writeImageFile(emmc, 8 * 1024 * 1024);
   const client = runClient(t, { server: server.url, target: emmc, mac: A, env: { AFTER_JOB: 'poll' } });

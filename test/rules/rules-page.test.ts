@@ -28,7 +28,7 @@ test('the Rules page lists rules in order, switches and moves them, pauses the l
   await page.click('nav a[href="/rules"]');
   await page.waitForSelector('h1:text("Rules")');
   assert.deepEqual(await page.locator('table.rules tbody th').allTextContents(), ['hold-new', 'cm4-line']);
-  assert.match(await page.locator(`#rule-${first.id} + tr`).innerText(), /MAC dc:a6:32, model contains "Compute Module 4"\s+deploy the default image\s+0 of 5/);
+  assert.match(await page.locator(`#rule-${first.id} + tr`).innerText(), /MAC dc:a6:32, model contains "Compute Module 4"\s+deploy the default image\s+awaited up to 10 min; hook: boot partition at \/boot\/firmware \(Bookworm and later\)\s+0 of 5/);
   assert.match(await page.locator('ul.held').innerText(), /dc:a6:32:00:00:01, by rule hold-new: rule 'hold-new' holds new devices for a person/);
 
   // Move the deploy rule up: the list and the server agree.

@@ -5,7 +5,7 @@
 ALTER TABLE jobs ADD COLUMN boot_confirm INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE jobs ADD COLUMN boot_confirm_timeout_s INTEGER;
 ALTER TABLE jobs ADD COLUMN boot_token_hash TEXT;
-ALTER TABLE jobs ADD COLUMN boot_state TEXT CHECK (boot_state IN ('awaiting', 'confirmed', 'not_confirmed'));
+ALTER TABLE jobs ADD COLUMN boot_state TEXT CHECK (boot_state IN ('awaiting', 'confirmed', 'not_confirmed', 'superseded'));  -- superseded: a newer job for the device was ordered while it was awaited
 ALTER TABLE jobs ADD COLUMN boot_deadline_at INTEGER;
 ALTER TABLE jobs ADD COLUMN boot_confirmed_at INTEGER;
 ALTER TABLE jobs ADD COLUMN boot_report TEXT;  -- JSON: serial, mac, os_release, kernel
