@@ -8,6 +8,7 @@ import { macId } from './format.js';
 import { html, type SafeHtml } from './html.js';
 import { activeNote, DEVICE_PAGE_SIZE, devicePager, deviceSummary, newDevicesNote, noDevicesNote, type DevicePageQuery } from './views/device-list.js';
 import { deviceRow, deviceRows } from './views/devices.js';
+import { timeLeft } from './views/jobs.js';
 
 /** Updates are coalesced: a device reporting progress every second costs one render per flush. */
 const FLUSH_MS = 300;
@@ -20,6 +21,8 @@ type Send = (update: SafeHtml) => void;
 interface Shown {
   stale: boolean;
   firstSeen: number;
+  /** While its latest deploy awaits its first boot: the deadline, and the time left as the row says it. */
+  awaiting: { deadline: string; left: string } | null;
 }
 
 /**
@@ -33,7 +36,11 @@ export function streamDevices(deps: { bus: EventBus; devices: DeviceService; clo
   const openedAt = clock.now();
   const first = devices.page({ ...query, limit: DEVICE_PAGE_SIZE });
   const shown = new Map<string, Shown>(); // MAC → what its row was last sent with, in page order
-  const remember = (device: DeviceView) => shown.set(device.mac, { stale: device.stale, firstSeen: Date.parse(device.first_seen_at) });
+  const awaiting = (device: DeviceView) => {
+    const boot = device.latest_job?.first_boot;
+    return boot?.state === 'awaiting' && boot.deadline_at ? { deadline: boot.deadline_at, left: timeLeft(boot.deadline_at, clock.now()) } : null;
+  };
+  const remember = (device: DeviceView) => shown.set(device.mac, { stale: device.stale, firstSeen: Date.parse(device.first_seen_at), awaiting: awaiting(device) });
   first.devices.forEach(remember);
   const counts = { skipped: first.skipped, total: first.total, fresh: 0, active: devices.count({ state: 'active' }) };
   const dirty = new Set<string>();
@@ -142,13 +149,15 @@ ${noDevicesNote(query, shown.size, true)}${devicePager(query, nextCursor(), true
       touched(mac);
     }),
   ];
-  // Going stale is the absence of events: look at the rows on this page, and only those.
+  // Going stale is the absence of events: look at the rows on this page, and only those. So is
+  // time running out for a first boot: a row whose "N min left" would read differently is redrawn.
   const staleCheck = setInterval(guarded(log, 'live stale check', () => {
     if (shown.size === 0) return;
     const rows = new Map(devices.rowsOf([...shown.keys()]).map((row) => [row.mac, row]));
     for (const [mac, was] of shown) {
       const row = rows.get(mac);
       if (!row || devices.isStale(row) !== was.stale) touched(mac);
+      else if (was.awaiting && timeLeft(was.awaiting.deadline, clock.now()) !== was.awaiting.left) touched(mac);
     }
   }), STALE_CHECK_MS);
   return () => {

@@ -21,7 +21,8 @@ import type { SafeHtml } from './html.js';
 import type { LiveViews } from './live.js';
 import { backupsPage, promoteDialog } from './views/backups.js';
 import { DEVICE_PAGE_SIZE } from './views/device-list.js';
-import { deployDialog, devicesPage } from './views/devices.js';
+import { deployDialog, deployFromForm, devicesPage } from './views/devices.js';
+import { FIRST_BOOT_HOOKS } from '../first-boot/hook-files.js';
 import { HISTORY_PAGE_SIZE, historyPage } from './views/history.js';
 import { imagesPage } from './views/images.js';
 import { netbootPage } from './views/netboot.js';
@@ -56,11 +57,30 @@ export interface DashboardOptions {
   defaultAfterSuccess: 'emmc' | 'netboot';
 }
 
-// The "Add a rule" form: the API's rule body, but the serial globs come as one comma-separated text.
-const { serial: _serialList, ...ruleFields } = RuleBody.properties;
-const RuleFormSchema = Type.Object({ ...ruleFields, serial: Type.Optional(Type.String({ maxLength: 4000 })) }, { additionalProperties: false });
+// The "Add a rule" form: the API's rule body, but the serial globs come as one comma-separated text,
+// and the first boot's timeout in minutes.
+const { serial: _serialList, confirm_timeout: _seconds, ...ruleFields } = RuleBody.properties;
+const RuleFormSchema = Type.Object(
+  { ...ruleFields, serial: Type.Optional(Type.String({ maxLength: 4000 })), confirm_timeout_minutes: Type.Optional(Type.Integer({ minimum: 1, maximum: 1440 })) },
+  { additionalProperties: false },
+);
 
 const DevicePageSchema = Type.Omit(DeviceListQuery, ['limit']);
+
+// The Deploy dialog: the API's deploy body, but the first boot's timeout in minutes (30 s..24 h in the API).
+const DeployFormSchema = Type.Object(
+  {
+    image: Type.Optional(Type.String({ maxLength: 128 })),
+    after: Type.Optional(Type.Union([Type.Literal('emmc'), Type.Literal('netboot')])),
+    full_match: Type.Optional(Type.Boolean()),
+    finish: Type.Optional(Type.Union([Type.Literal('reboot'), Type.Literal('poweroff'), Type.Literal('wait')])),
+    profile: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+    confirm_boot: Type.Optional(Type.Boolean()),
+    confirm_timeout_minutes: Type.Optional(Type.Integer({ minimum: 1, maximum: 1440 })),
+    first_boot_hook: Type.Optional(Type.Union(FIRST_BOOT_HOOKS.map((hook) => Type.Literal(hook)))),
+  },
+  { additionalProperties: false },
+);
 const IdCursor = Type.Optional(Type.String({ pattern: '^[1-9][0-9]{0,14}$', description: "the 'next' of the page before" }));
 
 /** The reason a filter's MAC cannot be used, in the words the API would use; undefined when it can. */
@@ -229,6 +249,13 @@ export const dashboardRoutes: FastifyPluginAsyncTypebox<DashboardOptions> = asyn
     pages.get('/dashboard/deploy-dialog/:mac', { schema: { params: Type.Object({ mac: Type.String({ maxLength: 64 }) }) } }, async (request, reply) =>
       sendHtml(reply, deployDialog(devices.view(devices.get(request.params.mac)), images.list(), options.defaultAfterSuccess, clock.now(), profiles())),
     );
+
+    // The same service call as POST /api/devices/:mac/deploy; a refusal is the API's status and sentence.
+    pages.post('/dashboard/devices/:mac/deploy', { schema: { params: Type.Object({ mac: Type.String({ maxLength: 64 }) }), body: DeployFormSchema } }, async (request, reply) => {
+      auth.checkCsrf(request, sessionsByRequest.get(request)!);
+      const { image, options: order } = deployFromForm(request.body);
+      return reply.code(201).send(jobs.view(jobs.orderDeploy(request.params.mac, image, order)));
+    });
 
     pages.get('/dashboard/promote-dialog/:id', { schema: { params: Type.Object({ id: Type.Integer({ minimum: 1 }) }) } }, async (request, reply) =>
       sendHtml(reply, promoteDialog(backups.view(backups.get(request.params.id)))),

@@ -124,6 +124,9 @@ test('the Rules page adds a rule through its form; a duplicate name shows the 40
     provision_again: false,
     finish: 'poweroff',
     profile: 'lab',
+    confirm_boot: true,
+    confirm_timeout: null,
+    first_boot_hook: 'cmdline',
     does: "deploy 'lite'",
     devices: 0,
   });

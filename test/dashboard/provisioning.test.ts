@@ -84,7 +84,7 @@ test('deploy from the dashboard: the row appears live, the dialog names the devi
   const csv = await page.request.get(`${server.url}/api/jobs.csv?device=${MAC}`);
   const lines = (await csv.text()).trim().split('\r\n');
   assert.equal(lines[0], 'job,device_mac,action,image,backup_id,state,ordered_by,created_at,started_at,ended_at,duration_seconds,bytes,throughput_mb_per_s,sha256,verified,verification,first_boot,first_boot_at,error');
-  assert.match(lines[1]!, new RegExp(`^\\d+,dc:a6:32:00:00:01,deploy,reterminal-bookworm,,ok,.*,\\d+,[\\d.]+,${image.sha256},mapped_ranges,[\\d.]+ MiB in \\d+ mapped ranges verified,$`));
+  assert.match(lines[1]!, new RegExp(`^\\d+,dc:a6:32:00:00:01,deploy,reterminal-bookworm,,ok,.*,\\d+,[\\d.]+,${image.sha256},mapped_ranges,[\\d.]+ MiB in \\d+ mapped ranges verified,,,$`));
 });
 
 test('backup from the dashboard: listed live, downloads as the stored bytes, becomes an image, and is deleted with confirmation', async (t) => {

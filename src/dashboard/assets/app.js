@@ -147,6 +147,30 @@
     form.querySelector('[data-fact="sha256"]').textContent = option.dataset.sha256 ?? '';
   });
 
+  /**
+   * A checkbox with data-enables="id id…" (Wait for first boot, Confirm first boot) enables those
+   * controls while it is ticked: a disabled control is not sent, so its value counts only then.
+   */
+  function syncEnables(box) {
+    for (const id of (box.getAttribute('data-enables') ?? '').split(/\s+/).filter(Boolean)) {
+      const control = document.getElementById(id);
+      if (control) control.disabled = !box.checked;
+    }
+  }
+  document.addEventListener('change', (event) => {
+    const box = event.target;
+    if (box instanceof HTMLInputElement && box.hasAttribute('data-enables')) syncEnables(box);
+  });
+  // A form put back to its defaults (after "Add rule") puts its dependent controls back too, and
+  // so does one the browser filled in again (history) or htmx just put on the page (the dialog).
+  const syncAll = (root) => root.querySelectorAll('input[data-enables]').forEach(syncEnables);
+  document.addEventListener('reset', (event) => {
+    const form = event.target;
+    if (form instanceof HTMLFormElement) setTimeout(() => syncAll(form));
+  });
+  syncAll(document);
+  document.addEventListener('htmx:load', (event) => syncAll(event.detail.elt));
+
   /** "12 s ago" stays true without a reload. */
   function relative(iso) {
     const seconds = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));

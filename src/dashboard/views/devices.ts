@@ -1,4 +1,7 @@
 import type { DeviceView } from '../../devices/service.js';
+import { DEFAULT_CONFIRM_TIMEOUT_S } from '../../first-boot/service.js';
+import type { OrderOptions } from '../../jobs/service.js';
+import { FIRST_BOOT_HOOKS, type FirstBootHook } from '../../first-boot/hook-files.js';
 import type { ImageView } from '../../images/library.js';
 import { ago, bytes, macId, timestamp } from '../format.js';
 import { html, type SafeHtml } from '../html.js';
@@ -57,7 +60,7 @@ export function deviceRow(device: DeviceView, now: number, oob = false): SafeHtm
   <td data-label="eMMC" class="nowrap">${bytes(device.storage_bytes)}</td>
   <td data-label="State"><span class="badge badge-${current.key}">${current.label}</span>${silenceNote(device, now)}${ruleHold(device)}${bootCell(device, id)}</td>
   <td data-label="Last seen" class="nowrap"><time datetime="${device.last_seen_at}" data-relative>${ago(device.last_seen_at, now)}</time></td>
-  <td data-label="Job" class="job-cell">${device.latest_job ? jobStatus(device.latest_job) : html`<span class="muted">No job yet</span>`}</td>
+  <td data-label="Job" class="job-cell">${device.latest_job ? jobStatus(device.latest_job, { now, netbootEnabled: device.netboot.enabled }) : html`<span class="muted">No job yet</span>`}</td>
   <td class="actions">
     ${active
       ? html`<button type="button" id="cancel-${id}" class="button-quiet" hx-post="/api/jobs/${active.id}/cancel" hx-swap="none"
@@ -143,6 +146,73 @@ function profileField(profiles: readonly ProfileChoice[]): SafeHtml | '' {
   <p class="hint" id="deploy-profile-hint">Written into the image's partitions after it is verified. A value this device lacks refuses the order.</p>`;
 }
 
+/** The first-boot hooks as the Deploy dialog and the "Add a rule" form offer them (src/first-boot/hook-files.ts). */
+export const HOOK_CHOICES: ReadonlyArray<{ value: FirstBootHook; label: string }> = FIRST_BOOT_HOOKS.map((value) => ({
+  value,
+  label: {
+    cmdline: 'boot partition at /boot/firmware (Bookworm and later)',
+    'cmdline-boot': 'boot partition at /boot (Bullseye and earlier)',
+    none: 'none: the profile carries the hook',
+  }[value],
+}));
+
+/** Minutes the first boot is awaited unless the form says otherwise (the server's default, 600 s). */
+export const DEFAULT_CONFIRM_MINUTES = DEFAULT_CONFIRM_TIMEOUT_S / 60;
+
+/** `<option>`s for a hook select, the default (cmdline) chosen. */
+export function hookOptions(): SafeHtml {
+  return html`${HOOK_CHOICES.map((hook) => html`<option value="${hook.value}" ${hook.value === 'cmdline' ? 'selected' : ''}>${hook.label}</option>`)}`;
+}
+
+/** The Deploy dialog as posted: the API's deploy body, but the first boot's timeout in minutes. */
+export interface DeployForm {
+  image?: string;
+  after?: 'emmc' | 'netboot';
+  full_match?: boolean;
+  finish?: 'reboot' | 'poweroff' | 'wait';
+  profile?: string;
+  confirm_boot?: boolean;
+  confirm_timeout_minutes?: number;
+  first_boot_hook?: FirstBootHook;
+}
+
+/**
+ * The order the dialog places, as POST /api/devices/:mac/deploy would: minutes become the API's
+ * seconds, and the timeout and hook count only with "Wait for first boot".
+ */
+export function deployFromForm(form: DeployForm): { image?: string; options: OrderOptions } {
+  const confirm = form.confirm_boot === true;
+  return {
+    image: form.image,
+    options: {
+      after: form.after,
+      fullMatch: form.full_match,
+      finish: form.finish,
+      profile: form.profile,
+      confirmBoot: confirm || undefined,
+      confirmTimeout: confirm && form.confirm_timeout_minutes !== undefined ? form.confirm_timeout_minutes * 60 : undefined,
+      firstBootHook: confirm ? form.first_boot_hook : undefined,
+    },
+  };
+}
+
+/**
+ * "Wait for first boot" (off for a person's order): the timeout and the hook are sent only when
+ * it is ticked (app.js enables them with it).
+ */
+function firstBootFields(): SafeHtml {
+  return html`<fieldset class="choice first-boot-fields">
+    <legend>First boot</legend>
+    <label class="checkbox-line"><input type="checkbox" id="deploy-confirm-boot" name="confirm_boot" value="true"
+      data-enables="deploy-confirm-timeout deploy-first-boot-hook" aria-describedby="deploy-confirm-hint"> Wait for first boot</label>
+    <p class="hint" id="deploy-confirm-hint">The job ends "ok · awaiting first boot" until the installed OS calls back. No call in time: not confirmed, and the device netboots again.</p>
+    <div class="field-line"><label for="deploy-confirm-timeout">Timeout (minutes)</label>
+      <input id="deploy-confirm-timeout" name="confirm_timeout_minutes" type="number" min="1" max="1440" step="1" value="${DEFAULT_CONFIRM_MINUTES}" disabled></div>
+    <div class="field-line"><label for="deploy-first-boot-hook">Hook</label>
+      <select id="deploy-first-boot-hook" name="first_boot_hook" disabled>${hookOptions()}</select></div>
+  </fieldset>`;
+}
+
 /**
  * The Deploy dialog: pick the image, see exactly what it is, and confirm naming the device.
  * `profiles` are the profiles of per-device files to offer (none: no select).
@@ -165,7 +235,7 @@ export function deployDialog(device: DeviceView, images: ImageView[], defaultAft
   }
   return html`<h2 id="dialog-title">Deploy to ${device.mac}</h2>
 ${pollWarning(device, now)}
-<form hx-post="/api/devices/${device.mac}/deploy" hx-swap="none" data-close-dialog-on-success
+<form hx-post="/dashboard/devices/${device.mac}/deploy" hx-swap="none" data-close-dialog-on-success
   data-toast="Deploy to ${device.mac} queued${waitsForClient(device) ? '; it starts when its client polls' : ''}">
   <label for="deploy-image">Image</label>
   <select id="deploy-image" name="image" data-image-facts>
@@ -189,6 +259,7 @@ ${pollWarning(device, now)}
     <legend>After success the device</legend>
     ${FINISH_CHOICES.map((choice) => html`<label><input type="radio" name="finish" value="${choice.value}" ${choice.value === 'reboot' ? 'checked' : ''}> ${choice.label}${choice.value === 'reboot' ? ' (default)' : ''}</label>`)}
   </fieldset>
+  ${firstBootFields()}
   <p class="warning" id="deploy-warning">Overwrite the eMMC of <strong>${device.mac}</strong>${device.serial ? html` (serial ${device.serial})` : ''}?
     Everything on it is replaced.</p>
   <p class="form-error" data-dialog-error role="alert" hidden></p>

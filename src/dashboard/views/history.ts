@@ -1,7 +1,7 @@
 import { orderedByText, type JobView } from '../../jobs/view.js';
 import { duration, timestamp } from '../format.js';
 import { html, type SafeHtml } from '../html.js';
-import { resultBadge, throughput } from './jobs.js';
+import { firstBootNote, resultBadge, throughput } from './jobs.js';
 
 export interface HistoryFilter {
   device?: string;
@@ -59,7 +59,7 @@ ${page.total > jobs.length
         <td data-label="Result">${resultBadge(job)}
           ${job.verification
             ? html`<span class="sub" data-verification="${job.verification.scope}" title="${job.sha256 ?? ''}">${job.verification.summary}</span>`
-            : job.error ? html`<span class="error-text">${job.error}</span>` : ''}
+            : job.error ? html`<span class="error-text">${job.error}</span>` : ''}${firstBootNote(job)}
           ${extra.labels && job.state === 'ok' ? html`<button type="button" id="reprint-${job.id}" class="button-quiet" hx-post="/api/jobs/${job.id}/label" hx-swap="none"
             data-toast="Label of job ${job.id} queued">Reprint label</button>` : ''}</td>
       </tr>`,

@@ -1,4 +1,4 @@
-import type { JobView } from '../../jobs/view.js';
+import { stateText, type JobView } from '../../jobs/view.js';
 import { bytes, duration, rate, timestamp } from '../format.js';
 import { html, type SafeHtml } from '../html.js';
 
@@ -23,8 +23,49 @@ export function percent(job: JobView): number {
   return Math.min(100, Math.floor((job.bytes_done / job.bytes_total) * 100));
 }
 
-/** What a device row shows of its job: live progress while it runs, then the result in words. */
-export function jobStatus(job: JobView): SafeHtml {
+/** "9 min left": the time to `deadline`, rounded up, in the words the Devices list uses. */
+export function timeLeft(deadline: string, now: number): string {
+  const seconds = Math.ceil((Date.parse(deadline) - now) / 1000);
+  if (seconds <= 0) return 'its deadline has passed';
+  if (seconds < 60) return `${seconds} s left`;
+  const minutes = Math.ceil(seconds / 60);
+  if (minutes < 60) return `${minutes} min left`;
+  return `${Math.floor(minutes / 60)} h${minutes % 60 ? ` ${minutes % 60} min` : ''} left`;
+}
+
+/** What the row is drawn with besides the job: the server's time, and whether the device netboots next. */
+export interface JobStatusContext {
+  now: number;
+  netbootEnabled: boolean;
+}
+
+/** An ok deploy's first boot on its result line: awaited (with the time left) or confirmed. */
+function firstBootPart(job: JobView, now: number): SafeHtml | '' {
+  const boot = job.first_boot;
+  if (boot?.state === 'awaiting') {
+    const left = boot.deadline_at ? `, ${timeLeft(boot.deadline_at, now)}` : '';
+    return html` · <span data-first-boot="awaiting" title="${boot.deadline_at ? `deadline ${boot.deadline_at}` : ''}">${boot.summary}${left}</span>`;
+  }
+  if (boot?.state === 'confirmed') return html` · <span data-first-boot="confirmed" title="${boot.confirmed_at ? `at ${boot.confirmed_at}` : ''}">${boot.summary}</span>`;
+  return '';
+}
+
+/**
+ * A deploy whose first boot did not call back in time: flagged like a job sent but never
+ * confirmed, with the server's sentence and what happens next.
+ */
+function firstBootFlag(job: JobView, context: JobStatusContext): SafeHtml | '' {
+  const boot = job.first_boot;
+  if (boot?.state !== 'not_confirmed') return '';
+  const next = context.netbootEnabled ? '; netboot is on again, so its next boot brings it back into provisioning' : '';
+  return html`<span class="job-line result-unconfirmed" data-first-boot="not_confirmed"><span aria-hidden="true">!</span> First boot ${boot.summary}${next}</span>`;
+}
+
+/**
+ * What a device row shows of its job: live progress while it runs, then the result in words.
+ * Without `context` (a test's look at one job) the time left is counted from now, and nothing is said of netboot.
+ */
+export function jobStatus(job: JobView, context: JobStatusContext = { now: Date.now(), netbootEnabled: false }): SafeHtml {
   const action = ACTION[job.kind];
   if (job.state === 'queued') {
     return html`<span class="job-line">${action} queued; waiting for the device to poll</span>`;
@@ -39,7 +80,7 @@ export function jobStatus(job: JobView): SafeHtml {
   }
   if (job.state === 'ok') {
     return html`<span class="job-line result-ok"><span aria-hidden="true">✓</span> ${action} ok · <span data-verification="${job.verification?.scope ?? ''}"
-      title="${job.sha256 ?? ''}">${job.verification?.summary ?? 'nothing was verified'}</span>${job.first_boot?.state === 'awaiting' || job.first_boot?.state === 'confirmed' || job.first_boot?.state === 'not_confirmed' ? html` · <span data-first-boot="${job.first_boot.state}">${job.first_boot.summary}</span>` : ''} · ${timestamp(job.ended_at)}</span>`;
+      title="${job.sha256 ?? ''}">${job.verification?.summary ?? 'nothing was verified'}</span>${firstBootPart(job, context.now)} · ${timestamp(job.ended_at)}</span>${firstBootFlag(job, context)}`;
   }
   if (job.state === 'unconfirmed') {
     const what = job.kind === 'deploy' ? 'sent, not confirmed' : 'received, not confirmed whole';
@@ -48,6 +89,17 @@ export function jobStatus(job: JobView): SafeHtml {
   }
   const verb = job.state === 'cancelled' ? 'cancelled' : 'failed';
   return html`<span class="job-line result-${job.state}"><span aria-hidden="true">✗</span> ${action} ${verb}: ${job.error ?? 'no reason given'}</span>`;
+}
+
+/**
+ * Under a job's result badge (History, Records): its first boot, as stateText words it after
+ * the state ("ok · confirmed: booted …"); flagged when not confirmed. Nothing when none is awaited.
+ */
+export function firstBootNote(job: Pick<JobView, 'state' | 'first_boot'>): SafeHtml | '' {
+  const boot = job.first_boot;
+  if (!boot || stateText(job) === job.state) return '';
+  return html`<span class="sub${boot.state === 'not_confirmed' ? ' result-unconfirmed' : ''}" data-first-boot="${boot.state}"
+    title="${stateText(job)}">${boot.summary}</span>`;
 }
 
 export function resultBadge(job: JobView): SafeHtml {

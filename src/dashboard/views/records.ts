@@ -2,6 +2,7 @@ import type { DeviceRecord, RecordJob } from '../../records/index.js';
 import { orderedByText } from '../../jobs/view.js';
 import { bytes, duration, rate, timestamp } from '../format.js';
 import { html, type SafeHtml } from '../html.js';
+import { firstBootNote } from './jobs.js';
 
 /** The Records page shows this many devices; the rest are a "next page" away. */
 export const RECORDS_PAGE_SIZE = 100;
@@ -31,7 +32,7 @@ function jobRow(job: RecordJob): SafeHtml {
     <td data-label="Result"><span class="badge badge-${job.state}">${job.state}</span>
       ${job.verification
         ? html`<span class="sub" data-verification="${job.verification.scope}">${job.verification.summary}</span>`
-        : job.error ? html`<span class="error-text">${job.error}</span>` : ''}</td>
+        : job.error ? html`<span class="error-text">${job.error}</span>` : ''}${firstBootNote(job)}</td>
   </tr>`;
 }
 

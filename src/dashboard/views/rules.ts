@@ -2,7 +2,8 @@ import type { LineState, RuleService, RuleView } from '../../rules/index.js';
 import type { RuleBody } from '../../rules/schemas.js';
 import { bytes, timestamp } from '../format.js';
 import { html, type SafeHtml } from '../html.js';
-import { FINISH_CHOICES, profileOptions, type ProfileChoice } from './devices.js';
+import { timeoutWords } from '../../first-boot/view.js';
+import { DEFAULT_CONFIRM_MINUTES, FINISH_CHOICES, HOOK_CHOICES, hookOptions, profileOptions, type ProfileChoice } from './devices.js';
 
 export type RuleVerb = 'enable' | 'disable' | 'up' | 'down' | 'delete' | 'pause' | 'resume';
 export const RULE_VERBS: readonly RuleVerb[] = ['enable', 'disable', 'up', 'down', 'delete', 'pause', 'resume'];
@@ -30,14 +31,40 @@ function matchText(rule: RuleView): string {
   return parts.length ? parts.join(', ') : 'any device';
 }
 
-/** The "Add a rule" form as posted: serial globs come as one comma-separated text. */
-export type RuleForm = Omit<RuleBody, 'serial'> & { serial?: string };
+/**
+ * The "Add a rule" form as posted: serial globs come as one comma-separated text, and the first
+ * boot's timeout in minutes.
+ */
+export type RuleForm = Omit<RuleBody, 'serial' | 'confirm_timeout'> & { serial?: string; confirm_timeout_minutes?: number };
 
-/** The API's rule body from the form: "a*, b*" becomes ["a*", "b*"]; empty fields were left out by the form parser. */
+const deploys = (action: RuleBody['action'] | undefined) => action === 'deploy' || action === 'backup_deploy';
+
+/**
+ * The API's rule body from the form: "a*, b*" becomes ["a*", "b*"]; empty fields were left out by
+ * the form parser. The form always shows "Confirm first boot": left unticked it says false (the
+ * API's default for a deploy rule is true); its timeout and hook count only when it is ticked,
+ * and only for a rule that deploys. The default timeout (10 min) is left to the rule's default.
+ */
 export function ruleFromForm(form: RuleForm): RuleBody {
-  const { serial, ...rest } = form;
+  const { serial, confirm_boot: confirm, confirm_timeout_minutes: minutes, first_boot_hook: hook, ...rest } = form;
   const globs = serial?.split(',').map((glob) => glob.trim()).filter(Boolean) ?? [];
-  return globs.length ? { ...rest, serial: globs } : rest;
+  const body: RuleBody = globs.length ? { ...rest, serial: globs } : rest;
+  if (!deploys(form.action)) return body;
+  if (confirm !== true) return { ...body, confirm_boot: false };
+  return {
+    ...body,
+    confirm_boot: true,
+    ...(minutes === undefined || minutes === DEFAULT_CONFIRM_MINUTES ? {} : { confirm_timeout: minutes * 60 }),
+    ...(hook === undefined ? {} : { first_boot_hook: hook }),
+  };
+}
+
+/** The Rules list's "First boot": how long its deploys wait for the call, and which hook they write. */
+function firstBootText(rule: RuleView): string {
+  if (!deploys(rule.action)) return '–';
+  if (!rule.confirm_boot) return 'not asked for';
+  const hook = HOOK_CHOICES.find((choice) => choice.value === rule.first_boot_hook);
+  return `awaited up to ${timeoutWords(rule.confirm_timeout ?? DEFAULT_CONFIRM_MINUTES * 60)}; hook: ${hook?.label ?? rule.first_boot_hook}`;
 }
 
 /** What a rule does after its match: the action, then the options that change what a device ends up with. */
@@ -69,13 +96,14 @@ export function rulesBody(rules: RuleView[], line: LineState, held: ReturnType<R
 ${lineSwitch(line)}
 <div class="table-wrap">
   <table class="rules">
-    <thead><tr><th scope="col">#</th><th scope="col">Rule</th><th scope="col">Matches</th><th scope="col">Does</th><th scope="col">Devices</th><th scope="col">Actions</th></tr></thead>
+    <thead><tr><th scope="col">#</th><th scope="col">Rule</th><th scope="col">Matches</th><th scope="col">Does</th><th scope="col">First boot</th><th scope="col">Devices</th><th scope="col">Actions</th></tr></thead>
     <tbody>
       ${rules.map((rule, index) => html`<tr id="rule-${rule.id}">
         <td data-label="#">${rule.position}</td>
         <th scope="row" data-label="Rule">${rule.name}${rule.enabled ? '' : html` <span class="badge">off</span>`}</th>
         <td data-label="Matches">${matchText(rule)}</td>
         <td data-label="Does">${doesText(rule)}</td>
+        <td data-label="First boot" data-rule-first-boot="${deploys(rule.action) ? (rule.confirm_boot ? 'confirm' : 'off') : 'none'}">${firstBootText(rule)}</td>
         <td data-label="Devices">${rule.devices}${rule.limit === null ? '' : ` of ${rule.limit}`}</td>
         <td data-label="Actions">
           ${rule.enabled ? button('disable', 'Turn off', rule.id) : button('enable', 'Turn on', rule.id)}
@@ -145,6 +173,15 @@ function addRuleForm(choices: RuleChoices): SafeHtml {
   <p id="rule-retries-hint" class="hint">A failed job is ordered again this many times; then the device is held.</p>
   <label for="rule-finish">After success the device</label>
   <select id="rule-finish" name="finish">${FINISH_CHOICES.map((choice) => html`<option value="${choice.value}" ${choice.value === 'reboot' ? 'selected' : ''}>${choice.label}${choice.value === 'reboot' ? ' (default)' : ''}</option>`)}</select>
+  <div class="form-grid-control checkbox-line">
+    <input id="rule-confirm-boot" name="confirm_boot" type="checkbox" value="true" checked
+      data-enables="rule-confirm-timeout rule-first-boot-hook" aria-describedby="rule-confirm-hint"><label for="rule-confirm-boot">Confirm first boot</label>
+  </div>
+  <p id="rule-confirm-hint" class="hint">Its deploys wait for the installed OS to call back, and a device counts as provisioned only then. No call in time: the device netboots again, and the rule retries or holds it.</p>
+  <label for="rule-confirm-timeout">Timeout (minutes)</label>
+  <input id="rule-confirm-timeout" name="confirm_timeout_minutes" type="number" min="1" max="1440" step="1" value="${DEFAULT_CONFIRM_MINUTES}">
+  <label for="rule-first-boot-hook">First-boot hook</label>
+  <select id="rule-first-boot-hook" name="first_boot_hook">${hookOptions()}</select>
   <p class="form-error form-grid-control" data-dialog-error role="alert" hidden></p>
   <div class="form-grid-control"><button type="submit" class="button-primary">Add rule</button></div>
 </form>
