@@ -60,6 +60,7 @@ export function createApiClient(connection: Connection) {
     serverNow: () => serverDate ?? Date.now(),
     get: <T>(path: string) => call<T>('GET', path),
     post: <T>(path: string, body?: unknown) => call<T>('POST', path, body ?? {}),
+    patch: <T>(path: string, body: unknown) => call<T>('PATCH', path, body),
     delete: <T>(path: string) => call<T>('DELETE', path),
     /** A small text body (e.g. a bmap's XML). */
     async postText<T>(path: string, text: string): Promise<T> {

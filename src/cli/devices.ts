@@ -6,6 +6,7 @@ import type { CommandContext } from './context.js';
 import { CliError, EXIT } from './errors.js';
 import type { ApiClient } from './api-client.js';
 import { silenceWarning } from './device-silence.js';
+import { deployConfirmFields, describeFirstBoot, durationArgument, followFirstBoot, hookArgument, type ConfirmOptions } from './first-boot.js';
 import { deviceOf, describeFinished, followJob } from './follow.js';
 import { macArgument } from './mac-argument.js';
 import { printable, printJson, printTable, say, size, when } from './output.js';
@@ -39,18 +40,24 @@ export function registerDeviceCommands(program: Command, context: CommandContext
     .option('--full-match', 'make the whole target equal the image (zero what the image leaves empty; one full hash)')
     .option('--finish <what>', 'after it ends ok, the device: reboot (default), poweroff, or wait (LED steady on)')
     .option('--profile <name>', 'per-device files to write after the image (see: cm4prov profiles)')
+    .option('--confirm-boot', 'ask the installed OS to confirm its first boot: the job ends ok · awaiting first boot, then confirmed or not confirmed')
+    .option('--confirm-timeout <duration>', 'with --confirm-boot: how long the first boot is awaited after the job ends ok: seconds, or 90s, 10m, 1h (30 s to 24 h; default 10m)', durationArgument)
+    .option('--first-boot-hook <hook>', 'with --confirm-boot: the hook written into the image: cmdline (default; boot partition at /boot/firmware), cmdline-boot (at /boot), or none (the profile carries one)', hookArgument)
     .option('--wait', 'follow the job to its end; exit 1 if it fails')
+    .option('--wait-boot', 'with --confirm-boot: --wait, then wait for the first boot; exit 1 if it is not confirmed in time')
     .option('--json', 'print JSON')
-    .action(async (mac: string, options: { image?: string; then?: string; fullMatch?: boolean; finish?: string; profile?: string; wait?: boolean; json?: boolean }) => {
-      const api = context.api(options);
-      const job = await api.post<JobView>(`/api/devices/${encodeURIComponent(mac)}/deploy`, {
+    .action(async (mac: string, options: { image?: string; then?: string; fullMatch?: boolean; finish?: string; profile?: string; wait?: boolean; json?: boolean } & ConfirmOptions) => {
+      const body = {
         profile: options.profile,
         image: options.image,
         after: afterOption(options.then),
         full_match: options.fullMatch || undefined,
         finish: finishOption(options.finish),
-      });
-      await reportJob(job, options, api);
+        ...deployConfirmFields(options),
+      };
+      const api = context.api(options);
+      const job = await api.post<JobView>(`/api/devices/${encodeURIComponent(mac)}/deploy`, body);
+      await reportJob(job, { ...options, wait: options.wait || options.waitBoot }, api);
     });
 
   context
@@ -100,7 +107,7 @@ export function finishOption(finish: string | undefined): 'reboot' | 'poweroff' 
  * Prints a newly queued job, and follows it with --wait. Warns first (stderr) when its device
  * has gone silent or never ran its client: the job then waits until the client polls.
  */
-export async function reportJob(job: JobView, options: { wait?: boolean; json?: boolean }, api: ApiClient) {
+export async function reportJob(job: JobView, options: { wait?: boolean; waitBoot?: boolean; json?: boolean }, api: ApiClient) {
   const device = await deviceOf(api, job.device_mac);
   const warning = device && silenceWarning(device, api.serverNow());
   if (warning) process.stderr.write(`${printable(warning)}\n`);
@@ -111,6 +118,17 @@ export async function reportJob(job: JobView, options: { wait?: boolean; json?: 
     return;
   }
   const finished = await followJob(api, job.id, { quiet: options.json, warned: Boolean(warning) });
-  if (options.json) return printJson(finished);
-  say(describeFinished(finished));
+  if (!options.json) {
+    say(describeFinished(finished));
+    const firstBoot = describeFirstBoot(finished);
+    if (firstBoot) say(firstBoot);
+  }
+  if (!options.waitBoot) {
+    if (options.json) printJson(finished);
+    return;
+  }
+  // --wait-boot: the deploy is verified; now the installed OS must call back before the deadline.
+  const booted = await followFirstBoot(api, finished, { quiet: options.json });
+  if (options.json) return printJson(booted);
+  say(describeFirstBoot(booted)!);
 }

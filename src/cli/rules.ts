@@ -1,8 +1,10 @@
 import type { Command } from 'commander';
+import type { FirstBootHook } from '../first-boot/hook-files.js';
 import type { LineState, RuleVerdict, RuleView } from '../rules/index.js';
 import type { CommandContext } from './context.js';
 import { finishOption } from './devices.js';
 import { CliError, EXIT } from './errors.js';
+import { durationArgument, hookArgument, ruleConfirmFields, ruleFirstBootText } from './first-boot.js';
 import { macArgument } from './mac-argument.js';
 import { printJson, printTable, say, size } from './output.js';
 
@@ -61,8 +63,8 @@ export function registerRuleCommands(program: Command, context: CommandContext) 
       if (options.json) return printJson(reply);
       console.log(lineText(reply.line));
       printTable(
-        ['#', 'ID', 'NAME', 'ON', 'MATCHES', 'DOES', 'LIMIT', 'RETRIES', 'DEVICES'],
-        reply.rules.map((r) => [r.position, r.id, r.name, r.enabled ? 'yes' : 'no', matchText(r), r.does, r.limit ?? 'none', r.retries, r.devices]),
+        ['#', 'ID', 'NAME', 'ON', 'MATCHES', 'DOES', 'FIRST BOOT', 'LIMIT', 'RETRIES', 'DEVICES'],
+        reply.rules.map((r) => [r.position, r.id, r.name, r.enabled ? 'yes' : 'no', matchText(r), r.does, ruleFirstBootText(r), r.limit ?? 'none', r.retries, r.devices]),
         'No rules: devices wait for a person (cm4prov rules add NAME --action deploy).',
       );
       for (const held of reply.held) say(`held: ${held.mac} by rule '${held.rule.name}': ${held.reason}`);
@@ -85,6 +87,10 @@ export function registerRuleCommands(program: Command, context: CommandContext) 
     .option('--limit <n>', 'at most this many devices', wholeArgument)
     .option('--retries <n>', 'order a failed job again this many times, then hold the device', wholeArgument)
     .option('--provision-again', 'act again each time a device it provisioned registers again')
+    .option('--confirm-boot', 'its deploys await the first-boot call; a device counts as provisioned only then (the default for deploy rules)')
+    .option('--no-confirm-boot', 'its deploys end at the verified write')
+    .option('--confirm-timeout <duration>', 'how long a first boot is awaited after an ok deploy: seconds, or 90s, 10m, 1h (30 s to 24 h; default 10m)', durationArgument)
+    .option('--first-boot-hook <hook>', 'the hook its deploys write: cmdline (default; boot partition at /boot/firmware), cmdline-boot (at /boot), or none (the profile carries one)', hookArgument)
     .option('--disabled', 'add it switched off')
     .option('--json', 'print JSON')
     .action(async (name: string, options: Record<string, unknown>) => {
@@ -99,10 +105,39 @@ export function registerRuleCommands(program: Command, context: CommandContext) 
         provision_again: options.provisionAgain === true || undefined, enabled: options.disabled ? false : undefined,
         finish: finishOption(options.finish as string | undefined),
         profile: options.profile as string | undefined,
+        ...ruleConfirmFields(options as { confirmBoot?: boolean; confirmTimeout?: number; firstBootHook?: FirstBootHook }),
       };
       const rule = await context.api(options).post<RuleView>('/api/rules', body);
       if (options.json) printJson(rule);
       else say(`rule ${rule.id} '${rule.name}' added at position ${rule.position}: ${matchText(rule)} → ${rule.does}`);
+    });
+
+  context.command(rules, 'edit', "change a rule's first-boot confirmation (other fields: PATCH /api/rules/:id)")
+    .argument('<rule>', 'rule id or name')
+    .option('--confirm-boot', 'its deploys await the first-boot call; a device counts as provisioned only then')
+    .option('--no-confirm-boot', 'its deploys end at the verified write')
+    .option('--confirm-timeout <duration>', 'how long a first boot is awaited after an ok deploy: seconds, or 90s, 10m, 1h (30 s to 24 h)', durationArgument)
+    .option('--first-boot-hook <hook>', 'the hook its deploys write: cmdline, cmdline-boot, or none (the profile carries one)', hookArgument)
+    .option('--json', 'print JSON')
+    .action(async (ref: string, options: { confirmBoot?: boolean; confirmTimeout?: number; firstBootHook?: FirstBootHook; json?: boolean }) => {
+      const body = ruleConfirmFields(options);
+      if (Object.values(body).every((value) => value === undefined)) {
+        throw new CliError('rules edit needs something to change: --confirm-boot, --no-confirm-boot, --confirm-timeout or --first-boot-hook', EXIT.usage);
+      }
+      const rule = await context.api(options).patch<RuleView>(`/api/rules/${await ruleId(options, ref)}`, body);
+      if (options.json) return printJson(rule);
+      say(`rule '${rule.name}' changed: first boot ${ruleFirstBootText(rule)}`);
+    });
+
+  context.command(rules, 'show', 'one rule in full: what it matches and does, its first-boot confirmation, its limits')
+    .argument('<rule>', 'rule id or name')
+    .option('--json', 'print JSON')
+    .action(async (ref: string, options: { json?: boolean }) => {
+      const rule = await context.api(options).get<RuleView>(`/api/rules/${await ruleId(options, ref)}`);
+      if (options.json) return printJson(rule);
+      say(`Rule ${rule.id} '${rule.name}', position ${rule.position}, ${rule.enabled ? 'on' : 'off'}: ${matchText(rule)} → ${rule.does}`);
+      say(`First boot: ${ruleFirstBootText(rule)}`);
+      say(`Limit: ${rule.limit ?? 'none'}; retries: ${rule.retries}; devices taken: ${rule.devices}; provision again: ${rule.provision_again ? 'yes' : 'no'}`);
     });
 
   for (const [verb, path, done] of [['enable', 'enable', 'enabled'], ['disable', 'disable', 'disabled']] as const) {

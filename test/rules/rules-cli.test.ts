@@ -17,8 +17,8 @@ test('cm4prov rules add/list/move/disable/enable/rm/test and cm4prov line pause/
   const list = await runCli(['rules', 'list'], env);
   assert.equal(list.code, 0, list.stderr);
   assert.match(list.stdout, /^Line running: rules act\.\n#  ID/);
-  assert.match(list.stdout, /\n1 +\d+ +line-a +yes +mac dc:a6:32, model ~ Compute Module 4 +deploy the default image +20 +2 +0\n/);
-  assert.match(list.stdout, /\n2 +\d+ +big +yes +eMMC >= 14\.9 GiB +back up, then deploy 'raspios' +none +0 +0\n$/);
+  assert.match(list.stdout, /\n1 +\d+ +line-a +yes +mac dc:a6:32, model ~ Compute Module 4 +deploy the default image +on, 10 min, hook cmdline +20 +2 +0\n/);
+  assert.match(list.stdout, /\n2 +\d+ +big +yes +eMMC >= 14\.9 GiB +back up, then deploy 'raspios' +on, 10 min, hook cmdline +none +0 +0\n$/);
 
   const moved = await runCli(['rules', 'move', 'big', '1'], env);
   assert.equal(moved.stdout, '1. big\n2. line-a\n');
