@@ -41,7 +41,7 @@
 
 set -eu
 
-CLIENT_VERSION=0.3.1
+CLIENT_VERSION=0.3.2
 CMDLINE_FILE=${PROVISIONING_CMDLINE:-/proc/cmdline}
 DD_BLOCK=4M
 
@@ -126,6 +126,9 @@ load_settings() {
 		*) die "AFTER_JOB must be exit or poll, not '$AFTER_JOB'" 2 ;;
 	esac
 	TRANSFER_OPTIONS="--connect-timeout 10 --speed-limit 1024 --speed-time 60${RATE_LIMIT:+ --limit-rate $RATE_LIMIT}"
+	# zstd over an empty eMMC may put under 1 KiB/s on the wire for minutes: that upload's stall is
+	# watched where the bytes start (dd's read position, watch_attempt), not by curl's speed limit.
+	COMPRESSED_UPLOAD_OPTIONS="--connect-timeout 10${RATE_LIMIT:+ --limit-rate $RATE_LIMIT}"
 
 	if [ -n "${DEVICE_MAC:-}" ]; then
 		MAC=$(echo "$DEVICE_MAC" | tr 'A-F-' 'a-f:')
@@ -1069,7 +1072,7 @@ upload_once() {
 		track $!
 		zstd_pid=$LAST_PID
 		# shellcheck disable=SC2086 # option list split into words on purpose
-		curl -sS -T - -H 'Content-Encoding: zstd' -H 'Expect:' -H 'X-Checksum-Follows: sha256' $TRANSFER_OPTIONS \
+		curl -sS -T - -H 'Content-Encoding: zstd' -H 'Expect:' -H 'X-Checksum-Follows: sha256' $COMPRESSED_UPLOAD_OPTIONS \
 			-o "$WORK/upload.body" -w '%{http_code}' "$A_UPLOAD_URL" < "$WORK/upload.fifo" > "$WORK/upload.status" 2>"$WORK/upload.err" &
 	else
 		# The length is known, so send Content-Length instead of chunks; the checksum follows in the result.

@@ -1,5 +1,7 @@
 import type { Logger } from 'pino';
 import type { DeviceRow, DeviceStore } from '../devices/store.js';
+import { DEFAULT_CONFIRM_TIMEOUT_S } from '../first-boot/service.js';
+import { timeoutWords } from '../first-boot/view.js';
 import type { ImageLibrary } from '../images/library.js';
 import type { JobService } from '../jobs/service.js';
 import type { JobRow } from '../jobs/store.js';
@@ -107,9 +109,9 @@ export function createRuleEngine(deps: EngineDeps) {
       if (job.boot_state === 'awaiting') return;
       if (job.boot_state !== 'not_confirmed') return save(rule, mac, { ...state, state: 'provisioned', reason: null });
       if (state.attempts <= rule.retries) return order(rule, mac, state.attempts + 1, job.kind);
-      const minutes = Math.round((job.boot_confirm_timeout_s ?? 600) / 60);
       const tries = state.attempts === 1 ? '' : ` (${state.attempts} attempts)`;
-      return save(rule, mac, { ...state, state: 'held', reason: `its deploy (job ${job.id}) was not confirmed: no first-boot call within ${minutes} min${tries}` });
+      const within = timeoutWords(job.boot_confirm_timeout_s ?? DEFAULT_CONFIRM_TIMEOUT_S);
+      return save(rule, mac, { ...state, state: 'held', reason: `its deploy (job ${job.id}) was not confirmed: no first-boot call within ${within}${tries}` });
     }
     if (job.state === 'cancelled') {
       return save(rule, mac, { ...state, state: 'held', reason: `job ${job.id} was cancelled by a person` });

@@ -29,7 +29,7 @@ test('deploy: the real client writes the image onto its eMMC file, verifies it, 
   const device = (await server.admin('GET', `/api/devices/${MAC}`)).body;
   assert.equal(device.storage_bytes, EMMC_BYTES, 'the client reports its target size');
   assert.equal(device.serial, '10000000c0ffee01');
-  assert.equal(device.client_version, '0.3.1');
+  assert.equal(device.client_version, '0.3.2');
 
   const ordered = await server.admin('POST', `/api/devices/${MAC}/deploy`, {});
   assert.equal(await client.exited, 0, client.output());
