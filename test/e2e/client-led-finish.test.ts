@@ -101,7 +101,7 @@ test('finish poweroff: the client ends with status 10 after the ok job, for /ini
 
 test('finish wait from a rule: the client stays up with the LED on, and takes more work a person orders', async (t) => {
   const { server, emmc, led } = await setUp(t);
-  const rule = await server.admin('POST', '/api/rules', { name: 'line', action: 'deploy', finish: 'wait' });
+  const rule = await server.admin('POST', '/api/rules', { name: 'line', action: 'deploy', finish: 'wait', confirm_boot: false });
   assert.equal(rule.status, 201, JSON.stringify(rule.body));
   assert.equal(rule.body.finish, 'wait');
   const client = runClient(t, { server: server.url, target: emmc, mac: MAC, env: { LED_DIR: led.dir, LED_TRAIL: led.trail } });
