@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { test } from 'node:test';
 import { ip, requireRoot } from './helpers/netns.js';
@@ -89,7 +89,7 @@ test("the README's Quick start, pasted in order, deploys, backs up and promotes"
   child.stdout.on('data', (chunk: Buffer) => (output += chunk));
   child.stderr.on('data', (chunk: Buffer) => (output += chunk));
   const code = await new Promise<number | null>((done) => child.on('exit', done));
-  const logsOf = (name: string) => readFileSync(join(logs, `${name}.log`), 'utf8');
+  const logsOf = (name: string) => (existsSync(join(logs, `${name}.log`)) ? readFileSync(join(logs, `${name}.log`), 'utf8') : `(no ${name}.log: it never started)`);
   const story = () => `${output}\n--- server ---\n${logsOf('server').slice(-3000)}\n--- device ---\n${logsOf('device').slice(-3000)}`;
   assert.equal(code, 0, story());
   assert.match(output, /Admin password set/, story());
