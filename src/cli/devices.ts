@@ -6,7 +6,7 @@ import type { CommandContext } from './context.js';
 import { CliError, EXIT } from './errors.js';
 import type { ApiClient } from './api-client.js';
 import { silenceWarning } from './device-silence.js';
-import { deployConfirmFields, describeFirstBoot, durationArgument, followFirstBoot, hookArgument, type ConfirmOptions } from './first-boot.js';
+import { confirmBootOptions, deployConfirmFields, describeFirstBoot, followFirstBoot, type ConfirmOptions } from './first-boot.js';
 import { deviceOf, describeFinished, followJob } from './follow.js';
 import { macArgument } from './mac-argument.js';
 import { printable, printJson, printTable, say, size, when } from './output.js';
@@ -32,17 +32,13 @@ export function registerDeviceCommands(program: Command, context: CommandContext
       if (page.next) console.error(`${page.devices.length} of ${page.total} devices shown; narrow with --search or --state, or add --cursor ${page.next}`);
     });
 
-  context
-    .command(program, 'deploy', "write an image to a device's eMMC")
+  confirmBootOptions(context.command(program, 'deploy', "write an image to a device's eMMC"), false)
     .argument('<mac>', 'the device, e.g. dc:a6:32:01:02:03', macArgument)
     .option('--image <name>', 'image to deploy (default: the default image)')
     .option('--then <boot>', 'after it ends ok, boot: emmc (default) or netboot')
     .option('--full-match', 'make the whole target equal the image (zero what the image leaves empty; one full hash)')
     .option('--finish <what>', 'after it ends ok, the device: reboot (default), poweroff, or wait (LED steady on)')
     .option('--profile <name>', 'per-device files to write after the image (see: cm4prov profiles)')
-    .option('--confirm-boot', 'ask the installed OS to confirm its first boot: the job ends ok · awaiting first boot, then confirmed or not confirmed')
-    .option('--confirm-timeout <duration>', 'with --confirm-boot: how long the first boot is awaited after the job ends ok: seconds, or 90s, 10m, 1h (30 s to 24 h; default 10m)', durationArgument)
-    .option('--first-boot-hook <hook>', 'with --confirm-boot: the hook written into the image: cmdline (default; boot partition at /boot/firmware), cmdline-boot (at /boot), or none (the profile carries one)', hookArgument)
     .option('--wait', 'follow the job to its end; exit 1 if it fails')
     .option('--wait-boot', 'with --confirm-boot: --wait, then wait for the first boot; exit 1 if it is not confirmed in time')
     .option('--json', 'print JSON')

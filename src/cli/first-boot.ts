@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { Command } from 'commander';
 import type { FirstBootHook } from '../first-boot/hook-files.js';
 import type { FirstBootView } from '../first-boot/view.js';
 import { stateText, type JobView } from '../jobs/view.js';
@@ -24,6 +25,24 @@ export function durationArgument(text: string): number {
   const seconds = Number(found[1]) * UNIT_SECONDS[found[2]!.toLowerCase()]!;
   if (seconds < MIN_TIMEOUT_S || seconds > MAX_TIMEOUT_S) throw new CliError(`--confirm-timeout takes 30 s to 24 h, not '${text}'`, EXIT.usage);
   return seconds;
+}
+
+/**
+ * --confirm-boot (and, for a rule, --no-confirm-boot), --confirm-timeout and --first-boot-hook:
+ * the same flags on deploy, rules add and rules edit.
+ */
+export function confirmBootOptions(command: Command, forRule: boolean): Command {
+  const needs = forRule ? '' : 'with --confirm-boot: ';
+  command.option(
+    '--confirm-boot',
+    forRule
+      ? 'its deploys await the first-boot call; a device counts as provisioned only then (the default for new deploy rules)'
+      : 'ask the installed OS to confirm its first boot: the job ends ok · awaiting first boot, then confirmed or not confirmed',
+  );
+  if (forRule) command.option('--no-confirm-boot', 'its deploys end at the verified write');
+  return command
+    .option('--confirm-timeout <duration>', `${needs}how long a first boot is awaited after an ok deploy: seconds, or 90s, 10m, 1h (30 s to 24 h; default 10m)`, durationArgument)
+    .option('--first-boot-hook <hook>', `${needs}the hook written into the image: cmdline (default; boot partition at /boot/firmware), cmdline-boot (at /boot), or none (the profile carries one)`, hookArgument);
 }
 
 /** `--first-boot-hook cmdline | cmdline-boot | none`. */

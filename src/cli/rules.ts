@@ -4,7 +4,7 @@ import type { LineState, RuleVerdict, RuleView } from '../rules/index.js';
 import type { CommandContext } from './context.js';
 import { finishOption } from './devices.js';
 import { CliError, EXIT } from './errors.js';
-import { durationArgument, hookArgument, ruleConfirmFields, ruleFirstBootText } from './first-boot.js';
+import { confirmBootOptions, ruleConfirmFields, ruleFirstBootText } from './first-boot.js';
 import { macArgument } from './mac-argument.js';
 import { printJson, printTable, say, size } from './output.js';
 
@@ -70,7 +70,7 @@ export function registerRuleCommands(program: Command, context: CommandContext) 
       for (const held of reply.held) say(`held: ${held.mac} by rule '${held.rule.name}': ${held.reason}`);
     });
 
-  context.command(rules, 'add', 'add a rule at the end of the list')
+  confirmBootOptions(context.command(rules, 'add', 'add a rule at the end of the list'), true)
     .argument('<name>', 'a unique name, shown in history')
     .requiredOption('--action <action>', `what it does: ${ACTIONS.join(', ')}`)
     .option('--image <name>', 'image to deploy (default: the default image)')
@@ -87,10 +87,6 @@ export function registerRuleCommands(program: Command, context: CommandContext) 
     .option('--limit <n>', 'at most this many devices', wholeArgument)
     .option('--retries <n>', 'order a failed job again this many times, then hold the device', wholeArgument)
     .option('--provision-again', 'act again each time a device it provisioned registers again')
-    .option('--confirm-boot', 'its deploys await the first-boot call; a device counts as provisioned only then (the default for deploy rules)')
-    .option('--no-confirm-boot', 'its deploys end at the verified write')
-    .option('--confirm-timeout <duration>', 'how long a first boot is awaited after an ok deploy: seconds, or 90s, 10m, 1h (30 s to 24 h; default 10m)', durationArgument)
-    .option('--first-boot-hook <hook>', 'the hook its deploys write: cmdline (default; boot partition at /boot/firmware), cmdline-boot (at /boot), or none (the profile carries one)', hookArgument)
     .option('--disabled', 'add it switched off')
     .option('--json', 'print JSON')
     .action(async (name: string, options: Record<string, unknown>) => {
@@ -112,12 +108,8 @@ export function registerRuleCommands(program: Command, context: CommandContext) 
       else say(`rule ${rule.id} '${rule.name}' added at position ${rule.position}: ${matchText(rule)} → ${rule.does}`);
     });
 
-  context.command(rules, 'edit', "change a rule's first-boot confirmation (other fields: PATCH /api/rules/:id)")
+  confirmBootOptions(context.command(rules, 'edit', "change a rule's first-boot confirmation (other fields: PATCH /api/rules/:id)"), true)
     .argument('<rule>', 'rule id or name')
-    .option('--confirm-boot', 'its deploys await the first-boot call; a device counts as provisioned only then')
-    .option('--no-confirm-boot', 'its deploys end at the verified write')
-    .option('--confirm-timeout <duration>', 'how long a first boot is awaited after an ok deploy: seconds, or 90s, 10m, 1h (30 s to 24 h)', durationArgument)
-    .option('--first-boot-hook <hook>', 'the hook its deploys write: cmdline, cmdline-boot, or none (the profile carries one)', hookArgument)
     .option('--json', 'print JSON')
     .action(async (ref: string, options: { confirmBoot?: boolean; confirmTimeout?: number; firstBootHook?: FirstBootHook; json?: boolean }) => {
       const body = ruleConfirmFields(options);
