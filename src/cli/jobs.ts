@@ -5,7 +5,7 @@ import type { CommandContext } from './context.js';
 import { CliError, EXIT } from './errors.js';
 import { firstBootDetail } from './first-boot.js';
 import { macArgument } from './mac-argument.js';
-import { duration, printJson, printTable, rate, say, size, when } from './output.js';
+import { duration, printable, printJson, printTable, rate, say, size, when } from './output.js';
 import { numericId } from './webhooks.js';
 
 export function registerJobCommands(program: Command, context: CommandContext) {
@@ -54,6 +54,10 @@ function printJob(job: JobView) {
   say(`Job ${job.id}: ${what} on ${job.device_mac}, ordered by ${orderedByText(job)}`);
   say(`State: ${stateText(job)}${job.phase && (job.state === 'queued' || job.state === 'running') ? ` (${job.phase})` : ''}`);
   say(`Created ${when(job.created_at)}; started ${when(job.started_at)}; ended ${when(job.ended_at)}; took ${duration(job.duration_seconds)} (${rate(job.rate_bytes_per_second)})`);
+  const phases = Object.entries(job.phase_seconds);
+  // Tenths under a minute: a 1.5 s sync is worth seeing next to a 6 s verify.
+  const spent = (seconds: number) => (seconds < 60 ? `${seconds.toFixed(1)} s` : duration(seconds));
+  if (phases.length > 0) say(`Phases: ${phases.map(([phase, seconds]) => `${printable(phase)} ${spent(seconds)}`).join(', ')}`);
   if (job.verification) say(`Result: ${job.verification.summary}`);
   if (job.error) say(`Error: ${job.error}`);
   if (job.first_boot) say(`First boot: ${firstBootDetail(job.first_boot)}`);

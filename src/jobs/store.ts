@@ -64,6 +64,9 @@ export interface JobRow {
   boot_state: 'awaiting' | 'confirmed' | 'not_confirmed' | 'superseded' | null;
   boot_deadline_at: number | null;
   boot_confirmed_at: number | null;
+  /** JSON object: milliseconds spent in each phase the device reported (migration 0019). */
+  phase_ms: string | null;
+  phase_started_at: number | null;
   /** JSON: what the first-boot call said (serial, mac, os_release, kernel). */
   boot_report: string | null;
   /** The hook the deploy wrote into the image (src/first-boot/hook-files.ts). */
@@ -135,8 +138,14 @@ export function createJobStore(db: Db) {
     WHERE id = @id AND state = 'queued'`);
   // A report that moves nothing (same bytes, same phase) is not a sign of progress: the stall
   // timeout keeps running, so a device stuck while still reporting ends instead of hanging forever.
+  // The time since phase_started_at, added to the current phase's sum in phase_ms. Only a phase
+  // named in lower-case letters, digits, '_' and '-' is counted: the name is a JSON path key.
+  const CLOSE_PHASE = `CASE WHEN phase_started_at IS NULL OR phase IS NULL OR phase NOT GLOB '[a-z]*' OR phase GLOB '*[^a-z0-9_-]*' THEN phase_ms
+    ELSE json_set(coalesce(phase_ms, '{}'), '$.' || phase, coalesce(json_extract(phase_ms, '$.' || phase), 0) + max(0, @now - phase_started_at)) END`;
   const progress = db.prepare<{ id: number; bytesDone: number; phase: string | null; now: number }>(`
     UPDATE jobs SET bytes_done = @bytesDone, phase = coalesce(@phase, phase),
+      phase_ms = CASE WHEN @phase IS NOT NULL AND @phase IS NOT phase THEN ${CLOSE_PHASE} ELSE phase_ms END,
+      phase_started_at = CASE WHEN @phase IS NOT NULL AND @phase IS NOT phase THEN @now ELSE coalesce(phase_started_at, @now) END,
       last_activity_at = CASE WHEN bytes_done = @bytesDone AND phase IS coalesce(@phase, phase) THEN last_activity_at ELSE @now END
     WHERE id = @id AND state = 'running'`);
   const imageSent = db.prepare<{ id: number; now: number }>(
@@ -158,6 +167,7 @@ export function createJobStore(db: Db) {
     UPDATE jobs SET state = @state, error = @error, sha256 = coalesce(@sha256, sha256),
       bytes_done = coalesce(@bytesDone, bytes_done), backup_id = coalesce(@backupId, backup_id),
       verified = @verified, verified_bytes = @verifiedBytes, verified_ranges = @verifiedRanges,
+      phase_ms = ${CLOSE_PHASE}, phase_started_at = NULL,
       phase = NULL, upload_bytes = NULL, upload_sha256 = NULL, ended_at = @now, last_activity_at = @now,
       -- A deploy that asked for it now awaits its first boot (src/first-boot/), in the same change.
       boot_state = CASE WHEN boot_confirm = 1 AND @state IN ('ok', 'unconfirmed') THEN 'awaiting' ELSE boot_state END,

@@ -19,6 +19,12 @@ export interface JobView {
   started_at: string | null;
   ended_at: string | null;
   duration_seconds: number | null;
+  /**
+   * Seconds in each phase the device reported, in the order they began (writing, verifying, …),
+   * the current one counted up to now; empty before the first report. What is not in a phase
+   * (the poll, the hand-out, the device's own start) is the rest of duration_seconds.
+   */
+  phase_seconds: Record<string, number>;
   /** While running: the current rate of the current phase; once ended: the average over the job. */
   rate_bytes_per_second: number | null;
   eta_seconds: number | null;
@@ -67,6 +73,18 @@ export const stateText = (job: Pick<JobView, 'state' | 'first_boot'>) =>
 /** Who ordered the job, in words: `operator`, or `rule NAME`. */
 export const orderedByText = (job: Pick<JobView, 'ordered_by'>) => (job.ordered_by.kind === 'rule' ? `rule ${job.ordered_by.name}` : 'operator');
 
+/** phase_ms as seconds (one decimal), the running phase counted up to `now`. */
+function phaseSeconds(job: Pick<JobRow, 'phase_ms' | 'phase' | 'phase_started_at'>, now: number): Record<string, number> {
+  let spent: Record<string, number> = {};
+  try {
+    spent = job.phase_ms === null ? {} : (JSON.parse(job.phase_ms) as Record<string, number>);
+  } catch {
+    spent = {};
+  }
+  const current = job.phase !== null && job.phase_started_at !== null ? { [job.phase]: (spent[job.phase] ?? 0) + Math.max(0, now - job.phase_started_at) } : {};
+  return Object.fromEntries(Object.entries({ ...spent, ...current }).map(([phase, ms]) => [phase, Math.round(ms / 100) / 10]));
+}
+
 export function toJobView(job: JobRow, image: ImageRow | undefined, now: number, liveRate: number | null): JobView {
   const end = job.ended_at ?? now;
   const seconds = job.started_at === null ? null : Math.max(0, (end - job.started_at) / 1000);
@@ -89,6 +107,7 @@ export function toJobView(job: JobRow, image: ImageRow | undefined, now: number,
     started_at: iso(job.started_at),
     ended_at: iso(job.ended_at),
     duration_seconds: seconds === null ? null : Math.round(seconds * 10) / 10,
+    phase_seconds: phaseSeconds(job, now),
     rate_bytes_per_second: rate === null ? null : Math.round(rate),
     eta_seconds: job.state === 'running' && rate && remaining !== null ? Math.round(remaining / rate) : null,
     after_success: job.after_success,
