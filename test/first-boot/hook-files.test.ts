@@ -28,15 +28,20 @@ async function deploy(t: Parameters<typeof scratch>[0], server: TestServer, dir:
   return emmc;
 }
 
-test('a confirming deploy with no profile writes the hook itself: the script on the boot partition, its words on the kernel command line; both read back', async (t) => {
+/** A confirming deploy with the default hook and no profile, written by the real client. */
+async function confirmingDeploy(t: Parameters<typeof scratch>[0]) {
   const dir = scratch(t);
   const server = await startTestServer(t);
   await importImage(server, makePartitionedImage(dir), 'os');
   await register(server);
   const ordered = await server.admin('POST', `/api/devices/${MAC}/deploy`, { image: 'os', confirm_boot: true });
   assert.equal(ordered.status, 201, JSON.stringify(ordered.body));
+  return { server, ordered, emmc: await deploy(t, server, dir) };
+}
+
+test('a confirming deploy with no profile writes the hook itself: the script on the boot partition, its words on the kernel command line; both read back', async (t) => {
+  const { server, ordered, emmc } = await confirmingDeploy(t);
   assert.equal(ordered.body.first_boot.hook, 'cmdline');
-  const emmc = await deploy(t, server, dir);
 
   const job = (await server.admin('GET', `/api/jobs/${ordered.body.id}`)).body;
   assert.equal(job.state, 'ok', job.error);
@@ -52,13 +57,7 @@ test('a confirming deploy with no profile writes the hook itself: the script on 
 });
 
 test('the hook the deploy wrote, run as the installed OS runs it (stage 1 from cmdline.txt, stage 2 as its unit), confirms the job on the real server', async (t) => {
-  const dir = scratch(t);
-  const server = await startTestServer(t);
-  await importImage(server, makePartitionedImage(dir), 'os');
-  await register(server);
-  const ordered = await server.admin('POST', `/api/devices/${MAC}/deploy`, { image: 'os', confirm_boot: true });
-  assert.equal(ordered.status, 201, JSON.stringify(ordered.body));
-  const emmc = await deploy(t, server, dir);
+  const { server, ordered, emmc } = await confirmingDeploy(t);
 
   // The installed OS's boot partition, as it mounts it at /boot/firmware.
   const root = await fakeRoot(t);
