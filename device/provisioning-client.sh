@@ -23,6 +23,9 @@
 #   RATE_LIMIT           (none) cap per transfer, curl --limit-rate syntax (e.g. 20M), to share a LAN
 #   DEPLOY_MODE          auto   auto: only the image's mapped chunks (zstd when available), each
 #                               read back and checked; full: the whole image, one sha256
+#   IO_HELPER            auto   auto: move the bytes with cm4prov-io when it is on the PATH (one
+#                               process that writes, reads back with direct I/O and hashes, each
+#                               chunk checked while the next is written); none: dd and sha256sum
 #   DEVICE_SERIAL, DEVICE_MODEL   override what is read from the device tree / cpuinfo
 #   EMMC_CID_FILE        /sys/block/<mmcblkN>/device/cid of TARGET_DEVICE   the eMMC's CID register
 #                        (32 hex digits); a file target has none, and then none is sent
@@ -41,7 +44,7 @@
 
 set -eu
 
-CLIENT_VERSION=0.3.2
+CLIENT_VERSION=0.4.0
 CMDLINE_FILE=${PROVISIONING_CMDLINE:-/proc/cmdline}
 DD_BLOCK=4M
 
@@ -129,6 +132,11 @@ load_settings() {
 	# zstd over an empty eMMC may put under 1 KiB/s on the wire for minutes: that upload's stall is
 	# watched where the bytes start (dd's read position, watch_attempt), not by curl's speed limit.
 	COMPRESSED_UPLOAD_OPTIONS="--connect-timeout 10${RATE_LIMIT:+ --limit-rate $RATE_LIMIT}"
+	case ${IO_HELPER:-auto} in
+		auto) if cm4prov-io --version >/dev/null 2>&1; then IO=helper; else IO=shell; fi ;;
+		none) IO=shell ;;
+		*) die "IO_HELPER must be auto or none, not '$IO_HELPER'" 2 ;;
+	esac
 
 	if [ -n "${DEVICE_MAC:-}" ]; then
 		MAC=$(echo "$DEVICE_MAC" | tr 'A-F-' 'a-f:')
@@ -302,11 +310,11 @@ register() {
 }
 
 # What this client can do, offered in every poll: write chunks at offsets (`sparse`), and
-# decompress zstd when the zstd program is there. DEPLOY_MODE=full asks for whole images.
+# decompress zstd when the zstd program or cm4prov-io is there. DEPLOY_MODE=full asks for whole images.
 client_features() {
 	if [ "${DEPLOY_MODE:-auto}" = full ]; then
 		echo none
-	elif command -v zstd >/dev/null 2>&1; then
+	elif [ "$IO" = helper ] || command -v zstd >/dev/null 2>&1; then
 		echo sparse,zstd
 	else
 		echo sparse
@@ -523,14 +531,16 @@ kill_background() {
 # none yet). Only a position that moved is reported. A position that has not moved for
 # STALL_TIMEOUT seconds short of END ends the attempt; from END on, or once the process moving
 # the bytes has ended, what is left (dd's fsync, the rest of the pipeline, the server's answer)
-# ends by itself. Sets POSITION (the last position seen, empty if none) and STATUSES (see
-# status_of). Returns 0 when the processes ended by themselves, 3 when the server ended the job
+# ends by itself. A probe may also set PROBE_MORE (fields sent with each report; a change counts
+# as movement too), PROBE_PHASE (the phase now, instead of PHASE) and PROBE_ALIVE (a number whose
+# change alone counts as movement, at END too: the stall is then judged on it). Sets POSITION (the last
+# position seen, empty if none) and STATUSES (see status_of). Returns 0 when the processes ended by themselves, 3 when the server ended the job
 # (cancelled), 4 when the attempt stalled; in both cases after stopping it.
 watch_attempt() {
-	local phase="$1" what="$2" from="$3" end="$4" rc=0 pos now started moved_at reported="$3" reported_at=0 fields onto=from ticks=0
+	local phase="$1" what="$2" from="$3" end="$4" rc=0 pos now started moved_at seen='' reported="$3||" reported_at=0 fields onto=from ticks=0 reported_phase="$1"
 	shift 4
 	[ "$what" != written ] || onto=to
-	POSITION=''
+	POSITION='' PROBE_MORE='' PROBE_PHASE='' PROBE_ALIVE=''
 	started=$(date +%s)
 	moved_at=$started now=$started
 	while note_running; do
@@ -542,22 +552,25 @@ watch_attempt() {
 		# The clock is read once a second: every look would be a process of its own.
 		ticks=$((ticks + 1))
 		[ $((ticks % 4)) -ne 0 ] || now=$(date +%s)
-		if [ -n "$pos" ] && [ "$pos" != "$POSITION" ]; then
-			POSITION=$pos moved_at=$now
+		if [ -n "$pos" ] && [ "$pos|$PROBE_MORE|$PROBE_ALIVE" != "$seen" ]; then
+			POSITION=$pos seen="$pos|$PROBE_MORE|$PROBE_ALIVE" moved_at=$now
 		elif [ -z "$pos" ] && [ -n "$POSITION" ]; then
 			: # the process moving the bytes has ended; the rest ends at end of file or by curl's limits
-		elif [ $((now - moved_at)) -ge "$STALL_TIMEOUT" ] && [ "${POSITION:-0}" -lt "$end" ]; then
+		elif [ $((now - moved_at)) -ge "$STALL_TIMEOUT" ] && { [ "${POSITION:-0}" -lt "$end" ] || [ -n "$PROBE_ALIVE" ]; }; then
 			STALL_ERROR="no byte was $what $onto $TARGET_DEVICE for $STALL_TIMEOUT s"
+			[ "${POSITION:-0}" -lt "$end" ] || STALL_ERROR="nothing more went into the upload for $STALL_TIMEOUT s (all of $TARGET_DEVICE was read)"
 			log "$STALL_ERROR; stopping this attempt"
 			rc=4
 			break
 		fi
-		if [ -z "$POSITION" ] || [ "$POSITION" = "$reported" ] || [ $((now - reported_at)) -lt "$PROGRESS_INTERVAL" ]; then continue; fi
-		reported=$POSITION reported_at=$now
-		fields=''
-		[ "$what" != written ] || fields="bytes_written=$POSITION rate=$(((POSITION - from) / (now > started ? now - started : 1)))"
+		# A new phase is told at once, so that the job's phase times start where it did.
+		if [ -z "$POSITION" ] || [ "$seen" = "$reported" ]; then continue; fi
+		[ $((now - reported_at)) -ge "$PROGRESS_INTERVAL" ] || [ "${PROBE_PHASE:-$phase}" != "$reported_phase" ] || continue
+		reported=$seen reported_at=$now reported_phase=${PROBE_PHASE:-$phase}
+		fields=$PROBE_MORE
+		[ "$what" != written ] || fields="bytes_written=$POSITION rate=$(((POSITION - from) / (now > started ? now - started : 1))) $fields"
 		# shellcheck disable=SC2086 # each field is one word
-		if ! report_progress "$phase" "$POSITION" $fields; then
+		if ! report_progress "${PROBE_PHASE:-$phase}" "$POSITION" $fields; then
 			log "the server ended job $A_JOB: $JOB_ENDED_BY_SERVER"
 			rc=3
 			break
@@ -629,6 +642,10 @@ write_image() {
 # (not the page cache). Not run in $(…): it reports progress and may end the job.
 read_back() { # bytes phase
 	local rc=0 sum_pid dd_pid
+	if [ "$IO" = helper ]; then
+		io_read_back "$@"
+		return 0
+	fi
 	sync
 	if [ -b "$TARGET_DEVICE" ]; then
 		echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || log "could not drop the page cache; reading back may hit RAM"
@@ -745,6 +762,19 @@ chunks_written() {
 	echo $((WRITTEN_BEFORE + $(awk '{ s += $2 } END { print s + 0 }' "$WORK/written")))
 }
 
+# Where chunk FROM's zstd frame starts in the compressed chunk stream.
+zstd_offset() { awk -v from="$1" '$1 == from { print $5 }' "$WORK/chunks"; }
+
+# A curl config that fetches the image's own ranges FROM..last, one request each, over one
+# connection (curl --next blocks, each repeating the options, which --next resets).
+ranges_config() { # from
+	awk -v from="$1" -v url="$A_URL" -v limit="${RATE_LIMIT:-}" '$1 >= from {
+		if (n++) print "next"
+		printf "silent\nshow-error\nfail\nconnect-timeout = 10\nspeed-limit = 1024\nspeed-time = 60\n"
+		if (limit != "") printf "limit-rate = %s\n", limit
+		printf "url = \"%s\"\nrange = \"%d-%d\"\n", url, $2, $2 + $3 - 1 }' "$WORK/chunks"
+}
+
 # Streams chunks FROM..last onto the target. Sets STREAM_OK=yes when every byte arrived.
 stream_chunks() { # from
 	local from="$1" zoff rc=0 curl_rc decode_rc=0 writer_rc curl_pid decoder_pid='' writer_pid
@@ -752,7 +782,7 @@ stream_chunks() { # from
 	mkfifo "$WORK/raw.fifo"
 	if [ "$A_ENCODING" = zstd ]; then
 		mkfifo "$WORK/z.fifo"
-		zoff=$(awk -v from="$from" '$1 == from { print $5 }' "$WORK/chunks")
+		zoff=$(zstd_offset "$from")
 		# shellcheck disable=SC2086 # option list split into words on purpose
 		curl -sS --fail $TRANSFER_OPTIONS -r "$zoff-" -o "$WORK/z.fifo" "$A_CHUNKS_URL" 2>"$WORK/chunks.err" &
 		track $!
@@ -762,13 +792,7 @@ stream_chunks() { # from
 		decoder_pid=$LAST_PID
 		link_fifo "$curl_pid" "$decoder_pid" "$WORK/z.fifo"
 	else
-		# The image's own ranges, one request each, over one connection (curl --next blocks,
-		# each repeating the options, which --next resets).
-		awk -v from="$from" -v url="$A_URL" -v limit="${RATE_LIMIT:-}" '$1 >= from {
-			if (n++) print "next"
-			printf "silent\nshow-error\nfail\nconnect-timeout = 10\nspeed-limit = 1024\nspeed-time = 60\n"
-			if (limit != "") printf "limit-rate = %s\n", limit
-			printf "url = \"%s\"\nrange = \"%d-%d\"\n", url, $2, $2 + $3 - 1 }' "$WORK/chunks" > "$WORK/ranges.cfg"
+		ranges_config "$from" > "$WORK/ranges.cfg"
 		curl -K "$WORK/ranges.cfg" > "$WORK/raw.fifo" 2>"$WORK/chunks.err" &
 		track $!
 		curl_pid=$LAST_PID
@@ -805,8 +829,16 @@ verify_chunks() { # from
 	local idx off len sha rest got ticks=0 started
 	FIRST_BAD=''
 	started=$(date +%s)
+	report_progress syncing "$WRITTEN_BEFORE" || {
+		log "the server ended job $A_JOB: $JOB_ENDED_BY_SERVER"
+		exit 1
+	}
 	sync
 	if [ -b "$TARGET_DEVICE" ]; then echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; fi
+	report_progress verifying "$VERIFIED" "bytes_verified=$VERIFIED" || {
+		log "the server ended job $A_JOB: $JOB_ENDED_BY_SERVER"
+		exit 1
+	}
 	while read -r idx off len sha rest; do
 		[ "$idx" -ge "$1" ] || continue
 		got=$(dd if="$TARGET_DEVICE" bs=$DD_BLOCK skip="$off" count="$len" iflag=skip_bytes,count_bytes 2>/dev/null | sha256sum | cut -d ' ' -f 1)
@@ -823,6 +855,87 @@ verify_chunks() { # from
 			exit 1
 		}
 	done < "$WORK/chunks"
+}
+
+# ---------------------------------------------------------------- cm4prov-io (IO=helper)
+
+# Sets PROBE from cm4prov-io's status file ("FIRST SECOND PHASE": bytes written and verified in
+# this attempt; or bytes read and bytes written into the upload), and for a deploy (written)
+# PROBE_MORE and PROBE_PHASE, for a backup (uploaded) PROBE_ALIVE.
+probe_io_status() { # written|read|uploaded
+	local first='' second='' phase=''
+	{ read -r first second phase < "$WORK/io.status"; } 2>/dev/null || true
+	PROBE=''
+	[ -n "$phase" ] || return 0
+	case $1 in
+		read) PROBE=$first; return 0 ;;
+		# It reads up to ~50 MiB ahead of what the upload takes (its buffers, zstd's jobs): the
+		# upload is alive while its output moves, until it has written everything.
+		uploaded) [ "$phase" = "done" ] || PROBE=$first PROBE_ALIVE=$second; return 0 ;;
+	esac
+	PROBE=$((WRITTEN_BEFORE + first))
+	PROBE_MORE="bytes_verified=$((VERIFIED + second))"
+	case $phase in verifying | syncing) PROBE_PHASE=$phase ;; *) PROBE_PHASE='' ;; esac
+}
+
+# stream_chunks and verify_chunks in one: curl → cm4prov-io, which writes each chunk, reads it
+# back with direct I/O and checks its sha256 while the next ones are written. Sets the same
+# STREAM_OK, STREAM_ERROR and FIRST_BAD (the first chunk not verified, empty when all are).
+io_stream_chunks() { # from
+	local from="$1" rc=0 curl_rc io_rc curl_pid io_pid decode='' written=0 verified=0 phase
+	rm -f "$WORK/raw.fifo" "$WORK/io.status" "$WORK/io.out"
+	mkfifo "$WORK/raw.fifo"
+	if [ "$A_ENCODING" = zstd ]; then
+		decode=--zstd
+		# shellcheck disable=SC2086 # option list split into words on purpose
+		curl -sS --fail $TRANSFER_OPTIONS -r "$(zstd_offset "$from")-" -o "$WORK/raw.fifo" "$A_CHUNKS_URL" 2>"$WORK/chunks.err" &
+	else
+		ranges_config "$from" > "$WORK/ranges.cfg"
+		curl -K "$WORK/ranges.cfg" > "$WORK/raw.fifo" 2>"$WORK/chunks.err" &
+	fi
+	track $!
+	curl_pid=$LAST_PID
+	cm4prov-io write --chunks "$WORK/chunks" --from "$from" --target "$TARGET_DEVICE" --verified "$WORK/verified" \
+		--status "$WORK/io.status" $decode < "$WORK/raw.fifo" > "$WORK/io.out" 2>"$WORK/io.err" &
+	track $!
+	io_pid=$LAST_PID
+	link_fifo "$curl_pid" "$io_pid" "$WORK/raw.fifo"
+	watch_attempt writing written "$WRITTEN_BEFORE" "$M_MAPPED" probe_io_status written || rc=$?
+	[ "$rc" -ne 3 ] || exit 1
+	curl_rc=$(status_of "$curl_pid")
+	io_rc=$(status_of "$io_pid")
+	{ read -r written verified phase < "$WORK/io.status"; } 2>/dev/null || true
+	WRITTEN_BEFORE=$((WRITTEN_BEFORE + written)) VERIFIED=$((VERIFIED + verified))
+	STREAM_OK=no
+	if [ "$rc" -eq 0 ] && [ "$curl_rc" -eq 0 ] && [ "$io_rc" -eq 0 ]; then STREAM_OK=yes; fi
+	STREAM_ERROR="$(cat "$WORK/chunks.err" "$WORK/io.err" 2>/dev/null | head -n 3 | tr '\n' ' ')"
+	[ "$rc" -ne 4 ] || STREAM_ERROR=$STALL_ERROR
+	case $io_rc in
+		4)
+			# A chunk that arrived whole was written and reads back otherwise: the target is at fault.
+			read -r phase BAD_INDEX BAD_OFFSET BAD_LENGTH BAD_GOT BAD_WANT < "$WORK/io.out"
+			fail_job "range $BAD_INDEX (offset $BAD_OFFSET, length $BAD_LENGTH) reads back as sha256 $BAD_GOT, not $BAD_WANT"
+			;;
+		0 | 3) ;; # done, or the stream ended early
+		*) [ "$rc" -eq 4 ] || [ "$curl_rc" -ne 0 ] || fail_job "writing $TARGET_DEVICE failed: $(tail -n 1 "$WORK/io.err")" ;;
+	esac
+	# Chunks are verified in order, from 0: the next one to write is the count of verified ones.
+	FIRST_BAD=$(wc -l < "$WORK/verified")
+	[ "$FIRST_BAD" -lt "$M_CHUNKS" ] || FIRST_BAD=''
+}
+
+# read_back with cm4prov-io hash: one direct-I/O pass, sha256 on a thread of its own.
+io_read_back() { # bytes phase
+	local rc=0 io_pid
+	rm -f "$WORK/io.status"
+	cm4prov-io hash --target "$TARGET_DEVICE" --bytes "$1" --status "$WORK/io.status" > "$WORK/verify.sha" 2>"$WORK/verify.err" &
+	track $!
+	io_pid=$LAST_PID
+	watch_attempt "$2" read 0 "$1" probe_io_status read || rc=$?
+	[ "$rc" -ne 3 ] || exit 1
+	[ "$rc" -ne 4 ] || fail_job "reading back $TARGET_DEVICE stopped: $STALL_ERROR"
+	[ "$(status_of "$io_pid")" -eq 0 ] || fail_job "reading back $TARGET_DEVICE failed: $(tail -n 1 "$WORK/verify.err")"
+	READ_BACK_SHA256=$(cut -d ' ' -f 1 < "$WORK/verify.sha")
 }
 
 # Full byte match asked: the ranges the image leaves empty must read as zeros, and the whole
@@ -860,8 +973,12 @@ run_sparse_deploy() {
 	WRITTEN_BEFORE=0 VERIFIED=0
 	: > "$WORK/verified"
 	while :; do
-		stream_chunks "$next"
-		verify_chunks "$next"
+		if [ "$IO" = helper ]; then
+			io_stream_chunks "$next"
+		else
+			stream_chunks "$next"
+			verify_chunks "$next"
+		fi
 		[ -n "$FIRST_BAD" ] || break
 		if [ "$STREAM_OK" = yes ]; then
 			fail_job "range $FIRST_BAD (offset $BAD_OFFSET, length $BAD_LENGTH) reads back as sha256 $BAD_GOT, not $BAD_WANT"
@@ -1054,63 +1171,95 @@ write_device_files() {
 
 # ---------------------------------------------------------------- backup
 
-# One attempt: dd → tee → (sha256sum, [zstd →] curl upload). Returns 0, 1 (worth retrying: a
-# network failure, a 5xx, an upload that stopped moving) or 2 (refused).
-upload_once() {
-	local rc=0 dd_rc sum_pid curl_pid tee_pid dd_pid zstd_pid='' into=upload.fifo
-	rm -f "$WORK/read.fifo" "$WORK/hash.fifo" "$WORK/upload.fifo" "$WORK/plain.fifo" "$WORK/upload.status" "$WORK/upload.body"
-	mkfifo "$WORK/read.fifo" "$WORK/hash.fifo" "$WORK/upload.fifo"
-	sha256sum < "$WORK/hash.fifo" > "$WORK/backup.sha" &
-	track $!
-	sum_pid=$LAST_PID
+# Starts the upload's curl, reading its body from $WORK/upload.fifo. zstd on the wire: the size is
+# not known in advance, so the body goes chunked (the raw size is the job's); plain: the length is
+# known, so it goes with Content-Length instead of chunks. The checksum follows in the result.
+start_upload() {
 	if [ "$A_ENCODING" = zstd ]; then
-		# Compressed on the device: empty ranges shrink to almost nothing on the wire. The size is
-		# not known in advance, so the body goes chunked; the raw size is the job's.
-		mkfifo "$WORK/plain.fifo"
-		into=plain.fifo
-		zstd -q -c -3 -T0 < "$WORK/plain.fifo" > "$WORK/upload.fifo" 2>"$WORK/zstd.err" &
-		track $!
-		zstd_pid=$LAST_PID
 		# shellcheck disable=SC2086 # option list split into words on purpose
 		curl -sS -T - -H 'Content-Encoding: zstd' -H 'Expect:' -H 'X-Checksum-Follows: sha256' $COMPRESSED_UPLOAD_OPTIONS \
 			-o "$WORK/upload.body" -w '%{http_code}' "$A_UPLOAD_URL" < "$WORK/upload.fifo" > "$WORK/upload.status" 2>"$WORK/upload.err" &
 	else
-		# The length is known, so send Content-Length instead of chunks; the checksum follows in the result.
 		# shellcheck disable=SC2086 # option list split into words on purpose
 		curl -sS -T - -H "Content-Length: $TARGET_BYTES" -H 'Transfer-Encoding:' -H 'Expect:' \
 			-H 'X-Checksum-Follows: sha256' $TRANSFER_OPTIONS \
 			-o "$WORK/upload.body" -w '%{http_code}' "$A_UPLOAD_URL" < "$WORK/upload.fifo" > "$WORK/upload.status" 2>"$WORK/upload.err" &
 	fi
 	track $!
-	curl_pid=$LAST_PID
+	UPLOAD_PID=$LAST_PID
+}
+
+# Starts the reading side with the shell's tools: dd → tee → (sha256sum, [zstd →] the upload).
+# Sets READER_PID (whose fd 0 position is the bytes read) and HASHER_PID.
+start_shell_reader() {
+	local sum_pid tee_pid zstd_pid='' into=upload.fifo
+	mkfifo "$WORK/read.fifo" "$WORK/hash.fifo"
+	sha256sum < "$WORK/hash.fifo" > "$WORK/backup.sha" &
+	track $!
+	sum_pid=$LAST_PID
+	if [ "$A_ENCODING" = zstd ]; then
+		mkfifo "$WORK/plain.fifo"
+		into=plain.fifo
+		zstd -q -c -3 -T0 < "$WORK/plain.fifo" > "$WORK/upload.fifo" 2>"$WORK/zstd.err" &
+		track $!
+		zstd_pid=$LAST_PID
+	fi
 	tee "$WORK/hash.fifo" < "$WORK/read.fifo" > "$WORK/$into" &
 	track $!
 	tee_pid=$LAST_PID
-	dd if="$TARGET_DEVICE" of="$WORK/read.fifo" bs=$DD_BLOCK 2>"$WORK/dd.err" &
+	dd if="$TARGET_DEVICE" of="$WORK/read.fifo" bs=$DD_BLOCK 2>"$WORK/read.err" &
 	track $!
-	dd_pid=$LAST_PID
-	link_fifo "$dd_pid" "$tee_pid" "$WORK/read.fifo"
+	READER_PID=$LAST_PID
+	link_fifo "$READER_PID" "$tee_pid" "$WORK/read.fifo"
 	link_fifo "$tee_pid" "$sum_pid" "$WORK/hash.fifo"
 	if [ -n "$zstd_pid" ]; then
 		link_fifo "$tee_pid" "$zstd_pid" "$WORK/plain.fifo"
-		link_fifo "$zstd_pid" "$curl_pid" "$WORK/upload.fifo"
+		link_fifo "$zstd_pid" "$UPLOAD_PID" "$WORK/upload.fifo"
 	else
-		link_fifo "$tee_pid" "$curl_pid" "$WORK/upload.fifo"
+		link_fifo "$tee_pid" "$UPLOAD_PID" "$WORK/upload.fifo"
 	fi
-	watch_attempt uploading read 0 "$TARGET_BYTES" probe_fd_position "$dd_pid" 0 || rc=$?
+	HASHER_PID=$sum_pid
+}
+
+# The same with cm4prov-io backup: one process reads (direct I/O), hashes and compresses.
+start_io_reader() {
+	local compress=''
+	rm -f "$WORK/io.status"
+	[ "$A_ENCODING" != zstd ] || compress='--zstd 3'
+	# shellcheck disable=SC2086 # option words
+	cm4prov-io backup --target "$TARGET_DEVICE" --bytes "$TARGET_BYTES" --status "$WORK/io.status" \
+		--sha256-to "$WORK/backup.sha" $compress > "$WORK/upload.fifo" 2>"$WORK/read.err" &
+	track $!
+	READER_PID=$LAST_PID HASHER_PID=''
+	link_fifo "$READER_PID" "$UPLOAD_PID" "$WORK/upload.fifo"
+}
+
+# The shell's upload is watched where dd reads (the pipes behind it hold little).
+probe_bytes_read() {
+	if [ "$IO" = helper ]; then probe_io_status uploaded; else probe_fd_position "$READER_PID" 0; fi
+}
+
+# One attempt: the target read, hashed and [compressed] into the upload. Returns 0, 1 (worth
+# retrying: a network failure, a 5xx, an upload that stopped moving) or 2 (refused).
+upload_once() {
+	local rc=0
+	rm -f "$WORK/read.fifo" "$WORK/hash.fifo" "$WORK/upload.fifo" "$WORK/plain.fifo" "$WORK/upload.status" "$WORK/upload.body"
+	mkfifo "$WORK/upload.fifo"
+	start_upload
+	if [ "$IO" = helper ]; then start_io_reader; else start_shell_reader; fi
+	watch_attempt uploading read 0 "$TARGET_BYTES" probe_bytes_read || rc=$?
 	[ "$rc" -ne 3 ] || exit 1
 	if [ "$rc" -eq 4 ]; then
 		HTTP_ERROR="the upload stopped moving: $STALL_ERROR"
 		return 1
 	fi
-	dd_rc=$(status_of "$dd_pid")
 	HTTP_STATUS=$(cat "$WORK/upload.status" 2>/dev/null || echo 000)
 	# Progress reports use $WORK/body meanwhile: the upload's reply has its own file until now.
 	cp "$WORK/upload.body" "$WORK/body" 2>/dev/null || : > "$WORK/body"
-	# A cut upload also breaks the pipe dd writes into: judge the network before the read.
-	classify_reply "$(status_of "$curl_pid")" "$WORK/upload.err" || return $?
-	[ "$dd_rc" -eq 0 ] || fail_job "reading $TARGET_DEVICE failed: $(tail -n 1 "$WORK/dd.err")"
-	[ "$(status_of "$sum_pid")" -eq 0 ] || fail_job "hashing what was read from $TARGET_DEVICE failed"
+	# A cut upload also breaks the pipe the reader writes into: judge the network before the read.
+	classify_reply "$(status_of "$UPLOAD_PID")" "$WORK/upload.err" || return $?
+	[ "$(status_of "$READER_PID")" -eq 0 ] || fail_job "reading $TARGET_DEVICE failed: $(tail -n 1 "$WORK/read.err")"
+	[ -z "$HASHER_PID" ] || [ "$(status_of "$HASHER_PID")" -eq 0 ] || fail_job "hashing what was read from $TARGET_DEVICE failed"
 }
 
 # upload_once, and a word to the server when it failed in a way worth another attempt.
@@ -1189,6 +1338,7 @@ main() {
 	trap cleanup EXIT
 	trap 'exit 130' INT TERM
 	log "client $CLIENT_VERSION: server $SERVER, device $MAC ${DEVICE_IP:+($DEVICE_IP) }serial ${SERIAL:-?}, target $TARGET_DEVICE ($TARGET_BYTES bytes)"
+	if [ "$IO" = helper ]; then log "data path: $(cm4prov-io --version)"; else log "data path: dd and sha256sum (no cm4prov-io)"; fi
 
 	with_retries 0 "registering" register || die "the server refused the registration: $HTTP_ERROR"
 	log "registered; waiting for the operator (Deploy or Backup on the dashboard)"

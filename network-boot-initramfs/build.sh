@@ -27,6 +27,12 @@ SIZE_TARGET=$((12 * 1000 * 1000))
 # curl for the client's HTTP, zstd for compressed images and backups, mtools (mcopy…) and debugfs
 # to write per-device files into a deployed image's FAT and ext4 partitions without mounting them.
 ELF_BINARIES='curl:usr/bin/curl zstd:usr/bin/zstd mtools:usr/bin/mtools e2fsprogs:sbin/debugfs'
+# cm4prov-io (device/io-helper), the client's compiled data path, is built with Debian's cross
+# compiler against the arm64 headers of these packages; it links the libcrypto and libzstd that
+# curl and zstd bring anyway. Without the cross compiler the client uses dd and sha256sum.
+CROSS_CC=${CROSS_CC:-$TRIPLET-gcc}
+IO_HELPER_PACKAGES='libssl-dev libzstd-dev'
+IO_HELPER_SOURCE=$HERE/../device/io-helper
 # Ethernet of the CM4 (bcmgenet, its MDIO bus and PHY), its eMMC controller, virtio for QEMU,
 # and netconsole (loaded by /init only when netconsole= is on the kernel command line).
 DEFAULT_MODULES='genet mdio-bcm-unimac broadcom sdhci-iproc virtio_pci virtio_mmio virtio_net virtio_blk netconsole'
@@ -42,7 +48,7 @@ usage() {
 Usage: $0 [options]
 
 Builds initrd.img (gzip-compressed newc cpio) for arm64 with busybox, curl, zstd, the provisioning
-client and the kernel modules the CM4 (and QEMU virt) need, and copies the paired kernel
+client, cm4prov-io (compiled here when the cross compiler is installed) and the kernel modules the CM4 (and QEMU virt) need, and copies the paired kernel
 (kernel8.img) and CM4 device tree next to it.
 
 Options:
@@ -57,7 +63,9 @@ Options:
                        Debian's raspi-firmware (non-free-firmware) into DIR/firmware/
   --help               this text
 
-Environment: SOURCE_DATE_EPOCH sets the mtime of every file in the archive (default 0).
+Environment: SOURCE_DATE_EPOCH sets the mtime of every file in the archive (default 0);
+CROSS_CC is the arm64 C compiler for cm4prov-io, the client's fast data path (default
+$TRIPLET-gcc; none: build without it, the client then uses dd and sha256sum).
 EOF
 }
 
@@ -220,11 +228,13 @@ resolve_kernel_version() {
 	fi
 }
 
-# Package names of busybox-static and the ELF_BINARIES packages plus everything they depend on
-# (virtual names and alternatives resolved by apt), and the kernel package alone.
+# Package names of busybox-static and the ELF_BINARIES packages (and, with the cross compiler,
+# IO_HELPER_PACKAGES) plus everything they depend on (virtual names and alternatives resolved by
+# apt), and the kernel package alone.
 package_set() {
 	local binary packages='busybox-static'
 	for binary in $ELF_BINARIES; do packages="$packages ${binary%%:*}"; done
+	! command -v "$CROSS_CC" >/dev/null 2>&1 || packages="$packages $IO_HELPER_PACKAGES"
 	# shellcheck disable=SC2086 # package list split into words on purpose
 	private_apt apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
 		--no-replaces --no-enhances $packages | sed -n 's/^\([a-z0-9][^ <>]*\)$/\1/p' | sort -u
@@ -281,7 +291,7 @@ unpacked_package() { # package → the directory its .deb (NAME_VERSION_ARCH.deb
 # ---------------------------------------------------------------- the root file system
 
 STAGE=''
-cleanup() { [ -z "$STAGE" ] || rm -rf "$STAGE" "$STAGE.modules" "$STAGE.order"; }
+cleanup() { [ -z "$STAGE" ] || rm -rf "$STAGE" "$STAGE.modules" "$STAGE.order" "$STAGE.io"; }
 
 # Follows symlinks inside an unpacked package (absolute targets stay inside ROOT).
 resolve_in_root() { # root path → real path
@@ -364,11 +374,28 @@ stage_library() { # soname what-needs-it
 # ELF interpreter where the binary asks for it, and the package's symlinks to the binary next to
 # it (zstd: unzstd, zstdcat, zstdmt), which replace busybox applets of the same name.
 stage_elf_binary() { # package path
-	local package="$1" file="$2" name root binary interp todo soname seen='' before links='' link bytes
+	local package="$1" file="$2" name root binary links='' link bytes
 	name=${file##*/}
 	root=$(unpacked_package "$package")
 	binary=$(resolve_in_root "$root" "$file") || die "$package has no $file"
 	install -m 0755 -D "$binary" "$STAGE/bin/$name"
+	stage_needed_libraries "$name"
+	for link in "$root/${file%/*}"/*; do
+		[ -L "$link" ] || continue
+		[ "$(resolve_in_root "$root" "${link#"$root"/}")" = "$binary" ] || continue
+		rm -f "$STAGE/bin/${link##*/}"
+		ln -s "$name" "$STAGE/bin/${link##*/}"
+		links="$links ${link##*/}"
+	done
+	# shellcheck disable=SC2086 # the SONAMEs split into words on purpose
+	bytes=$(cd "$STAGE/$LIBDIR" && du -cb "$STAGE/bin/$name" $NEEDED_SONAMES | tail -n 1 | cut -f 1)
+	say "$name: $(echo "$NEEDED_SONAMES" | wc -w) shared libraries from ELF NEEDED ($NEWLY_STAGED not shipped before), $((bytes / 1024)) KiB with $name${links:+; links:$links}"
+}
+
+# Stages what bin/NAME needs: transitively, every library named by an ELF NEEDED entry, and the
+# ELF interpreter. Sets NEEDED_SONAMES (the interpreter's last) and NEWLY_STAGED (a count).
+stage_needed_libraries() { # name
+	local name="$1" interp todo soname seen='' before
 	interp=$(interpreter_of "$STAGE/bin/$name")
 	[ -n "$interp" ] || die "$name has no ELF interpreter: is this the $ARCH package?"
 	set_lib_roots
@@ -390,16 +417,35 @@ stage_elf_binary() { # package path
 		mkdir -p "$STAGE${interp%/*}"
 		ln -s "/$LIBDIR/$soname" "$STAGE$interp"
 	fi
-	for link in "$root/${file%/*}"/*; do
-		[ -L "$link" ] || continue
-		[ "$(resolve_in_root "$root" "${link#"$root"/}")" = "$binary" ] || continue
-		rm -f "$STAGE/bin/${link##*/}"
-		ln -s "$name" "$STAGE/bin/${link##*/}"
-		links="$links ${link##*/}"
-	done
-	# shellcheck disable=SC2086 # the SONAMEs split into words on purpose
-	bytes=$(cd "$STAGE/$LIBDIR" && du -cb "$STAGE/bin/$name" $seen "$soname" | tail -n 1 | cut -f 1)
-	say "$name: $(echo "$seen" | wc -w) shared libraries from ELF NEEDED ($(($(echo "$STAGED_LIBS" | wc -w) - before)) not shipped before), $((bytes / 1024)) KiB with $name${links:+; links:$links}"
+	case " $seen " in *" $soname "*) NEEDED_SONAMES=$seen ;; *) NEEDED_SONAMES="$seen $soname" ;; esac
+	NEWLY_STAGED=$(($(echo "$STAGED_LIBS" | wc -w) - before))
+}
+
+# bin/cm4prov-io, compiled here for arm64: Debian's cross gcc, the arm64 headers of
+# IO_HELPER_PACKAGES, and the arm64 libcrypto and libzstd themselves (by path: their dev symlinks
+# point into other packages). Skipped, with a word, without the cross compiler.
+stage_io_helper() {
+	local ssl_dev zstd_dev build bytes
+	if [ "$CROSS_CC" = none ]; then
+		say "cm4prov-io: not built (CROSS_CC=none); the client will use dd and sha256sum"
+		return 0
+	fi
+	if ! command -v "$CROSS_CC" >/dev/null 2>&1 || ! command -v make >/dev/null 2>&1; then
+		say "cm4prov-io: not built (needs $CROSS_CC and make: apt-get install gcc-$TRIPLET make); the client will use dd and sha256sum"
+		return 0
+	fi
+	ssl_dev=$(unpacked_package libssl-dev)
+	zstd_dev=$(unpacked_package libzstd-dev)
+	set_lib_roots
+	build=$STAGE.io
+	make -s -C "$IO_HELPER_SOURCE" OUT="$build" CC="$CROSS_CC" CFLAGS='-O2 -s' \
+		SYSROOT_FLAGS="-I$ssl_dev/usr/include -I$ssl_dev/usr/include/$TRIPLET -I$zstd_dev/usr/include" \
+		LIBS="$(find_library libcrypto.so.3) $(find_library libzstd.so.1)" >&2 || die "compiling cm4prov-io for $ARCH failed (see above)"
+	install -m 0755 "$build/cm4prov-io" "$STAGE/bin/cm4prov-io"
+	rm -rf "$build"
+	stage_needed_libraries cm4prov-io
+	bytes=$(stat -c %s "$STAGE/bin/cm4prov-io")
+	say "cm4prov-io: built with $CROSS_CC, $((bytes / 1024)) KiB, needs$NEEDED_SONAMES ($NEWLY_STAGED not shipped before)"
 }
 
 stage_elf_binaries() {
@@ -580,6 +626,7 @@ main() {
 	chmod 0755 "$STAGE"
 	stage_busybox
 	stage_elf_binaries
+	stage_io_helper
 	stage_gconv
 	stage_modules
 	stage_files

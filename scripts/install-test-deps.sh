@@ -5,10 +5,12 @@
 # as an arm64 device), dnsmasq and nftables (netboot in network namespaces), zstd, xz-utils,
 # bzip2, lz4, unzip, e2fsprogs and bmap-tools (images in every format the server takes),
 # debootstrap, dpkg-repack and dpkg-dev (the Debian package, built and installed into a clean root),
-# mtools and dosfstools (per-device files on a FAT partition, written and read back).
+# mtools and dosfstools (per-device files on a FAT partition, written and read back), gcc with
+# libssl-dev and libzstd-dev (cm4prov-io built for this machine) and qemu-user (the arm64 build of
+# it run under emulation).
 set -eu
 "$(dirname "$0")/install-deps.sh"
 exec "$(dirname "$0")/apt-install.sh" test \
 	busybox curl shellcheck util-linux iproute2 chromium fonts-dejavu-core cpio binutils \
 	qemu-system-arm dnsmasq-base nftables zstd xz-utils bzip2 lz4 unzip e2fsprogs bmap-tools \
-	debootstrap dpkg-repack dpkg-dev mtools dosfstools
+	debootstrap dpkg-repack dpkg-dev mtools dosfstools gcc libssl-dev libzstd-dev qemu-user

@@ -3,7 +3,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { startCuttingProxy } from '../helpers/cutting-proxy.js';
-import { runClient } from '../helpers/device-client.js';
+import { CLIENT_SCRIPT, runClient } from '../helpers/device-client.js';
 import { makeFakeEmmc, sha256OfFile, writeImageFile } from '../helpers/files.js';
 import { addImage, MAC, registerDevice } from '../helpers/fixtures.js';
 import { startTestServer, tempDir, type TestServer } from '../helpers/server.js';
@@ -29,7 +29,7 @@ test('deploy: the real client writes the image onto its eMMC file, verifies it, 
   const device = (await server.admin('GET', `/api/devices/${MAC}`)).body;
   assert.equal(device.storage_bytes, EMMC_BYTES, 'the client reports its target size');
   assert.equal(device.serial, '10000000c0ffee01');
-  assert.equal(device.client_version, '0.3.2');
+  assert.equal(device.client_version, /^CLIENT_VERSION=(.+)$/m.exec(readFileSync(CLIENT_SCRIPT, 'utf8'))![1], 'the client reports its version');
 
   const ordered = await server.admin('POST', `/api/devices/${MAC}/deploy`, {});
   assert.equal(await client.exited, 0, client.output());

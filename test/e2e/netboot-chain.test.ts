@@ -145,6 +145,8 @@ test('netboot chain: our DHCP → kernel + initrd in QEMU → client → zero-to
   assert.equal((await admin('GET', `/api/rules/${rule.body.id}`)).body.devices, 1, 'the rule counts the device against its limit');
   await vm.exited;
   assert.match(vm.console(), /powering off, as its order says/, `the VM powered off after the deploy${vm.log()}`);
+  // The arm64 cm4prov-io that build.sh compiled moved the bytes: written, read back and hashed in the VM.
+  assert.match(vm.console(), /data path: cm4prov-io \d+/, `the client used the initrd's cm4prov-io${vm.log()}`);
   const deployedAfter = (Date.now() - started) / 1000;
 
   // On the host, with the real tools: the image is on the disk, and the files in its partitions.

@@ -2,6 +2,7 @@ import { spawn, execFileSync } from 'node:child_process';
 import { mkdirSync, symlinkSync, existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { TestContext } from 'node:test';
+import { ioHelperDir } from './io-helper.js';
 import { tempDir } from './server.js';
 import { watchProcess, type WatchedProcess } from './watched-process.js';
 
@@ -12,7 +13,7 @@ const BUSYBOX = execFileSync('sh', ['-c', 'command -v busybox']).toString().trim
 
 /**
  * A PATH holding only busybox applets, curl and zstd: what the netboot initramfs has. A client
- * that used bash, GNU coreutils or jq would fail here.
+ * that used bash, GNU coreutils or jq would fail here. cm4prov-io comes after it (see runClient).
  */
 function busyboxPath(t: TestContext, withZstd = true): string {
   const known = toolsDirs.get(withZstd);
@@ -48,6 +49,10 @@ function fileToolsPath(t: TestContext): string {
 /** The running client: its output, exit and a kill for it and everything it started. */
 export type ClientRun = WatchedProcess;
 
+/**
+ * IO_HELPER=none in `env`: the client moves the bytes with dd and sha256sum, as on an initramfs
+ * built without cm4prov-io; otherwise cm4prov-io is on its PATH, as on one built with it.
+ */
 export interface ClientOptions {
   server: string;
   target: string;
@@ -61,8 +66,8 @@ export function runClient(t: TestContext, options: ClientOptions): ClientRun {
   const child = spawn(BUSYBOX, ['sh', CLIENT_SCRIPT], {
     detached: true, // its own process group, so a kill reaches curl and dd too
     env: {
-      // PATH_WITHOUT_ZSTD=1: a device whose initramfs has no zstd.
-      PATH: (PATH_WITHOUT_ZSTD ? busyboxPath(t, false) : busyboxPath(t)) + (WITH_FILE_TOOLS ? `:${fileToolsPath(t)}` : ''),
+      // PATH_WITHOUT_ZSTD=1: an initramfs without zstd, hence without cm4prov-io (it links libzstd).
+      PATH: [...(PATH_WITHOUT_ZSTD ? [busyboxPath(t, false)] : [busyboxPath(t), ioHelperDir()]), ...(WITH_FILE_TOOLS ? [fileToolsPath(t)] : [])].join(':'),
       PROVISIONING_SERVER: options.server,
       TARGET_DEVICE: options.target,
       DEVICE_MAC: options.mac,

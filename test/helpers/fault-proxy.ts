@@ -17,6 +17,7 @@ export interface ProgressReport {
   phase: string;
   bytes_done: number;
   bytes_written?: number;
+  bytes_verified?: number;
 }
 
 /** A device's word that an attempt failed and another follows (a progress report with `problem`). */
@@ -124,6 +125,7 @@ async function recordProgress(target: URL, request: IncomingMessage, response: S
   const body = Buffer.concat(parts);
   const fields = new URLSearchParams(body.toString());
   const written = fields.get('bytes_written');
+  const verified = fields.get('bytes_verified');
   const problem = fields.get('problem');
   if (problem !== null) {
     retries.push({ phase: fields.get('phase') ?? '', bytes_done: Number(fields.get('bytes_done')), problem, after: progress.length });
@@ -133,6 +135,7 @@ async function recordProgress(target: URL, request: IncomingMessage, response: S
     phase: fields.get('phase') ?? '',
     bytes_done: Number(fields.get('bytes_done')),
     ...(written === null ? {} : { bytes_written: Number(written) }),
+    ...(verified === null ? {} : { bytes_verified: Number(verified) }),
   });
   await forward(target, request, response, body);
 }

@@ -87,6 +87,10 @@ test('build.sh builds an arm64 initrd: busybox, curl and zstd with every library
   // mtools and debugfs write per-device files; mtools needs glibc's IBM850 converter at run time.
   libraryClosure('bin/mtools');
   libraryClosure('bin/debugfs');
+  // cm4prov-io, cross-compiled by build.sh: it needs only what curl and zstd bring.
+  const ioLibraries = libraryClosure('bin/cm4prov-io');
+  for (const library of ['libcrypto.so.3', 'libzstd.so.1', 'libc.so.6']) assert.ok(ioLibraries.has(library), `cm4prov-io: ${library}`);
+  assert.match(build.log, /cm4prov-io: built with aarch64-linux-gnu-gcc, \d+ KiB, needs .* \(0 not shipped before\)/);
   assert.ok(isFile(entry('usr/lib/aarch64-linux-gnu/gconv/IBM850.so')), "glibc's code page 850 converter, which mcopy loads");
   assert.match(entry('usr/lib/aarch64-linux-gnu/gconv/gconv-modules').data.toString(), /^module IBM850\/\/ INTERNAL IBM850 1$/m);
   const loader = entry('lib/ld-linux-aarch64.so.1');
@@ -152,4 +156,13 @@ test('build.sh stops with a sentence and a non-zero status on a bad option, kern
   const help = spawnSync(BUILD_SCRIPT, ['--help'], { encoding: 'utf8' });
   assert.equal(help.status, 0);
   assert.match(help.stdout, /--extra-module NAME/);
+});
+
+test('CROSS_CC=none builds the initrd without cm4prov-io and says the client will use dd and sha256sum', async (t) => {
+  const build = await buildInitramfs(t, [], { CROSS_CC: 'none' });
+  assert.match(build.log, /cm4prov-io: not built \(CROSS_CC=none\); the client will use dd and sha256sum/);
+  const entries = readInitrd(build.initrd);
+  assert.equal(entries.has('bin/cm4prov-io'), false);
+  assert.ok(entries.has('bin/provisioning-client.sh'));
+  assert.doesNotMatch(entries.get('etc/cm4-provisioning-release')!.data.toString(), /^PACKAGE=libssl-dev_/m, 'no headers fetched for a helper not built');
 });

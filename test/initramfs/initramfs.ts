@@ -22,10 +22,11 @@ export interface Build {
  * Runs build.sh into a fresh temp out dir. The cache is build.sh's default, shared by every test
  * and run, so only the first build on a machine downloads the packages.
  */
-export async function buildInitramfs(t: TestContext, args: string[] = []): Promise<Build> {
+export async function buildInitramfs(t: TestContext, args: string[] = [], env: Record<string, string> = {}): Promise<Build> {
   const out = join(tempDir(t, 'cm4prov-initramfs-'), 'out');
   const started = Date.now();
   const { stderr } = await promisify(execFile)(BUILD_SCRIPT, ['--out', out, ...args], {
+    env: { ...process.env, ...env },
     timeout: 15 * 60_000,
     maxBuffer: 16 * 1024 * 1024,
   });

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { jobStatus } from '../../src/dashboard/views/jobs.js';
 import { addImage, MAC, pathOf, poll, registerDevice } from '../helpers/fixtures.js';
 import { runCli } from '../helpers/cli.js';
 import { startTestServer } from '../helpers/server.js';
@@ -38,4 +39,21 @@ test('a job shows the seconds in each phase the device reported, the running one
   const shown = await runCli(['jobs', 'show', String(order.job)], { CM4PROV_SERVER: server.url, CM4PROV_TOKEN: server.token });
   assert.equal(shown.code, 0, shown.stderr);
   assert.match(shown.stdout, /^Phases: writing 7\.5 s, verifying 4\.2 s$/m);
+});
+
+test('the dashboard row names each phase a client reports, and how much of the written part is verified already', async (t) => {
+  const server = await startTestServer(t);
+  await registerDevice(server);
+  await addImage(t, server, 'raspios', 8 * 1024 * 1024, { makeDefault: true });
+  await server.admin('POST', `/api/devices/${MAC}/deploy`, {});
+  const order = await poll(server);
+  const rowAfter = async (fields: Record<string, string | number>) => {
+    const sent = await server.device('POST', pathOf(order.progress_url), { mac: MAC, ...fields });
+    assert.equal(sent.status, 200, sent.text);
+    return jobStatus((await server.admin('GET', `/api/jobs/${order.job}`)).body).text;
+  };
+  const mib = 1024 * 1024;
+  assert.match(await rowAfter({ phase: 'writing', bytes_done: 4 * mib, bytes_written: 4 * mib, bytes_verified: 3 * mib }), /Writing 4\.00 MiB \/ 8\.00 MiB, 3\.00 MiB of it verified · /);
+  assert.match(await rowAfter({ phase: 'syncing', bytes_done: 8 * mib }), /Syncing 8\.00 MiB \/ 8\.00 MiB/);
+  assert.match(await rowAfter({ phase: 'verifying-full', bytes_done: mib }), /Verifying the whole eMMC 1\.00 MiB/);
 });

@@ -6,11 +6,19 @@ const ACTION: Record<JobView['kind'], string> = { deploy: 'Deploy', backup: 'Bac
 const PHASE: Record<string, string> = {
   writing: 'Writing',
   verifying: 'Verifying',
+  'verifying-full': 'Verifying the whole eMMC',
+  syncing: 'Syncing',
   uploading: 'Uploading',
   'awaiting-checksum': 'Checking',
   sending: 'Sending',
   sent: 'Sent; waiting for the device to report',
 };
+
+/** ", 96 MB of it verified": a client that reads chunks back while it writes says how far it got. */
+function verifiedSoFar(job: JobView): string {
+  if (job.phase !== 'writing' || !job.bytes_verified) return '';
+  return `, ${bytes(job.bytes_verified)} of it verified`;
+}
 
 /** " mapped (zstd)": a sparse deploy counts only the image's mapped bytes. */
 function sparse(job: JobView): string {
@@ -76,7 +84,7 @@ export function jobStatus(job: JobView, context: JobStatusContext = { now: Date.
     const eta = job.eta_seconds === null ? '' : ` · ETA ${duration(job.eta_seconds)}`;
     return html`<div class="progress" role="progressbar" aria-label="${action} progress" aria-valuemin="0" aria-valuemax="100"
         aria-valuenow="${value}" aria-valuetext="${phase} ${value}%"><div class="progress-bar" style="width: ${value}%"></div></div>
-      <span class="job-line" data-job-progress>${phase} ${bytes(job.bytes_done)} / ${bytes(job.bytes_total)}${sparse(job)} · ${rate(job.rate_bytes_per_second)}${eta}</span>`;
+      <span class="job-line" data-job-progress>${phase} ${bytes(job.bytes_done)} / ${bytes(job.bytes_total)}${sparse(job)}${verifiedSoFar(job)} · ${rate(job.rate_bytes_per_second)}${eta}</span>`;
   }
   if (job.state === 'ok') {
     return html`<span class="job-line result-ok"><span aria-hidden="true">✓</span> ${action} ok · <span data-verification="${job.verification?.scope ?? ''}"
