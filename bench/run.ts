@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { backupBenchmark } from './benchmarks/backup.js';
 import { deployBenchmark } from './benchmarks/deploy.js';
 import { longPollBenchmark } from './benchmarks/long-polls.js';
+import { manyDevicesBenchmark } from './benchmarks/many-devices.js';
 import { servingBenchmark } from './benchmarks/serving.js';
 import { lineBenchmark } from './line.js';
 import { createCleanup, Interrupted } from './lib/cleanup.js';
@@ -32,6 +33,7 @@ const RUNNERS: Record<BenchmarkName, (ctx: BenchContext) => Promise<Section>> = 
   backup: backupBenchmark,
   polls: longPollBenchmark,
   line: lineBenchmark,
+  many: manyDevicesBenchmark,
 };
 
 const started = Date.now();

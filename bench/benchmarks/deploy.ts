@@ -44,7 +44,7 @@ export async function deployBenchmark(ctx: BenchContext): Promise<Section> {
   section.details.unshift(
     `Image: ${fmt.size(image.bytes)} ext4 built with \`mke2fs -t ext4 -d\` from ${image.files} files (${fmt.mb(image.fileBytes)}) copied from /usr/lib and /usr/share; bmap: ${fmt.mb(image.mappedBytes)} mapped (${((100 * image.mappedBytes) / image.bytes).toFixed(1)} %).`,
     'Every run: `sync; echo 3 > /proc/sys/vm/drop_caches`, a wait for the disk to go idle, a fresh sparse target file of the image size + 16 MiB; the order of the three rotates from one repetition to the next. Ours: the image added with `cm4prov image add IMG --name bench --default` (IMG.bmap lies beside it), `cm4prov serve` + `busybox sh device/provisioning-client.sh` (PATH: busybox applets, curl' +
-      `${ctx.tools.zstd ? ', zstd' : ''}), timed from the admin API order to the job's state \`ok\` (includes the client's read-back sha256). bmaptool: \`bmaptool copy --bmap IMG.bmap http://…/IMG.img TARGET\` from nginx (checks the bmap's range checksums). curl | dd: \`curl -s URL | dd of=TARGET bs=4M conv=fsync\`, then \`dd if=TARGET … | sha256sum\` of the image's bytes, with the same busybox tools as the client.`,
+      `${ctx.tools.zstd ? ', zstd' : ''}, cm4prov-io built for this machine), timed from the admin API order to the job's state \`ok\` (includes the client's read-back sha256). bmaptool: \`bmaptool copy --bmap IMG.bmap http://…/IMG.img TARGET\` from nginx (checks the bmap's range checksums). curl | dd: \`curl -s URL | dd of=TARGET bs=4M conv=fsync\`, then \`dd if=TARGET … | sha256sum\` of the image's bytes, with the same busybox tools as the client.`,
   );
   return section;
 }

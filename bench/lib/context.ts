@@ -12,21 +12,29 @@ export interface AllTools extends Tools {
   nginx: string;
   bmaptool: string;
   mke2fs: string;
+  dumpe2fs: string;
   dd: string;
+  sfdisk: string;
+  'mkfs.vfat': string;
+  mcopy: string;
   /** Optional: put on the device client's PATH when the host has it. */
   zstd?: string;
 }
 
 /** Which tool each benchmark runs, and the Debian package that has it. */
 const NEEDS: Record<keyof AllTools, { package: string; by: BenchmarkName[] }> = {
-  ip: { package: 'iproute2', by: ['deploy', 'serving', 'backup', 'polls', 'line'] },
-  tc: { package: 'iproute2', by: ['deploy'] },
-  curl: { package: 'curl', by: ['deploy', 'serving', 'backup'] },
-  busybox: { package: 'busybox', by: ['deploy', 'line'] },
-  nginx: { package: 'nginx-light', by: ['deploy', 'serving'] },
-  bmaptool: { package: 'bmap-tools', by: ['deploy', 'serving', 'line'] },
-  mke2fs: { package: 'e2fsprogs', by: ['deploy', 'serving', 'line'] },
-  dd: { package: 'coreutils', by: ['backup'] },
+  ip: { package: 'iproute2', by: ['deploy', 'serving', 'backup', 'polls', 'line', 'many'] },
+  tc: { package: 'iproute2', by: ['deploy', 'many'] },
+  curl: { package: 'curl', by: ['deploy', 'serving', 'backup', 'many'] },
+  busybox: { package: 'busybox', by: ['deploy', 'line', 'many'] },
+  nginx: { package: 'nginx-light', by: ['deploy', 'serving', 'many'] },
+  bmaptool: { package: 'bmap-tools', by: ['deploy', 'serving', 'line', 'many'] },
+  mke2fs: { package: 'e2fsprogs', by: ['deploy', 'serving', 'line', 'many'] },
+  dumpe2fs: { package: 'e2fsprogs', by: ['many'] },
+  dd: { package: 'coreutils', by: ['backup', 'many'] },
+  sfdisk: { package: 'fdisk', by: ['many'] },
+  'mkfs.vfat': { package: 'dosfstools', by: ['many'] },
+  mcopy: { package: 'mtools', by: ['many'] },
   zstd: { package: 'zstd', by: [] },
 };
 
@@ -50,12 +58,15 @@ export interface Sizes {
   pollDevices: number;
   /** Devices ordered one at a time, and then as many again in one burst. */
   pollSample: number;
+  /** The many-devices benchmark's Raspberry Pi OS-shaped disk image and its FAT32 boot partition. */
+  piOsImageBytes: number;
+  piOsBootBytes: number;
 }
 
 export const sizesFor = (quick: boolean): Sizes =>
   quick
-    ? { imageBytes: 256 * MIB, fileBytes: 40 * MIB, pollDevices: 200, pollSample: 20 }
-    : { imageBytes: 2 * GIB, fileBytes: 330 * MIB, pollDevices: 1000, pollSample: 100 };
+    ? { imageBytes: 256 * MIB, fileBytes: 40 * MIB, pollDevices: 200, pollSample: 20, piOsImageBytes: 256 * MIB, piOsBootBytes: 64 * MIB }
+    : { imageBytes: 2 * GIB, fileBytes: 330 * MIB, pollDevices: 1000, pollSample: 100, piOsImageBytes: 1 * GIB, piOsBootBytes: 256 * MIB };
 
 /** What every benchmark gets: options, tools, scratch space, the shared test image. */
 export interface BenchContext {
