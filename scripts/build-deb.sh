@@ -81,6 +81,8 @@ mkdir -p "$PKG/DEBIAN" "$PKG/$LIB" "$PKG/usr/bin" "$PKG/usr/lib/systemd/system" 
 cp -a "$APP/package.json" "$APP/dist" "$APP/node_modules" "$PKG/$LIB/"
 # `cm4prov netboot populate --from-debian` runs build.sh, which packs the device client.
 cp -a "$ROOT/network-boot-initramfs" "$ROOT/device" "$PKG/$LIB/"
+# cm4prov-io as built here for tests is for this machine, not the CM4: build.sh compiles its own.
+rm -rf "$PKG/$LIB/device/io-helper/build" "$PKG/$LIB/device/io-helper/.build.lock"
 cp "$ROOT/packaging/deb/cm4prov" "$PKG/usr/bin/cm4prov"
 cp "$ROOT/packaging/deb/cm4-provisioning.service" "$PKG/usr/lib/systemd/system/"
 cp "$ROOT/packaging/deb/config.json" "$PKG/etc/cm4-provisioning/config.json"

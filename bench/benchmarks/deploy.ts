@@ -1,4 +1,3 @@
-import { rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { BenchContext } from '../lib/context.js';
 import type { BenchImage } from '../lib/image.js';
@@ -7,7 +6,8 @@ import { startNginx, NGINX_PORT } from '../lib/nginx.js';
 import { REPO, startOurServer, type OurServer } from '../lib/our-server.js';
 import { dropCaches, killGroup, run, sleep, startProcess, waitForExit } from '../lib/proc.js';
 import { ratioRow, type Section } from '../lib/report.js';
-import { fmt, median, MIB, rotate } from '../lib/stats.js';
+import { withTargets } from '../lib/targets.js';
+import { fmt, median, rotate } from '../lib/stats.js';
 
 const CLIENT = join(REPO, 'device', 'provisioning-client.sh');
 const MAC = 'dc:a6:32:be:0c:01';
@@ -70,7 +70,7 @@ async function deployIn(ctx: BenchContext, lab: Lab, image: BenchImage): Promise
       for (const [key, measure] of rotate(contenders, rep - 1)) {
         // Our server must be idle first: no background work of its own runs into a measurement.
         await server.settle();
-        times[key].push(await withTarget(target, image, measure));
+        times[key].push(await withTargets([target], image.bytes, measure));
       }
       ctx.log(`  run ${rep}/${ctx.options.repeat}: ours ${fmt.seconds(times.ours.at(-1)!)}, bmaptool ${fmt.seconds(times.bmaptool.at(-1)!)}, curl | dd ${fmt.seconds(times.curlDd.at(-1)!)}`);
     }
@@ -81,17 +81,6 @@ async function deployIn(ctx: BenchContext, lab: Lab, image: BenchImage): Promise
   }
 }
 
-/** A fresh sparse target file for one run; removed after it. */
-async function withTarget<T>(target: string, image: BenchImage, body: () => Promise<T>): Promise<T> {
-  rmSync(target, { force: true });
-  writeFileSync(target, '');
-  truncateSync(target, image.bytes + 16 * MIB);
-  try {
-    return await body();
-  } finally {
-    rmSync(target, { force: true });
-  }
-}
 
 /** Runs a command in the client namespace after dropping the caches; returns its wall time. */
 async function timed(ctx: BenchContext, lab: Lab, argv: string[], env: NodeJS.ProcessEnv) {

@@ -1,5 +1,5 @@
 import { execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { BenchContext } from '../lib/context.js';
 import { createLinkLab, type Lab } from '../lib/netns.js';
@@ -8,7 +8,8 @@ import { REPO, startOurServer, type OurServer } from '../lib/our-server.js';
 import { piOsImage, type PiOsImage } from '../lib/pi-os-image.js';
 import { cpuSeconds, dropCaches, killGroup, run, sleep, startProcess, waitForExit } from '../lib/proc.js';
 import { ratioRow, type Section } from '../lib/report.js';
-import { fmt, median, MIB, percentile, rotate } from '../lib/stats.js';
+import { withTargets } from '../lib/targets.js';
+import { fmt, median, percentile, rotate } from '../lib/stats.js';
 
 const CLIENT = join(REPO, 'device', 'provisioning-client.sh');
 const STEP_TIMEOUT_MS = 15 * 60_000;
@@ -104,7 +105,7 @@ async function manyIn(ctx: BenchContext, lab: Lab, image: PiOsImage, devices: nu
     for (let rep = 1; rep <= ctx.options.repeat; rep++) {
       for (const [key, measure] of rotate(contenders, rep - 1)) {
         await server.settle();
-        rounds[key].push(await withTargets(targets, image, measure));
+        rounds[key].push(await withTargets(targets, image.bytes, measure));
       }
       const last = (key: keyof Rounds) => rounds[key].at(-1)!;
       ctx.log(`  run ${rep}/${ctx.options.repeat}: ours ${fmt.seconds(last('ours').wall)} (${fmt.mb(last('ours').wireBytes)}), bmaptool ${fmt.seconds(last('bmaptool').wall)} (${fmt.mb(last('bmaptool').wireBytes)})`);
@@ -125,19 +126,6 @@ function checkIsNode(pid: number) {
   if (command !== 'node') throw new Error(`the server's PID ${pid} is ${command}, not node: its CPU would not be the server's`);
 }
 
-/** Fresh sparse target files for one run; removed after it. */
-async function withTargets<T>(targets: string[], image: PiOsImage, body: () => Promise<T>): Promise<T> {
-  for (const target of targets) {
-    rmSync(target, { force: true });
-    writeFileSync(target, '');
-    truncateSync(target, image.bytes + 16 * MIB);
-  }
-  try {
-    return await body();
-  } finally {
-    for (const target of targets) rmSync(target, { force: true });
-  }
-}
 
 /** Bytes sent so far by the server's end of the veth pair. */
 function serverTxBytes(ctx: BenchContext, lab: Lab) {

@@ -53,9 +53,12 @@ test('build-deb.sh makes cm4-provisioning_VERSION_ARCH.deb with the program, uni
       '/usr/lib/cm4-provisioning/package.json', '/usr/lib/cm4-provisioning/dist/cli/main.js',
       '/usr/lib/cm4-provisioning/dist/db/migrations/', '/usr/lib/cm4-provisioning/node_modules/fastify/package.json',
       '/usr/lib/cm4-provisioning/network-boot-initramfs/build.sh', '/usr/lib/cm4-provisioning/device/provisioning-client.sh',
+      // build.sh compiles cm4prov-io from its sources.
+      '/usr/lib/cm4-provisioning/device/io-helper/Makefile', '/usr/lib/cm4-provisioning/device/io-helper/write.c',
     ]) {
       assert.ok(paths.has(path), `the package holds ${path}`);
     }
+    assert.ok(![...paths].some((path) => path.includes('/device/io-helper/build/')), 'no cm4prov-io built on the packaging machine');
     for (const dev of ['typescript', 'playwright-core', 'yaml']) {
       assert.ok(![...paths].some((path) => path.startsWith(`/usr/lib/cm4-provisioning/node_modules/${dev}/`)), `no devDependency ${dev}`);
     }
