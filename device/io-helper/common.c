@@ -21,7 +21,10 @@ void fail(int status, const char *format, ...)
 	vfprintf(stderr, format, args);
 	fputc('\n', stderr);
 	va_end(args);
-	exit(status);
+	fflush(NULL);
+	/* Other threads may still be hashing: exit()'s handlers (OpenSSL frees its state at exit)
+	 * would pull that from under them. Nothing else needs cleaning up at this point. */
+	_exit(status);
 }
 
 void note(const char *format, ...)
