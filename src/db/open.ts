@@ -1,10 +1,9 @@
 import Database from 'better-sqlite3';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { MIGRATIONS_DIR, migrationFiles } from './migration-files.js';
 
 export type Db = Database.Database;
-
-const MIGRATIONS_DIR = join(import.meta.dirname, 'migrations');
 
 /**
  * Opens (creating if needed) the SQLite database and brings its schema up to date.
@@ -41,11 +40,7 @@ export class DatabaseUnusable extends Error {
 /** Applies `migrations/NNNN-name.sql` files above the stored `user_version`, each in one transaction. */
 export function migrate(db: Db, dir = MIGRATIONS_DIR): number {
   const current = db.pragma('user_version', { simple: true }) as number;
-  const pending = readdirSync(dir)
-    .filter((file) => /^\d{4}-[\w-]+\.sql$/.test(file))
-    .sort()
-    .map((file) => ({ version: Number(file.slice(0, 4)), file }))
-    .filter(({ version }) => version > current);
+  const pending = migrationFiles(dir).filter(({ version }) => version > current);
   for (const { version, file } of pending) {
     const sql = readFileSync(join(dir, file), 'utf8');
     db.transaction(() => {
