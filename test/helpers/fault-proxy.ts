@@ -17,7 +17,6 @@ export interface ProgressReport {
   phase: string;
   bytes_done: number;
   bytes_written?: number;
-  bytes_verified?: number;
 }
 
 /** A device's word that an attempt failed and another follows (a progress report with `problem`). */
@@ -42,12 +41,13 @@ export async function startFaultProxy(t: TestContext, faults: Fault[], options: 
   const progress: ProgressReport[] = [];
   const retries: RetryReport[] = [];
   const faulted: string[] = [];
+  const stalled = new Set<ServerResponse>();
   const server = createServer((request, response) => {
     if (!target) throw new Error('the proxy has no server to forward to yet (call forwardTo)');
     if (path.test(request.url ?? '')) {
       const index = faulted.push(request.headers.range ?? 'none') - 1;
       const fault = faults[index] ?? (options.repeat ? faults.at(-1)! : 'forward');
-      return answerWith(target, fault, request, response);
+      return answerWith(target, fault, request, response, stalled);
     }
     if (/^\/api\/device-jobs\/\d+\/progress\?/.test(request.url ?? '')) return recordProgress(target, request, response, progress, retries);
     void forward(target, request, response);
@@ -68,10 +68,15 @@ export async function startFaultProxy(t: TestContext, faults: Fault[], options: 
     retries,
     /** The Range header of each request that `path` picked, in order ('none' without one). */
     faulted,
+    /** Cuts the connections that `stallAfter` holds open (at a moment the test chose, not a timeout). */
+    endStalls() {
+      for (const response of stalled) response.destroy();
+      stalled.clear();
+    },
   };
 }
 
-function answerWith(target: URL, fault: Fault, request: IncomingMessage, response: ServerResponse) {
+function answerWith(target: URL, fault: Fault, request: IncomingMessage, response: ServerResponse, stalled: Set<ServerResponse>) {
   if (fault === 'refuse') {
     response.writeHead(503, { 'content-type': 'application/json' });
     response.end(JSON.stringify({ message: 'the server is busy' }));
@@ -82,7 +87,7 @@ function answerWith(target: URL, fault: Fault, request: IncomingMessage, respons
   } else if (fault === 'forward') {
     void forward(target, request, response);
   } else {
-    forwardThenStall(target, fault.stallAfter, request, response);
+    forwardThenStall(target, fault.stallAfter, request, response, stalled);
   }
 }
 
@@ -102,7 +107,7 @@ async function forward(target: URL, request: IncomingMessage, response: ServerRe
   }
 }
 
-function forwardThenStall(target: URL, limit: number, request: IncomingMessage, response: ServerResponse) {
+function forwardThenStall(target: URL, limit: number, request: IncomingMessage, response: ServerResponse, stalled: Set<ServerResponse>) {
   const upstream = httpRequest({ host: target.hostname, port: target.port, method: request.method, path: request.url, headers: request.headers });
   upstream.on('error', () => response.destroy());
   upstream.end();
@@ -113,7 +118,10 @@ function forwardThenStall(target: URL, limit: number, request: IncomingMessage, 
       const part = chunk.subarray(0, Math.max(0, limit - sent));
       sent += part.length;
       if (part.length > 0) response.write(part);
-      if (sent >= limit) answer.destroy(); // nothing more, and the connection stays open
+      if (sent >= limit) {
+        answer.destroy(); // nothing more, and the connection stays open
+        stalled.add(response);
+      }
     });
   });
 }
@@ -125,7 +133,6 @@ async function recordProgress(target: URL, request: IncomingMessage, response: S
   const body = Buffer.concat(parts);
   const fields = new URLSearchParams(body.toString());
   const written = fields.get('bytes_written');
-  const verified = fields.get('bytes_verified');
   const problem = fields.get('problem');
   if (problem !== null) {
     retries.push({ phase: fields.get('phase') ?? '', bytes_done: Number(fields.get('bytes_done')), problem, after: progress.length });
@@ -135,7 +142,6 @@ async function recordProgress(target: URL, request: IncomingMessage, response: S
     phase: fields.get('phase') ?? '',
     bytes_done: Number(fields.get('bytes_done')),
     ...(written === null ? {} : { bytes_written: Number(written) }),
-    ...(verified === null ? {} : { bytes_verified: Number(verified) }),
   });
   await forward(target, request, response, body);
 }
