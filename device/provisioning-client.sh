@@ -762,40 +762,43 @@ chunks_written() {
 	echo $((WRITTEN_BEFORE + $(awk '{ s += $2 } END { print s + 0 }' "$WORK/written")))
 }
 
-# Where chunk FROM's zstd frame starts in the compressed chunk stream.
-zstd_offset() { awk -v from="$1" '$1 == from { print $5 }' "$WORK/chunks"; }
-
-# A curl config that fetches the image's own ranges FROM..last, one request each, over one
-# connection (curl --next blocks, each repeating the options, which --next resets).
-ranges_config() { # from
-	awk -v from="$1" -v url="$A_URL" -v limit="${RATE_LIMIT:-}" '$1 >= from {
-		if (n++) print "next"
-		printf "silent\nshow-error\nfail\nconnect-timeout = 10\nspeed-limit = 1024\nspeed-time = 60\n"
-		if (limit != "") printf "limit-rate = %s\n", limit
-		printf "url = \"%s\"\nrange = \"%d-%d\"\n", url, $2, $2 + $3 - 1 }' "$WORK/chunks"
+# Starts curl fetching chunks FROM..last into FIFO: with zstd, one Range request into the
+# compressed chunk stream from chunk FROM's frame on; without, the image's own ranges, one request
+# each, over one connection (curl --next blocks, each repeating the options, which --next resets).
+# Sets CURL_PID.
+start_chunk_fetch() { # from fifo
+	if [ "$A_ENCODING" = zstd ]; then
+		# shellcheck disable=SC2086 # option list split into words on purpose
+		curl -sS --fail $TRANSFER_OPTIONS -r "$(awk -v from="$1" '$1 == from { print $5 }' "$WORK/chunks")-" \
+			-o "$2" "$A_CHUNKS_URL" 2>"$WORK/chunks.err" &
+	else
+		awk -v from="$1" -v url="$A_URL" -v limit="${RATE_LIMIT:-}" '$1 >= from {
+			if (n++) print "next"
+			printf "silent\nshow-error\nfail\nconnect-timeout = 10\nspeed-limit = 1024\nspeed-time = 60\n"
+			if (limit != "") printf "limit-rate = %s\n", limit
+			printf "url = \"%s\"\nrange = \"%d-%d\"\n", url, $2, $2 + $3 - 1 }' "$WORK/chunks" > "$WORK/ranges.cfg"
+		curl -K "$WORK/ranges.cfg" > "$2" 2>"$WORK/chunks.err" &
+	fi
+	track $!
+	CURL_PID=$LAST_PID
 }
 
 # Streams chunks FROM..last onto the target. Sets STREAM_OK=yes when every byte arrived.
 stream_chunks() { # from
-	local from="$1" zoff rc=0 curl_rc decode_rc=0 writer_rc curl_pid decoder_pid='' writer_pid
+	local from="$1" rc=0 curl_rc decode_rc=0 writer_rc curl_pid decoder_pid='' writer_pid
 	rm -f "$WORK/z.fifo" "$WORK/raw.fifo" "$WORK/written" "$WORK/written.total" && : > "$WORK/written"
 	mkfifo "$WORK/raw.fifo"
 	if [ "$A_ENCODING" = zstd ]; then
 		mkfifo "$WORK/z.fifo"
-		zoff=$(zstd_offset "$from")
-		# shellcheck disable=SC2086 # option list split into words on purpose
-		curl -sS --fail $TRANSFER_OPTIONS -r "$zoff-" -o "$WORK/z.fifo" "$A_CHUNKS_URL" 2>"$WORK/chunks.err" &
-		track $!
-		curl_pid=$LAST_PID
+		start_chunk_fetch "$from" "$WORK/z.fifo"
+		curl_pid=$CURL_PID
 		zstd -dcq < "$WORK/z.fifo" > "$WORK/raw.fifo" 2>"$WORK/zstd.err" &
 		track $!
 		decoder_pid=$LAST_PID
 		link_fifo "$curl_pid" "$decoder_pid" "$WORK/z.fifo"
 	else
-		ranges_config "$from" > "$WORK/ranges.cfg"
-		curl -K "$WORK/ranges.cfg" > "$WORK/raw.fifo" 2>"$WORK/chunks.err" &
-		track $!
-		curl_pid=$LAST_PID
+		start_chunk_fetch "$from" "$WORK/raw.fifo"
+		curl_pid=$CURL_PID
 	fi
 	write_chunks "$from" < "$WORK/raw.fifo" &
 	track $!
@@ -817,6 +820,13 @@ stream_chunks() { # from
 	fi
 }
 
+# report_progress, ending the client when the server has ended the job (cancelled).
+progress_or_stop() { # phase bytes [field…]
+	report_progress "$@" && return 0
+	log "the server ended job $A_JOB: $JOB_ENDED_BY_SERVER"
+	exit 1
+}
+
 rate_since() { # started_epoch bytes → bytes per second
 	local seconds=$(($(date +%s) - $1))
 	[ "$seconds" -gt 0 ] || seconds=1
@@ -829,16 +839,10 @@ verify_chunks() { # from
 	local idx off len sha rest got ticks=0 started
 	FIRST_BAD=''
 	started=$(date +%s)
-	report_progress syncing "$WRITTEN_BEFORE" || {
-		log "the server ended job $A_JOB: $JOB_ENDED_BY_SERVER"
-		exit 1
-	}
+	progress_or_stop syncing "$WRITTEN_BEFORE"
 	sync
 	if [ -b "$TARGET_DEVICE" ]; then echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; fi
-	report_progress verifying "$VERIFIED" "bytes_verified=$VERIFIED" || {
-		log "the server ended job $A_JOB: $JOB_ENDED_BY_SERVER"
-		exit 1
-	}
+	progress_or_stop verifying "$VERIFIED" "bytes_verified=$VERIFIED"
 	while read -r idx off len sha rest; do
 		[ "$idx" -ge "$1" ] || continue
 		got=$(dd if="$TARGET_DEVICE" bs=$DD_BLOCK skip="$off" count="$len" iflag=skip_bytes,count_bytes 2>/dev/null | sha256sum | cut -d ' ' -f 1)
@@ -850,10 +854,7 @@ verify_chunks() { # from
 		VERIFIED=$((VERIFIED + len))
 		ticks=$((ticks + 1))
 		[ $((ticks % 16)) -eq 0 ] || continue
-		report_progress verifying "$VERIFIED" "bytes_verified=$VERIFIED" "rate=$(rate_since "$started" "$VERIFIED")" || {
-			log "the server ended job $A_JOB: $JOB_ENDED_BY_SERVER"
-			exit 1
-		}
+		progress_or_stop verifying "$VERIFIED" "bytes_verified=$VERIFIED" "rate=$(rate_since "$started" "$VERIFIED")"
 	done < "$WORK/chunks"
 }
 
@@ -885,16 +886,9 @@ io_stream_chunks() { # from
 	local from="$1" rc=0 curl_rc io_rc curl_pid io_pid decode='' written=0 verified=0 phase
 	rm -f "$WORK/raw.fifo" "$WORK/io.status" "$WORK/io.out"
 	mkfifo "$WORK/raw.fifo"
-	if [ "$A_ENCODING" = zstd ]; then
-		decode=--zstd
-		# shellcheck disable=SC2086 # option list split into words on purpose
-		curl -sS --fail $TRANSFER_OPTIONS -r "$(zstd_offset "$from")-" -o "$WORK/raw.fifo" "$A_CHUNKS_URL" 2>"$WORK/chunks.err" &
-	else
-		ranges_config "$from" > "$WORK/ranges.cfg"
-		curl -K "$WORK/ranges.cfg" > "$WORK/raw.fifo" 2>"$WORK/chunks.err" &
-	fi
-	track $!
-	curl_pid=$LAST_PID
+	[ "$A_ENCODING" != zstd ] || decode=--zstd
+	start_chunk_fetch "$from" "$WORK/raw.fifo"
+	curl_pid=$CURL_PID
 	cm4prov-io write --chunks "$WORK/chunks" --from "$from" --target "$TARGET_DEVICE" --verified "$WORK/verified" \
 		--status "$WORK/io.status" $decode < "$WORK/raw.fifo" > "$WORK/io.out" 2>"$WORK/io.err" &
 	track $!
@@ -913,7 +907,7 @@ io_stream_chunks() { # from
 	case $io_rc in
 		4)
 			# A chunk that arrived whole was written and reads back otherwise: the target is at fault.
-			read -r phase BAD_INDEX BAD_OFFSET BAD_LENGTH BAD_GOT BAD_WANT < "$WORK/io.out"
+			read -r _ BAD_INDEX BAD_OFFSET BAD_LENGTH BAD_GOT BAD_WANT < "$WORK/io.out"
 			fail_job "range $BAD_INDEX (offset $BAD_OFFSET, length $BAD_LENGTH) reads back as sha256 $BAD_GOT, not $BAD_WANT"
 			;;
 		0 | 3) ;; # done, or the stream ended early
