@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, test, type TestContext } from 'node:test';
 import type { Browser, Locator, Page } from 'playwright-core';
-import { launchBrowser, logIn, screenshot } from '../helpers/browser.js';
+import { launchBrowser, loggedInPage, screenshot } from '../helpers/browser.js';
 import { runClient } from '../helpers/device-client.js';
 import { makeFakeEmmc } from '../helpers/files.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
@@ -33,13 +33,8 @@ async function firstBootServer(t: TestContext) {
   return { dir, clock, server };
 }
 
-async function loggedInPage(t: TestContext, server: TestServer, viewport = { width: 1280, height: 900 }): Promise<Page> {
-  const context = await browser.newContext({ viewport });
-  t.after(() => context.close());
-  const page = await context.newPage();
-  await logIn(page, server.url, PASSWORD);
-  return page;
-}
+/** A logged-in dashboard page of its own. */
+const openPage = (t: TestContext, server: TestServer, viewport?: { width: number; height: number }) => loggedInPage(browser, t, server.url, PASSWORD, { viewport });
 
 /** The real client (with mtools and debugfs) on a fresh fake eMMC; returns its run and the eMMC file. */
 async function startDevice(t: TestContext, server: TestServer, dir: string, mac: string) {
@@ -58,7 +53,7 @@ async function assertNoSidewaysScroll(page: Page, where: string) {
 
 test('Wait for first boot in the Deploy dialog: the row says awaiting with the time left, then confirmed live; History and Records say so', async (t) => {
   const { dir, clock, server } = await firstBootServer(t);
-  const page = await loggedInPage(t, server);
+  const page = await openPage(t, server);
   const { client, emmc } = await startDevice(t, server, dir, A);
   const row = rowOf(page, A);
   await row.waitFor({ timeout: 15_000 });
@@ -156,7 +151,7 @@ test('Wait for first boot in the Deploy dialog: the row says awaiting with the t
 
 test('the Rules form round-trips the first boot; a rule deploy nobody confirms is flagged on its row, netboot on, held with the reason', async (t) => {
   const { dir, clock, server } = await firstBootServer(t);
-  const page = await loggedInPage(t, server);
+  const page = await openPage(t, server);
   await page.goto(`${server.url}/rules`);
   const form = page.locator('#rule-add');
   const confirm = form.getByLabel('Confirm first boot');

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test, type TestContext } from 'node:test';
 import type { Browser, Locator, Page } from 'playwright-core';
-import { launchBrowser, logIn } from '../helpers/browser.js';
+import { launchBrowser, loggedInPage } from '../helpers/browser.js';
 import { addImage, MAC, registerDevice } from '../helpers/fixtures.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
@@ -24,13 +24,8 @@ function manualClock() {
   return { now: () => now, advance: (ms: number) => (now += ms) };
 }
 
-async function loggedInPage(t: TestContext, server: TestServer, viewport = { width: 1280, height: 900 }): Promise<Page> {
-  const context = await browser.newContext({ viewport });
-  t.after(() => context.close());
-  const page = await context.newPage();
-  await logIn(page, server.url, PASSWORD);
-  return page;
-}
+/** A logged-in dashboard page of its own. */
+const openPage = (t: TestContext, server: TestServer, viewport?: { width: number; height: number }) => loggedInPage(browser, t, server.url, PASSWORD, { viewport });
 
 const activeJob = async (server: TestServer, mac: string) => (await server.admin('GET', `/api/devices/${mac}`)).body.active_job;
 
@@ -46,7 +41,7 @@ test('work for a device whose client is not polling can be ordered, but the dial
     .prepare('INSERT INTO devices (mac, ip, first_seen_at, last_seen_at, boot_stage, boot_stage_at) VALUES (?, ?, ?, ?, ?, ?)')
     .run(NETBOOT_ONLY, '10.20.50.120', clock.now(), clock.now(), 'loaded kernel8.img', clock.now());
   const silentSeenAt = (await server.admin('GET', `/api/devices/${SILENT}`)).body.last_seen_at;
-  const page = await loggedInPage(t, server);
+  const page = await openPage(t, server);
 
   const silent = page.locator(rowOf(SILENT));
   assert.equal(await silent.getAttribute('data-state'), 'stale');
@@ -121,7 +116,7 @@ test('the Deploy dialog lists an image larger than the eMMC disabled, with the r
   await registerDevice(server, MAC, { storage_bytes: 2 * MiB });
   await addImage(t, server, 'fits', MiB);
   await addImage(t, server, 'too-big', 3 * MiB, { makeDefault: true });
-  const page = await loggedInPage(t, server);
+  const page = await openPage(t, server);
   await page.locator(rowOf(MAC)).getByRole('button', { name: 'Deploy…' }).click();
   const dialog = page.getByRole('dialog', { name: `Deploy to ${MAC}` });
   await dialog.waitFor();
@@ -189,7 +184,7 @@ for (const width of [800, 1280]) {
     await registerDevice(server, MAC, { serial: '10000000c0ffee01', model: 'Raspberry Pi Compute Module 4 Rev 1.1' });
     await registerDevice(server, FRESH);
     await server.admin('POST', `/api/devices/${FRESH}/deploy`, {});
-    const page = await loggedInPage(t, server, { width, height: 900 });
+    const page = await openPage(t, server, { width, height: 900 });
 
     for (const [name, path] of [['Devices', '/'], ['Rules', '/rules'], ['Images', '/images'], ['Backups', '/backups'], ['Records', '/records'], ['History', '/history'], ['Netboot', '/netboot']] as const) {
       await page.goto(`${server.url}${path}`);

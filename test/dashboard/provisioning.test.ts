@@ -3,9 +3,9 @@ import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
-import type { Browser, Page } from 'playwright-core';
-import { launchBrowser, logIn, screenshot } from '../helpers/browser.js';
+import { after, before, test, type TestContext } from 'node:test';
+import type { Browser } from 'playwright-core';
+import { launchBrowser, loggedInPage, screenshot } from '../helpers/browser.js';
 import { runClient } from '../helpers/device-client.js';
 import { makeExt4Image } from '../helpers/ext4.js';
 import { makeFakeEmmc, sha256OfFile, writeImageFile } from '../helpers/files.js';
@@ -20,19 +20,14 @@ before(async () => {
 });
 after(() => browser?.close());
 
-async function loggedInPage(t: Parameters<typeof startTestServer>[0], server: TestServer, viewport = { width: 1360, height: 800 }): Promise<Page> {
-  const context = await browser.newContext({ viewport, acceptDownloads: true });
-  t.after(() => context.close());
-  const page = await context.newPage();
-  await logIn(page, server.url, PASSWORD);
-  return page;
-}
+/** A logged-in dashboard page of its own. */
+const openPage = (t: TestContext, server: TestServer, viewport = { width: 1360, height: 800 }) => loggedInPage(browser, t, server.url, PASSWORD, { viewport, acceptDownloads: true });
 
 test('deploy from the dashboard: the row appears live, the dialog names the device, progress moves, the result is verified', async (t) => {
   const server = await startTestServer(t, {}, { adminPassword: PASSWORD });
   const image = await addImage(t, server, 'reterminal-bookworm', 48 * 1024 * 1024, { makeDefault: true });
   await addImage(t, server, 'raspios-lite', 1024 * 1024);
-  const page = await loggedInPage(t, server);
+  const page = await openPage(t, server);
   assert.equal(await page.locator('#no-devices').isVisible(), true);
 
   const emmc = join(tempDir(t), 'emmc.img');
@@ -92,7 +87,7 @@ test('backup from the dashboard: listed live, downloads as the stored bytes, bec
   const emmc = join(tempDir(t), 'emmc.img');
   const emmcSha = writeImageFile(emmc, 12 * 1024 * 1024);
   runClient(t, { server: server.url, target: emmc, mac: MAC });
-  const page = await loggedInPage(t, server);
+  const page = await openPage(t, server);
   await page.locator(ROW).waitFor({ timeout: 15_000 });
 
   const backups = await page.context().newPage();
@@ -129,7 +124,7 @@ test('backup from the dashboard: listed live, downloads as the stored bytes, bec
 
 test('an image uploaded through the page streams to the server with progress and lands in the library', async (t) => {
   const server = await startTestServer(t, {}, { adminPassword: PASSWORD });
-  const page = await loggedInPage(t, server);
+  const page = await openPage(t, server);
   await page.getByRole('link', { name: 'Images' }).click();
   const file = join(tempDir(t), 'reterminal-2026.11.img');
   const sha = writeImageFile(file, 24 * 1024 * 1024);
@@ -167,7 +162,7 @@ test('on a tablet-sized screen the device list reads as cards, keyboard first', 
   const emmc = join(tempDir(t), 'emmc.img');
   await makeFakeEmmc(emmc, 64 * 1024 * 1024);
   runClient(t, { server: server.url, target: emmc, mac: MAC });
-  const page = await loggedInPage(t, server, { width: 800, height: 1000 });
+  const page = await openPage(t, server, { width: 800, height: 1000 });
   await page.locator(ROW).waitFor({ timeout: 15_000 });
   const box = await page.locator(ROW).boundingBox();
   assert.ok(box && box.width <= 800, 'the row fits the screen');
@@ -190,7 +185,7 @@ test('cancelling a running deploy from its row works even while live updates red
   const emmc = join(tempDir(t), 'emmc.img');
   await makeFakeEmmc(emmc, 64 * 1024 * 1024);
   const client = runClient(t, { server: server.url, target: emmc, mac: MAC, env: { RATE_LIMIT: '2M' } });
-  const page = await loggedInPage(t, server);
+  const page = await openPage(t, server);
   const row = page.locator(ROW);
   await row.waitFor({ timeout: 15_000 });
   const ordered = await server.admin('POST', `/api/devices/${MAC}/deploy`, {});
@@ -210,7 +205,7 @@ test('cancelling a running deploy from its row works even while live updates red
 test('a device not heard from for 90 s is shown as stale, and comes back when it polls', async (t) => {
   const server = await startTestServer(t, {}, { adminPassword: PASSWORD });
   await server.device('POST', '/api/register-device', { mac: MAC });
-  const page = await loggedInPage(t, server);
+  const page = await openPage(t, server);
   const row = page.locator(ROW);
   assert.equal(await row.getAttribute('data-state'), 'ready');
   server.server.services.db.prepare('UPDATE devices SET last_seen_at = last_seen_at - 120000').run();

@@ -1,5 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import type { TestContext } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
 
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -42,4 +43,19 @@ export async function logIn(page: Page, baseUrl: string, password: string) {
   await page.getByLabel('Admin password').fill(password);
   await page.getByRole('button', { name: 'Log in' }).click();
   await page.waitForURL(`${baseUrl}/`);
+}
+
+/** A page of its own browser context (closed when the test ends), logged in to the dashboard. */
+export async function loggedInPage(
+  browser: Browser,
+  t: TestContext,
+  baseUrl: string,
+  password: string,
+  options: { viewport?: { width: number; height: number }; acceptDownloads?: boolean } = {},
+): Promise<Page> {
+  const context = await browser.newContext({ viewport: options.viewport ?? { width: 1280, height: 900 }, acceptDownloads: options.acceptDownloads });
+  t.after(() => context.close());
+  const page = await context.newPage();
+  await logIn(page, baseUrl, password);
+  return page;
 }
