@@ -10,6 +10,7 @@ import { createBlockMapStore } from './blockmap/store.js';
 import { createBackupService } from './backups/service.js';
 import { createBackupStore } from './backups/store.js';
 import type { Config } from './config.js';
+import { sqliteDatabase } from './db/database.js';
 import { openDatabase, type Db } from './db/open.js';
 import { createLiveViews } from './dashboard/live.js';
 import { createDeviceService } from './devices/service.js';
@@ -50,6 +51,9 @@ export function createServices(options: ServiceOptions) {
   const { dataDir } = config;
   for (const dir of ['', 'images', 'backups', 'tmp']) ensureDir(join(dataDir, dir));
   const db: Db = openDatabase(join(dataDir, 'cm4prov.sqlite'));
+  // The query layer both databases speak (db/database.ts), over the same connection. Stores move
+  // to it one domain at a time (issue 15); until all have, the others use `db` directly.
+  const database = sqliteDatabase(db);
   const adminToken = ensureAdminToken(dataDir);
   const bus = createEventBus();
   const transfersInFlight = createTransferRegistry(clock);
@@ -135,7 +139,7 @@ export function createServices(options: ServiceOptions) {
     log: log.child({ module: 'backups' }),
   });
   const transfers = createTransferService({ jobs, images, backups, transfers: transfersInFlight });
-  const records = createRecordService({ store: createRecordStore(db), jobs });
+  const records = createRecordService({ store: createRecordStore(database.db), jobs });
   const notify = createNotifyService({ db, bus, jobs, devices: deviceStore, clock, log: log.child({ module: 'notify' }) });
   const sessions = createSessionStore(db, clock);
   const passwords = createPasswordStore(db);
@@ -162,6 +166,7 @@ export function createServices(options: ServiceOptions) {
   return {
     config,
     db,
+    database,
     bus,
     clock,
     adminToken,
@@ -211,7 +216,7 @@ export function createServices(options: ServiceOptions) {
     async close() {
       await notify.stop();
       await caches.stop();
-      db.close();
+      await database.close(); // closes `db` too
     },
   };
 }

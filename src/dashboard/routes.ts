@@ -196,7 +196,7 @@ export const dashboardRoutes: FastifyPluginAsyncTypebox<DashboardOptions> = asyn
       { schema: { querystring: Type.Object({ search: Type.Optional(Type.String({ maxLength: 200 })), cursor: Type.Optional(Type.String({ maxLength: 300 })) }) } },
       async (request, reply) => {
         const search = request.query.search?.trim() || undefined;
-        const page = options.records.page({ search, cursor: request.query.cursor, limit: RECORDS_PAGE_SIZE });
+        const page = await options.records.page({ search, cursor: request.query.cursor, limit: RECORDS_PAGE_SIZE });
         return sendPage(request, reply, 'Records', 'records', recordsPage({ search, cursor: request.query.cursor, ...page }));
       },
     );

@@ -1,3 +1,4 @@
+import { sql, type RawBuilder } from 'kysely';
 import { badRequest } from '../shared/errors.js';
 
 /** What a device list can be narrowed to; the same words as the dashboard's state badges. */
@@ -40,6 +41,18 @@ const like = (text: string) => `%${text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
 /** A device matches a search by part of its MAC (any separators), IP, serial or model; parameters from deviceSearchParams. */
 export const DEVICE_SEARCH_SQL = String.raw`mac LIKE @like ESCAPE '\' OR replace(mac, ':', '') LIKE @hex ESCAPE '\' OR ip LIKE @like ESCAPE '\'
       OR serial LIKE @like ESCAPE '\' OR model LIKE @like ESCAPE '\'`;
+
+/**
+ * DEVICE_SEARCH_SQL for the query layer (both databases). PostgreSQL's LIKE heeds case and
+ * SQLite's does not (for ASCII), so both sides are lower-cased: the same devices match on both.
+ * The SQLite-only device store still uses DEVICE_SEARCH_SQL until it moves to the query layer.
+ */
+export function deviceSearchCondition(params: { like: string; hex: string }): RawBuilder<boolean> {
+  const like = sql`lower(${params.like})`;
+  const hex = sql`lower(${params.hex})`;
+  return sql<boolean>`(lower(mac) LIKE ${like} ESCAPE '\\' OR replace(lower(mac), ':', '') LIKE ${hex} ESCAPE '\\' OR lower(ip) LIKE ${like} ESCAPE '\\'
+      OR lower(serial) LIKE ${like} ESCAPE '\\' OR lower(model) LIKE ${like} ESCAPE '\\')`;
+}
 
 /**
  * A search that looks like part of a MAC also matches it without separators, so `DC-A6-32`,

@@ -21,7 +21,7 @@ export const recordAdminRoutes: FastifyPluginAsyncTypebox<{ records: RecordServi
     return reply
       .type('text/csv; charset=utf-8')
       .header('content-disposition', `attachment; filename="cm4prov-records-${stamp}.csv"`)
-      .send(recordsToCsv(records.all(request.query.search)));
+      .send(recordsToCsv(await records.all(request.query.search)));
   });
 
   app.get('/api/records/:key', { schema: { params: RecordParams } }, async (request) => records.get(request.params.key));

@@ -22,34 +22,36 @@ export function decodeRecordCursor(text: string): RecordCursor {
 export function createRecordService(deps: { store: RecordStore; jobs: JobService }) {
   const { store, jobs } = deps;
 
-  function build(key: RecordKey): DeviceRecord | undefined {
-    const devices = store.devicesOf(key);
+  async function build(key: RecordKey): Promise<DeviceRecord | undefined> {
+    const devices = await store.devicesOf(key);
     if (devices.length === 0) return undefined;
     const macs = devices.map((device) => device.mac);
-    return toDeviceRecord(key, devices, store.jobsOf(macs).map((job) => jobs.view(job)), store.backupsOf(macs));
+    const [jobRows, backups] = await Promise.all([store.jobsOf(macs), store.backupsOf(macs)]);
+    return toDeviceRecord(key, devices, jobRows.map((job) => jobs.view(job)), backups);
   }
+  const buildAll = async (keys: RecordKey[]) => (await Promise.all(keys.map(build))).flatMap((record) => record ?? []);
 
   return {
     /** One page of records matching `search`, oldest first; `next` continues it. */
-    page(query: { search?: string; cursor?: string; limit?: number }) {
+    async page(query: { search?: string; cursor?: string; limit?: number }) {
       const cursor = query.cursor ? decodeRecordCursor(query.cursor) : undefined;
-      const { keys, total, next } = store.page({ search: query.search, cursor, limit: query.limit ?? DEFAULT_RECORD_PAGE });
-      return { records: keys.flatMap((key) => build(key) ?? []), total, next: next ? encodeRecordCursor(next) : null };
+      const { keys, total, next } = await store.page({ search: query.search, cursor, limit: query.limit ?? DEFAULT_RECORD_PAGE });
+      return { records: await buildAll(keys), total, next: next ? encodeRecordCursor(next) : null };
     },
     /** Every record matching `search`, a page at a time from the database (for an export). */
-    all(search?: string): DeviceRecord[] {
+    async all(search?: string): Promise<DeviceRecord[]> {
       const all: DeviceRecord[] = [];
       let cursor: RecordCursor | undefined;
       do {
-        const page = store.page({ search, cursor, limit: MAX_RECORD_PAGE });
-        all.push(...page.keys.flatMap((key) => build(key) ?? []));
+        const page = await store.page({ search, cursor, limit: MAX_RECORD_PAGE });
+        all.push(...(await buildAll(page.keys)));
         cursor = page.next ?? undefined;
       } while (cursor);
       return all;
     },
     /** The record of a serial, or of the device with this MAC (under its serial when it has one). */
-    get(key: string): DeviceRecord {
-      const bySerial = build({ keyedBy: 'serial', key });
+    async get(key: string): Promise<DeviceRecord> {
+      const bySerial = await build({ keyedBy: 'serial', key });
       if (bySerial) return bySerial;
       let mac: string | undefined;
       try {
@@ -57,8 +59,8 @@ export function createRecordService(deps: { store: RecordStore; jobs: JobService
       } catch {
         // Not a MAC either: not found, below.
       }
-      const found = mac === undefined ? undefined : store.keyOfMac(mac);
-      const record = found && build(found);
+      const found = mac === undefined ? undefined : await store.keyOfMac(mac);
+      const record = found && (await build(found));
       if (!record) throw notFound(`no device record for '${key.slice(0, 64)}': give a device's serial or one of its MACs`);
       return record;
     },

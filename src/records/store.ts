@@ -1,6 +1,7 @@
-import type { Db } from '../db/open.js';
+import { sql, type RawBuilder } from 'kysely';
 import type { BackupRow } from '../backups/store.js';
-import { DEVICE_SEARCH_SQL, deviceSearchParams } from '../devices/list-query.js';
+import type { Queries } from '../db/database.js';
+import { deviceSearchCondition, deviceSearchParams } from '../devices/list-query.js';
 import type { DeviceRow } from '../devices/store.js';
 import type { JobRow } from '../jobs/store.js';
 
@@ -20,56 +21,53 @@ export interface RecordQuery {
   limit: number;
 }
 
-// One row per record: devices grouped by serial, or alone by MAC when they have none.
-const GROUPED = `SELECT CASE WHEN serial IS NULL THEN 'mac' ELSE 'serial' END AS keyedBy, coalesce(serial, mac) AS key,
-    min(first_seen_at) AS firstSeen FROM devices GROUP BY keyedBy, key`;
-// A record matches when any of its devices does: part of a MAC (any separators), IP, serial, model or eMMC CID.
-const MATCHING = String.raw`(keyedBy, key) IN (SELECT CASE WHEN serial IS NULL THEN 'mac' ELSE 'serial' END, coalesce(serial, mac) FROM devices
-    WHERE ${DEVICE_SEARCH_SQL} OR emmc_cid LIKE @hex ESCAPE '\')`;
-const AFTER = '(firstSeen, keyedBy, key) > (@firstSeen, @keyedBy, @key)';
+// One row per record: devices grouped by serial, or alone by MAC when they have none. The
+// camel-case names are quoted: PostgreSQL folds unquoted names to lower case.
+const KEYED_BY = sql`CASE WHEN serial IS NULL THEN 'mac' ELSE 'serial' END`;
+const GROUPED = sql`SELECT ${KEYED_BY} AS "keyedBy", coalesce(serial, mac) AS key, min(first_seen_at) AS "firstSeen"
+    FROM devices GROUP BY ${KEYED_BY}, coalesce(serial, mac)`;
 
-function searchParams(search: string | undefined) {
-  const text = search?.trim();
-  return text ? deviceSearchParams(text) : undefined;
+/** A record matches when any of its devices does: part of a MAC (any separators), IP, serial, model or eMMC CID. */
+function matching(search: { like: string; hex: string }): RawBuilder<boolean> {
+  return sql<boolean>`("keyedBy", key) IN (SELECT ${KEYED_BY}, coalesce(serial, mac) FROM devices
+    WHERE ${deviceSearchCondition(search)} OR lower(emmc_cid) LIKE lower(${search.hex}) ESCAPE '\\')`;
 }
 
-export function createRecordStore(db: Db) {
-  const devicesBySerial = db.prepare<[string], DeviceRow>('SELECT * FROM devices WHERE serial = ? ORDER BY first_seen_at, mac');
-  const deviceByMac = db.prepare<[string], DeviceRow>('SELECT * FROM devices WHERE serial IS NULL AND mac = ?');
-  const anyByMac = db.prepare<[string], DeviceRow>('SELECT * FROM devices WHERE mac = ?');
-  const jobsOf = db.prepare<[string], JobRow>('SELECT * FROM jobs WHERE device_mac IN (SELECT value FROM json_each(?)) ORDER BY id');
-  const backupsOf = db.prepare<[string], BackupRow>('SELECT * FROM backups WHERE device_mac IN (SELECT value FROM json_each(?)) ORDER BY id');
-  const statements = new Map<string, ReturnType<Db['prepare']>>();
-  const prepared = (sql: string) => {
-    let statement = statements.get(sql);
-    if (!statement) statements.set(sql, (statement = db.prepare(sql)));
-    return statement;
-  };
+const after = (cursor: RecordCursor) => sql<boolean>`("firstSeen", "keyedBy", key) > (${cursor.firstSeen}, ${cursor.keyedBy}, ${cursor.key})`;
+
+const where = (terms: RawBuilder<boolean>[]) => (terms.length ? sql`WHERE ${sql.join(terms, sql` AND `)}` : sql``);
+
+export function createRecordStore(db: Queries) {
+  const devicesOfMacs = <T>(table: 'jobs' | 'backups', macs: string[]) =>
+    macs.length === 0 ? Promise.resolve([] as T[]) : (db.selectFrom(table).selectAll().where('device_mac', 'in', macs).orderBy('id').execute() as Promise<T[]>);
 
   return {
     /** One page of record keys, oldest first (by the first time any of its MACs was seen). */
-    page(query: RecordQuery): { keys: RecordCursor[]; total: number; next: RecordCursor | null } {
-      const search = searchParams(query.search);
-      const filter = search ? [MATCHING] : [];
-      const where = (terms: string[]) => (terms.length ? `WHERE ${terms.join(' AND ')}` : '');
-      const params = { ...search, ...(query.cursor ?? {}) };
-      const keys = prepared(`SELECT * FROM (${GROUPED}) ${where(query.cursor ? [...filter, AFTER] : filter)} ORDER BY firstSeen, keyedBy, key LIMIT @limit`)
-        .all({ ...params, limit: query.limit + 1 }) as RecordCursor[];
+    async page(query: RecordQuery): Promise<{ keys: RecordCursor[]; total: number; next: RecordCursor | null }> {
+      const text = query.search?.trim();
+      const filter = text ? [matching(deviceSearchParams(text))] : [];
+      const terms = query.cursor ? [...filter, after(query.cursor)] : filter;
+      const { rows: keys } = await sql<RecordCursor>`SELECT * FROM (${GROUPED}) AS records ${where(terms)}
+          ORDER BY "firstSeen", "keyedBy", key LIMIT ${query.limit + 1}`.execute(db);
       const more = keys.length > query.limit;
       if (more) keys.pop();
-      const total = (prepared(`SELECT count(*) AS n FROM (${GROUPED}) ${where(filter)}`).get(search ?? {}) as { n: number }).n;
-      return { keys, total, next: more ? keys.at(-1)! : null };
+      const { rows } = await sql<{ n: number }>`SELECT count(*) AS n FROM (${GROUPED}) AS records ${where(filter)}`.execute(db);
+      return { keys, total: rows[0]!.n, next: more ? keys.at(-1)! : null };
     },
     /** The devices (MACs) of a record. */
-    devicesOf: (key: RecordKey): DeviceRow[] => (key.keyedBy === 'serial' ? devicesBySerial.all(key.key) : deviceByMac.all(key.key)),
+    devicesOf: (key: RecordKey): Promise<DeviceRow[]> =>
+      (key.keyedBy === 'serial'
+        ? db.selectFrom('devices').selectAll().where('serial', '=', key.key).orderBy('first_seen_at').orderBy('mac')
+        : db.selectFrom('devices').selectAll().where('serial', 'is', null).where('mac', '=', key.key)
+      ).execute() as Promise<DeviceRow[]>,
     /** The record a MAC belongs to, if that MAC is known. */
-    keyOfMac(mac: string): RecordKey | undefined {
-      const device = anyByMac.get(mac);
+    async keyOfMac(mac: string): Promise<RecordKey | undefined> {
+      const device = await db.selectFrom('devices').select(['mac', 'serial']).where('mac', '=', mac).executeTakeFirst();
       if (!device) return undefined;
       return device.serial === null ? { keyedBy: 'mac', key: device.mac } : { keyedBy: 'serial', key: device.serial };
     },
-    jobsOf: (macs: string[]) => jobsOf.all(JSON.stringify(macs)),
-    backupsOf: (macs: string[]) => backupsOf.all(JSON.stringify(macs)),
+    jobsOf: (macs: string[]) => devicesOfMacs<JobRow>('jobs', macs),
+    backupsOf: (macs: string[]) => devicesOfMacs<BackupRow>('backups', macs),
   };
 }
 

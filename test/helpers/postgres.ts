@@ -3,6 +3,7 @@ import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync } fr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
+import pg from 'pg';
 
 /** Debian's PostgreSQL binaries (package postgresql): /usr/lib/postgresql/<major>/bin. */
 function postgresBin(): string {
@@ -29,7 +30,28 @@ export interface TestPostgres {
  * user (the server refuses to run as root), listening only on a Unix socket in that folder
  * (listen_addresses=''), stopped and removed when the test ends.
  */
-export function startTestPostgres(t: TestContext, database = 'cm4prov'): TestPostgres {
+export function startTestPostgres(t: Pick<TestContext, 'after'>, database = 'cm4prov'): TestPostgres {
+  const server = launchPostgres(database);
+  t.after(server.remove);
+  return server;
+}
+
+let shared: TestPostgres | undefined;
+
+/**
+ * One server for the whole test file (initdb and start take seconds): stopped and removed when
+ * the file's process exits. Tests take a database of their own on it (testDatabaseUrl).
+ */
+export function sharedTestPostgres(): TestPostgres {
+  if (!shared) {
+    const server = launchPostgres('postgres');
+    process.once('exit', server.remove);
+    shared = server;
+  }
+  return shared;
+}
+
+function launchPostgres(database: string): TestPostgres & { remove(): void } {
   const bin = postgresBin();
   const dir = mkdtempSync(join(tmpdir(), 'cm4prov-pg-'));
   chmodSync(dir, 0o700);
@@ -46,16 +68,48 @@ export function startTestPostgres(t: TestContext, database = 'cm4prov'): TestPos
   const stop = () => {
     if (existsSync(join(data, 'postmaster.pid'))) asPostgres('pg_ctl', ['-D', data, '-m', 'fast', '-w', 'stop']);
   };
-  start();
-  t.after(() => {
+  const remove = () => {
     try {
       stop();
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  };
+  start();
+  try {
+    if (database !== 'postgres') asPostgres('createdb', ['-h', dir, '-U', 'postgres', database]);
+  } catch (error) {
+    remove();
+    throw error;
+  }
+  return { url: urlOf(dir, database), socketDir: dir, database, stop, start, remove };
+}
+
+const urlOf = (socketDir: string, database: string) => `postgres://postgres@/${database}?host=${encodeURIComponent(socketDir)}`;
+
+let databases = 0;
+
+/** A new, empty database on the shared server, dropped when the test ends: its postgres:// URL. */
+export async function testDatabaseUrl(t: Pick<TestContext, 'after'>): Promise<string> {
+  const server = sharedTestPostgres();
+  const name = `test_${process.pid}_${++databases}`;
+  const admin = new pg.Client({ connectionString: server.url });
+  await admin.connect();
+  try {
+    await admin.query(`CREATE DATABASE ${name}`);
+  } finally {
+    await admin.end();
+  }
+  t.after(async () => {
+    const dropper = new pg.Client({ connectionString: server.url });
+    await dropper.connect();
+    try {
+      await dropper.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    } finally {
+      await dropper.end();
+    }
   });
-  asPostgres('createdb', ['-h', dir, '-U', 'postgres', database]);
-  return { url: `postgres://postgres@/${database}?host=${encodeURIComponent(dir)}`, socketDir: dir, database, stop, start };
+  return urlOf(server.socketDir, name);
 }
 
 const uid = (user: string) => Number(execFileSync('id', ['-u', user], { encoding: 'utf8' }).trim());

@@ -1,0 +1,62 @@
+import { Kysely, PostgresDialect, SqliteDialect, type Transaction } from 'kysely';
+import pg from 'pg';
+import { databaseDialect, type Dialect } from './dialect.js';
+import type { Db } from './open.js';
+import { migratePostgres } from './postgres.js';
+import type { Schema } from './schema.js';
+
+/**
+ * The query layer both databases speak (Kysely, https://kysely.dev): queries are built or written
+ * once (its `sql` tag turns `${value}` into `?` for SQLite and `$n` for PostgreSQL). Stores take
+ * a `Queries` and are async; with SQLite the promises resolve from the one better-sqlite3
+ * connection, whose queries Kysely serializes, so a transaction sees no one else's statements.
+ */
+export type Queries = Kysely<Schema> | Transaction<Schema>;
+
+export interface StationDatabase {
+  dialect: Dialect;
+  db: Kysely<Schema>;
+  close(): Promise<void>;
+}
+
+/** Kysely over an open (migrated) SQLite connection. Closing it closes that connection. */
+export function sqliteDatabase(sqlite: Db): StationDatabase {
+  const db = new Kysely<Schema>({ dialect: new SqliteDialect({ database: sqlite }) });
+  return { dialect: 'sqlite', db, close: () => db.destroy() };
+}
+
+// PostgreSQL's BIGINT (int8) and NUMERIC arrive as strings, to be safe past 2^53. Ours are
+// milliseconds, byte counts and ids, all far below it: numbers, as SQLite gives them.
+const INT8_OID = 20;
+const NUMERIC_OID = 1700;
+const types = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+    oid === INT8_OID || oid === NUMERIC_OID ? (value: string) => Number(value) : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+};
+
+/** A pool on `url` whose BIGINTs are numbers (see above). */
+export function postgresPool(url: string, max = 10): pg.Pool {
+  const pool = new pg.Pool({ connectionString: url, max, types });
+  // A connection lost while idle in the pool: the pool drops it and opens another when asked.
+  pool.on('error', () => {});
+  return pool;
+}
+
+/** Kysely over a PostgreSQL pool, the schema migrated first (stations starting at once take turns). */
+export async function postgresDatabase(url: string): Promise<StationDatabase> {
+  if (databaseDialect(url) !== 'postgres') throw new Error('postgresDatabase takes a postgres:// URL');
+  const pool = postgresPool(url);
+  try {
+    const client = await pool.connect();
+    try {
+      await migratePostgres(client);
+    } finally {
+      client.release();
+    }
+  } catch (error) {
+    await pool.end();
+    throw error;
+  }
+  const db = new Kysely<Schema>({ dialect: new PostgresDialect({ pool }) });
+  return { dialect: 'postgres', db, close: () => db.destroy() };
+}
