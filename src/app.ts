@@ -9,6 +9,8 @@ import { deviceRoutes } from './devices/device-routes.js';
 import { crossOriginGuard } from './http/cross-origin-guard.js';
 import { deviceNetworkGuard } from './http/device-network.js';
 import { errorReply, redactUrl } from './http/error-reply.js';
+import { unavailablePage } from './dashboard/views/layout.js';
+import { stationAdminRoutes } from './stations/index.js';
 import { wholeNumberKeyword } from './http/whole-number.js';
 import type { AppError } from './shared/errors.js';
 import { imageAdminRoutes } from './images/routes.js';
@@ -57,6 +59,9 @@ export async function buildApp({ services, log }: AppOptions): Promise<FastifyIn
   app.setErrorHandler((error: FastifyError | AppError, request, reply) => {
     const { status, body, headers, log: worthLogging } = errorReply(error);
     if (worthLogging) request.log.error({ err: error, method: request.method, url: redactUrl(request.url) }, 'request failed');
+    // A person opening a dashboard page gets a page that says so and reloads itself, not JSON.
+    const browsing = request.method === 'GET' && !request.headers['hx-request'] && /\btext\/html\b/.test(request.headers.accept ?? '');
+    if (status === 503 && browsing) return reply.code(status).headers(headers).type('text/html; charset=utf-8').send(unavailablePage(body.message, 5).text);
     return reply.code(status).headers(headers).send(body);
   });
   app.setNotFoundHandler((request, reply) =>
@@ -76,6 +81,7 @@ export async function buildApp({ services, log }: AppOptions): Promise<FastifyIn
     adminApi.addHook('onRequest', services.auth.requireOperator);
     await adminApi.register(deviceAdminRoutes, { devices: services.devices, jobs: services.jobs });
     await adminApi.register(jobAdminRoutes, { jobs: services.jobs });
+    await adminApi.register(stationAdminRoutes, { stations: services.stations });
     await adminApi.register(imageAdminRoutes, { images: services.images });
     await adminApi.register(backupAdminRoutes, { backups: services.backups });
     await adminApi.register(netbootAdminRoutes, { netboot: services.netboot, devices: services.devices });

@@ -1,8 +1,10 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { Type, type Static } from 'typebox';
 import { DEFAULT_MAX_CONNECTIONS_PER_ADDRESS } from './http/connection-cap.js';
+import { databaseDialect } from './db/dialect.js';
 import { parseCidr } from './shared/network.js';
 
 /** The server's whole configuration: built once at start-up, then passed explicitly. */
@@ -29,6 +31,8 @@ export const ConfigSchema = Type.Object({
   maxConnectionsPerAddress: Type.Integer({ minimum: 0, description: 'open connections one client address may hold; 0: no cap' }),
   deviceRegistrationLimit: Type.Integer({ minimum: 0, description: 'new devices one source address may add per minute; 0: no limit' }),
   forgetUnknownDevicesAfter: Type.Integer({ minimum: 0, description: 'days after which a device with no job, backup or setting of its own is forgotten; 0: never' }),
+  database: Type.Optional(Type.String({ description: 'postgres://… shared by several stations; absent: SQLite in the data folder' })),
+  station: Type.String({ description: "this server's name among the stations that share one database" }),
 });
 export type Config = Static<typeof ConfigSchema>;
 export type LogLevel = Config['logLevel'];
@@ -45,6 +49,9 @@ interface OptionSpec<T> {
   /** A switch (`--dhcp-proxy`) rather than an option with a value. */
   flag?: boolean;
 }
+
+/** A station's name: a host-name label, so it reads well in a URL, a log and a file name. */
+const STATION_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
@@ -68,6 +75,8 @@ const OPTIONS = {
   maxConnectionsPerAddress: { parse: parseConnectionCap, fallback: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS },
   deviceRegistrationLimit: { parse: wholeNumber('new devices per minute', '0: no limit'), fallback: 20 },
   forgetUnknownDevicesAfter: { parse: wholeNumber('days', '0: never'), fallback: 7 },
+  database: { parse: parseDatabaseUrl, fallback: undefined },
+  station: { parse: parseStationName, fallback: stationNameOf(hostname()) },
 } satisfies { [K in keyof Config]-?: OptionSpec<Config[K]> };
 
 export type ConfigKey = keyof typeof OPTIONS;
@@ -300,4 +309,26 @@ function parseRange(value: unknown) {
 function parseLogLevel(value: unknown) {
   const level = String(value) as LogLevel;
   return LOG_LEVELS.includes(level) ? level : { error: `'${String(value)}' is not one of ${LOG_LEVELS.join(', ')}` };
+}
+
+function parseDatabaseUrl(value: unknown) {
+  const text = String(value).trim();
+  try {
+    databaseDialect(text);
+  } catch (error) {
+    return { error: (error as Error).message.replace(/^--database takes /, 'expected ') };
+  }
+  return text;
+}
+
+
+function parseStationName(value: unknown) {
+  const name = String(value).trim();
+  return STATION_NAME.test(name) ? name : { error: `'${name.slice(0, 80)}' is not a station name: letters, digits, '.', '_' and '-', at most 63, starting with a letter or digit` };
+}
+
+/** The host's name, when it makes a station name (an LXC container's hostname usually does). */
+function stationNameOf(host: string): string {
+  const name = host.split('.')[0] ?? '';
+  return STATION_NAME.test(name) ? name : 'station';
 }

@@ -6,6 +6,8 @@ import { buildApp } from './app.js';
 import type { Config, LogLevel } from './config.js';
 import { capConnectionsPerAddress, type ConnectionCap } from './http/connection-cap.js';
 import { DEFAULT_IDLE_LIMITS, limitIdleConnections, type IdleLimits } from './http/idle-connections.js';
+import { openStationDatabase, type StationDatabase } from './db/database.js';
+import { createPostgresChannel } from './db/pg-channel.js';
 import { createServices } from './services.js';
 import { guarded } from './shared/background.js';
 import { lockDataDir } from './shared/data-lock.js';
@@ -57,13 +59,17 @@ export async function startServer(
   const log = options.log ?? createServerLog(config.logLevel);
   // Before anything touches the folder: a second server must not sweep the first one's uploads.
   const lock = lockDataDir(config.dataDir);
-  let services: ReturnType<typeof createServices>;
+  let services: ReturnType<typeof createServices> | undefined;
   let app: Awaited<ReturnType<typeof buildApp>>;
+  let database: StationDatabase | undefined;
   try {
-    services = createServices({ config, log, clock: options.clock, interfaces: options.interfaces });
+    database = await openStationDatabase(config.database, config.dataDir);
+    const channel = database.dialect === 'postgres' ? createPostgresChannel({ connectionString: config.database! }) : undefined;
+    services = createServices({ config, log, clock: options.clock, interfaces: options.interfaces, database, channel });
     await services.recover(options.initialAdminPassword);
     app = await buildApp({ services, log });
   } catch (error) {
+    await (services ? services.close() : database?.close())?.catch(() => {});
     lock.release();
     throw error;
   }
@@ -82,10 +88,11 @@ export async function startServer(
   const { port } = app.server.address() as AddressInfo;
 
   await services.golden.start();
-  services.netboot.start();
-  const watchdog = setInterval(guarded(log, 'ending stalled jobs', () => {
-    services.jobs.failStalled();
-    services.firstBoot.expireDue(); // deploys whose first boot did not call back in time
+  await services.netboot.start();
+  const watchdog = setInterval(guarded(log, 'ending stalled jobs', async () => {
+    await services.stations.heartbeat();
+    await services.jobs.failStalled();
+    await services.firstBoot.expireDue(); // deploys whose first boot did not call back in time
   }), WATCHDOG_INTERVAL_MS);
   watchdog.unref();
   // Devices that only ever registered (a scan, a flood of made-up MACs) are forgotten after a while.

@@ -10,8 +10,9 @@ import { createBlockMapStore } from './blockmap/store.js';
 import { createBackupService } from './backups/service.js';
 import { createBackupStore } from './backups/store.js';
 import type { Config } from './config.js';
-import { sqliteDatabase } from './db/database.js';
-import { openDatabase, type Db } from './db/open.js';
+import type { StationDatabase } from './db/database.js';
+import type { Channel } from './db/pg-channel.js';
+import { createStationService, createStationStore, relayStationEvents, singleStationEvents } from './stations/index.js';
 import { createLiveViews } from './dashboard/live.js';
 import { createDeviceService } from './devices/service.js';
 import { createIdentityCheck } from './devices/identity.js';
@@ -23,12 +24,12 @@ import { createImageLibrary } from './images/library.js';
 import { recheckBmapMaps } from './images/recheck-maps.js';
 import { createImageStore } from './images/store.js';
 import { createJobService } from './jobs/service.js';
-import { createJobStore } from './jobs/store.js';
+import { createJobStore, type JobRow } from './jobs/store.js';
 import { createTransferRegistry } from './jobs/transfers.js';
 import { createWaiters } from './jobs/waiters.js';
 import { guarded } from './shared/background.js';
 import { systemClock, type Clock } from './shared/clock.js';
-import { createEventBus } from './shared/events.js';
+import { createEventBus, type DomainEvents } from './shared/events.js';
 import { ensureDir } from './shared/files.js';
 import { createTransferService } from './transfers/service.js';
 import { createNotifyService } from './notify/index.js';
@@ -43,6 +44,10 @@ export interface ServiceOptions {
   clock?: Clock;
   /** Which network interfaces exist (for checking --netboot-interface); the kernel's by default. */
   interfaces?: InterfaceProbe;
+  /** The open database (db/database.ts: openStationDatabase); closed with the services. */
+  database: StationDatabase;
+  /** Word between the stations sharing a PostgreSQL (db/pg-channel.ts); none for SQLite. */
+  channel?: Channel;
 }
 
 /** Wires the domain services around one database. No sockets, timers or signals here. */
@@ -50,19 +55,18 @@ export function createServices(options: ServiceOptions) {
   const { config, log, clock = systemClock } = options;
   const { dataDir } = config;
   for (const dir of ['', 'images', 'backups', 'tmp']) ensureDir(join(dataDir, dir));
-  const db: Db = openDatabase(join(dataDir, 'cm4prov.sqlite'));
-  // The query layer both databases speak (db/database.ts), over the same connection. Stores move
-  // to it one domain at a time (issue 15); until all have, the others use `db` directly.
-  const database = sqliteDatabase(db);
+  const { database, channel } = options;
   const adminToken = ensureAdminToken(dataDir);
   const bus = createEventBus();
+  // What views and parked polls follow: this station's events, and the other stations' too.
+  const stationEvents = channel ? relayStationEvents({ local: bus, channel, log: log.child({ module: 'stations' }) }) : singleStationEvents(bus);
   const transfersInFlight = createTransferRegistry(clock);
 
-  const jobStore = createJobStore(db);
-  const line = createLineSwitch(db);
-  const deviceStore = createDeviceStore(db);
-  const imageStore = createImageStore(db);
-  const blockMaps = createBlockMapStore(db);
+  const jobStore = createJobStore(database.db);
+  const line = createLineSwitch(database.db);
+  const deviceStore = createDeviceStore(database.db);
+  const imageStore = createImageStore(database.db);
+  const blockMaps = createBlockMapStore(database.db);
   const caches = createCacheBuilder({
     store: blockMaps,
     dataDir,
@@ -79,9 +83,9 @@ export function createServices(options: ServiceOptions) {
     log: log.child({ module: 'images' }),
     imageInUse: jobStore.imageInUse,
   });
-  const deviceFiles = createDeviceFilesService({ store: createDeviceFilesStore(db), clock, bus });
+  const deviceFiles = createDeviceFilesService({ store: createDeviceFilesStore(database.db), clock, bus, log: log.child({ module: 'device-files' }) });
   const firstBoot = createFirstBootService({
-    store: createFirstBootStore(db),
+    store: createFirstBootStore(database.db),
     clock,
     bus,
     log: log.child({ module: 'first-boot' }),
@@ -89,6 +93,7 @@ export function createServices(options: ServiceOptions) {
     onSettled: (job) => ruleEngine.firstBootSettled(job),
   });
   const jobs = createJobService({
+    db: database.db,
     store: jobStore,
     devices: deviceStore,
     images,
@@ -97,19 +102,21 @@ export function createServices(options: ServiceOptions) {
     clock,
     bus,
     log: log.child({ module: 'jobs' }),
+    station: config.station,
     stallTimeoutMs: config.jobStallTimeout * 1000,
     defaultAfterSuccess: config.afterSuccess,
     holdQueued: (job) => job.ordered_by === 'rule' && line.paused(),
+    onChanged: followJobChange,
     onDeviceAsks: (mac, trigger) => ruleEngine.consider(mac, trigger),
     deviceFiles,
     firstBoot,
   });
-  const ruleStore = createRuleStore(db);
+  const ruleStore = createRuleStore(database.db);
   const ruleEngine = createRuleEngine({ store: ruleStore, devices: deviceStore, jobs, images, line, clock, bus, log: log.child({ module: 'rules' }) });
   const rules = createRuleService({ store: ruleStore, engine: ruleEngine, line, devices: deviceStore, jobs, clock, bus, requireProfile: deviceFiles.profile });
   const netboot = createNetbootService({
     settings: resolveNetbootSettings(config, options.interfaces),
-    db,
+    db: database.db,
     devices: deviceStore,
     bus,
     clock,
@@ -120,17 +127,18 @@ export function createServices(options: ServiceOptions) {
     jobs,
     clock,
     bus,
+    station: config.station,
     registrationLimit: { perAddress: config.deviceRegistrationLimit, windowMs: 60_000 },
     forgetUnknownAfterMs: config.forgetUnknownDevicesAfter * 86_400_000,
     holdOf: (mac) => rules.holdOf(mac),
   });
   const identity = createIdentityCheck({ leases: netboot.leaseBook, clock, log: log.child({ module: 'devices' }) });
   const backups = createBackupService({
-    db,
+    db: database.db,
     images,
     blockMaps,
     caches,
-    store: createBackupStore(db),
+    store: createBackupStore(database.db),
     jobs,
     transfers: transfersInFlight,
     dataDir,
@@ -138,36 +146,68 @@ export function createServices(options: ServiceOptions) {
     bus,
     log: log.child({ module: 'backups' }),
   });
-  const transfers = createTransferService({ jobs, images, backups, transfers: transfersInFlight });
+  const transfers = createTransferService({ jobs, images, backups, transfers: transfersInFlight, log: log.child({ module: 'transfers' }) });
   const records = createRecordService({ store: createRecordStore(database.db), jobs });
-  const notify = createNotifyService({ db, bus, jobs, devices: deviceStore, clock, log: log.child({ module: 'notify' }) });
-  const sessions = createSessionStore(db, clock);
-  const passwords = createPasswordStore(db);
+  const notify = createNotifyService({ db: database.db, bus, jobs, devices: deviceStore, clock, log: log.child({ module: 'notify' }) });
+  const sessions = createSessionStore(database.db, clock);
+  const passwords = createPasswordStore(database.db);
   const auth = createAdminAuth({ adminToken, sessions });
-  const live = createLiveViews({ bus, devices, images, backups, clock, log: log.child({ module: 'dashboard' }) });
+  const live = createLiveViews({ bus: stationEvents.bus, devices, images, backups, clock, log: log.child({ module: 'dashboard' }) });
   const golden = createGoldenWatcher({ library: images, store: imageStore, dataDir, clock, log: log.child({ module: 'golden' }) });
 
-  bus.on('job.changed', ({ jobId, mac, state }) => {
-    // Work for a device means it must netboot to do it. So does a deploy whose first boot never
-    // called back (src/first-boot/): its next power cycle or reboot brings it back to provisioning.
-    if (state === 'queued' || state === 'not_confirmed') netboot.setNetboot(mac, true);
-    if (state === 'confirmed' || state === 'not_confirmed') return;
-    if (state === 'queued' || state === 'running') return;
+  const stations = createStationService({
+    store: createStationStore(database.db),
+    station: config.station,
+    url: null,
+    dialect: database.dialect,
+    channelState: () => channel?.state() ?? 'single',
+    parkedPolls: () => jobs.waitingPolls(),
+    clock,
+  });
+
+  /** What follows from a job's change, done before the change is announced (jobs/service.ts). */
+  async function followJobChange(job: JobRow) {
+    // Work for a device means it must netboot to do it.
+    if (job.state === 'queued') await netboot.setNetboot(job.device_mac, true);
+    if (job.state === 'queued' || job.state === 'running') return;
     // When a job ends, bytes it alone needed can go: a superseded image, an unpublished upload.
-    images.sweepRetired();
-    void backups.discardUnpublished(jobId);
+    await Promise.all([images.sweepRetired(), backups.discardUnpublished(job.id)]);
     // Its work done, a device boots from eMMC next unless the order said otherwise: no loop. A
     // job that handed its work over unconfirmed counts as done too: the device was given all of
     // it, and netbooting it again would loop it into provisioning with nobody asking.
-    const done = state === 'ok' || state === 'unconfirmed';
-    if (done && jobs.get(jobId).after_success === 'emmc') netboot.setNetboot(mac, false);
-  });
+    const done = job.state === 'ok' || job.state === 'unconfirmed';
+    if (done && job.after_success === 'emmc') await netboot.setNetboot(job.device_mac, false);
+  }
+  // Another station's order for a device parked here wakes its poll; another station's rule or
+  // line change makes every parked device ask again (as this station's own changes do).
+  stationEvents.onRemote('job.changed', ({ mac, state }) => state === 'queued' && jobs.wake(mac));
+  stationEvents.onRemote('rules.changed', guarded(log, 'following another station\'s rules', async () => {
+    await line.refresh();
+    jobs.wakeAll();
+  }));
+  // Word from other stations sent while this one was cut off is lost (db/pg-channel.ts): once
+  // back, what it waits on is read again.
+  let cutOff = false;
+  channel?.onState(guarded(log, 'catching up after a lost database connection', async (state: string) => {
+    if (state === 'reconnecting') cutOff = true;
+    if (state !== 'connected' || !cutOff) return;
+    cutOff = false;
+    log.info('in touch with the other stations again');
+    await line.refresh();
+    jobs.wakeAll();
+  }));
+  // So does a deploy whose first boot never called back (src/first-boot/): its next power cycle
+  // or reboot brings it back to provisioning.
+  bus.on('job.changed', guarded(log, 'netboot after an unconfirmed first boot', async ({ mac, state }: DomainEvents['job.changed']) => {
+    if (state === 'not_confirmed') await netboot.setNetboot(mac, true);
+  }));
 
   return {
     config,
-    db,
     database,
     bus,
+    stationEvents,
+    stations,
     clock,
     adminToken,
     devices,
@@ -192,10 +232,12 @@ export function createServices(options: ServiceOptions) {
     caches,
     /** Start-up housekeeping: what a previous process left half-done; a first admin password. */
     async recover(initialAdminPassword?: string) {
-      images.checkFiles(); // image files deleted or changed while the server was down: marked broken
+      await stations.announce();
+      await line.refresh(); // whether the line is paused: read once, then kept in memory (rules/line.ts)
+      await images.checkFiles(); // image files deleted or changed while the server was down: marked broken
       // Compressed caches that a previous run did not finish, and maps for images older than maps.
-      for (const mapId of blockMaps.needingCache()) {
-        const file = blockMaps.fileFor(mapId);
+      for (const mapId of await blockMaps.needingCache()) {
+        const file = await blockMaps.fileFor(mapId);
         if (file) caches.enqueue({ mapId, rawPath: join(dataDir, file) });
       }
       // In the background: maps for images older than maps, and a one-time check of maps an
@@ -204,19 +246,21 @@ export function createServices(options: ServiceOptions) {
         await images.mapOldImages();
         await recheckBmapMaps({ store: imageStore, blockMaps, caches, pathOf: images.pathOf, clock, bus, log: log.child({ module: 'images' }) });
       })();
-      if (initialAdminPassword && !passwords.isSet()) {
+      if (initialAdminPassword && !(await passwords.isSet())) {
         await passwords.set(initialAdminPassword);
         log.info('admin password set from CM4PROV_ADMIN_PASSWORD');
       }
-      const awaiting = new Set(jobStore.running().filter((job) => job.upload_sha256 !== null).map((job) => job.id));
+      const awaiting = new Set((await jobStore.running()).filter((job) => job.upload_sha256 !== null).map((job) => job.id));
       await backups.sweepLeftovers(awaiting);
-      images.sweepRetired();
-      notify.start(); // webhook deliveries and labels a previous run left pending
+      await images.sweepRetired();
+      await notify.start(); // webhook deliveries and labels a previous run left pending
     },
     async close() {
       await notify.stop();
       await caches.stop();
-      await database.close(); // closes `db` too
+      stationEvents.close();
+      await channel?.close();
+      await database.close();
     },
   };
 }

@@ -18,13 +18,14 @@ export const CSRF_FIELD = '_csrf';
 export function createAdminAuth(deps: { adminToken: string; sessions: SessionStore }) {
   const { adminToken, sessions } = deps;
 
-  function sessionOf(request: FastifyRequest): { token: string; session: Session } | undefined {
+  /** The request's dashboard session, if its cookie names a live one (every page and API call asks: one read). */
+  async function sessionOf(request: FastifyRequest): Promise<{ token: string; session: Session } | undefined> {
     const token = readCookie(request.headers.cookie, SESSION_COOKIE);
-    const session = sessions.lookup(token);
+    const session = await sessions.lookup(token);
     return session && token ? { token, session } : undefined;
   }
 
-  function operator(request: FastifyRequest, reply: FastifyReply): Operator {
+  async function operator(request: FastifyRequest, reply: FastifyReply): Promise<Operator> {
     const header = request.headers.authorization;
     if (header) {
       const match = /^Bearer\s+(\S+)$/i.exec(header);
@@ -34,7 +35,7 @@ export function createAdminAuth(deps: { adminToken: string; sessions: SessionSto
       }
       return { via: 'token' };
     }
-    const found = sessionOf(request);
+    const found = await sessionOf(request);
     if (!found) {
       reply.header('www-authenticate', 'Bearer');
       throw new AppError(
@@ -62,7 +63,7 @@ export function createAdminAuth(deps: { adminToken: string; sessions: SessionSto
     checkCsrf,
     /** onRequest hook of the admin API. */
     requireOperator: (async (request, reply) => {
-      const who = operator(request, reply);
+      const who = await operator(request, reply);
       if (who.via === 'session') checkCsrf(request, who.session);
     }) as onRequestHookHandler,
   };

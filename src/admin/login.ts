@@ -39,7 +39,7 @@ export function createLogin(deps: { passwords: PasswordStore; throttle: LoginThr
 
   return {
     async attempt(address: string, password: string): Promise<LoginOutcome> {
-      if (!passwords.isSet()) return { ok: false, status: 409, message: 'No admin password is set yet.', noPassword: true };
+      if (!(await passwords.isSet())) return { ok: false, status: 409, message: 'No admin password is set yet.', noPassword: true };
       if (!password) return { ok: false, status: 401, message: 'Enter the admin password.' };
       const refusal = throttle.admit(address);
       if (refusal) return refused(429, REFUSALS[refusal.reason], refusal.retryAfterMs);
@@ -59,7 +59,7 @@ export function createLogin(deps: { passwords: PasswordStore; throttle: LoginThr
         return { ok: false, status: 401, message: 'Wrong password. Try again.' };
       }
       throttle.succeeded(address);
-      return { ok: true, token: sessions.create().token };
+      return { ok: true, token: (await sessions.create()).token };
     },
   };
 }

@@ -1,5 +1,5 @@
 import { randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
-import type { Db } from '../db/open.js';
+import type { Queries } from '../db/database.js';
 import { AppError } from '../shared/errors.js';
 import { createWorkLimiter, LimiterFullError } from './work-limiter.js';
 
@@ -45,22 +45,24 @@ const passwordCheckBusy = () =>
   new AppError(503, 'busy', 'the server is checking other login attempts; try again in a few seconds');
 
 /** The admin password hash lives in the database, so the CLI can set it while the server runs. */
-export function createPasswordStore(db: Db) {
-  const read = db.prepare<[string], { value: string }>('SELECT value FROM settings WHERE key = ?');
-  const write = db.prepare<[string, string]>(
-    'INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
-  );
+export function createPasswordStore(db: Queries) {
+  const read = async () => (await db.selectFrom('settings').select('value').where('key', '=', SETTING).executeTakeFirst())?.value;
   const limiter = createWorkLimiter(HASH_LIMITS);
   let checks = 0;
   return {
-    hash: () => read.get(SETTING)?.value,
-    isSet: () => read.get(SETTING) !== undefined,
-    async set(password: string) {
-      write.run(SETTING, await hashPassword(password));
+    hash: read,
+    isSet: async () => (await read()) !== undefined,
+    async set(password: string): Promise<void> {
+      const value = await hashPassword(password);
+      await db
+        .insertInto('settings')
+        .values({ key: SETTING, value })
+        .onConflict((oc) => oc.column('key').doUpdateSet({ value: (eb) => eb.ref('excluded.value') }))
+        .execute();
     },
     /** Whether `password` is the admin password; an AppError 503 when too many checks are waiting. */
     async check(password: string): Promise<boolean> {
-      const stored = read.get(SETTING)?.value;
+      const stored = await read();
       if (stored === undefined) return false;
       try {
         return await limiter.run(() => {

@@ -1,11 +1,13 @@
 import { createHash } from 'node:crypto';
-import type { Db } from '../db/open.js';
+import type { Queries } from '../db/database.js';
 import type { Clock } from '../shared/clock.js';
 import { newToken } from '../shared/tokens.js';
 
 export const SESSION_COOKIE = 'cm4prov_session';
 /** A session ends after this long without use: about one factory shift. */
 export const SESSION_IDLE_MS = 12 * 60 * 60 * 1000;
+/** A session's idle timer is written at most this often: a page's requests cost one read each. */
+const EXTEND_EVERY_MS = 60_000;
 
 export interface Session {
   csrfToken: string;
@@ -15,44 +17,47 @@ export interface Session {
 const digest = (token: string) => createHash('sha256').update(token).digest('hex');
 
 /** Dashboard sessions: the cookie holds a random token, the database only its hash. */
-export function createSessionStore(db: Db, clock: Clock) {
-  const insert = db.prepare<{ id: string; csrf: string; now: number; expires: number }>(
-    'INSERT INTO sessions (id_hash, csrf_token, created_at, last_seen_at, expires_at) VALUES (@id, @csrf, @now, @now, @expires)',
-  );
-  const find = db.prepare<[string], { csrf_token: string; last_seen_at: number; expires_at: number }>(
-    'SELECT csrf_token, last_seen_at, expires_at FROM sessions WHERE id_hash = ?',
-  );
-  const extend = db.prepare<{ id: string; now: number; expires: number }>(
-    'UPDATE sessions SET last_seen_at = @now, expires_at = @expires WHERE id_hash = @id',
-  );
-  const remove = db.prepare<[string]>('DELETE FROM sessions WHERE id_hash = ?');
-  const purge = db.prepare<[number]>('DELETE FROM sessions WHERE expires_at < ?');
-
+export function createSessionStore(db: Queries, clock: Clock) {
   return {
-    create(): { token: string; session: Session } {
+    async create(): Promise<{ token: string; session: Session }> {
       const now = clock.now();
-      purge.run(now);
+      await db.deleteFrom('sessions').where('expires_at', '<', now).execute();
       const token = newToken();
       const session = { csrfToken: newToken(), expiresAt: now + SESSION_IDLE_MS };
-      insert.run({ id: digest(token), csrf: session.csrfToken, now, expires: session.expiresAt });
+      await db
+        .insertInto('sessions')
+        .values({ id_hash: digest(token), csrf_token: session.csrfToken, created_at: now, last_seen_at: now, expires_at: session.expiresAt })
+        .execute();
       return { token, session };
     },
     /** The live session for a cookie value, its idle timer restarted (written at most once a minute). */
-    lookup(token: string | undefined): Session | undefined {
+    async lookup(token: string | undefined): Promise<Session | undefined> {
       if (!token) return undefined;
       const now = clock.now();
       const id = digest(token);
-      const row = find.get(id);
-      if (!row || row.expires_at < now) return undefined;
+      const row = await db
+        .selectFrom('sessions')
+        .select(['csrf_token', 'last_seen_at', 'expires_at'])
+        .where('id_hash', '=', id)
+        .where('expires_at', '>=', now)
+        .executeTakeFirst();
+      if (!row) return undefined;
       let expiresAt = row.expires_at;
-      if (now - row.last_seen_at > 60_000) {
+      if (now - row.last_seen_at > EXTEND_EVERY_MS) {
         expiresAt = now + SESSION_IDLE_MS;
-        extend.run({ id, now, expires: expiresAt });
+        // Conditional: of a page's requests that all find the timer old, one writes; none moves
+        // an expiry back, and a session logged out meanwhile stays gone.
+        await db
+          .updateTable('sessions')
+          .set({ last_seen_at: now, expires_at: expiresAt })
+          .where('id_hash', '=', id)
+          .where('last_seen_at', '<', now - EXTEND_EVERY_MS)
+          .execute();
       }
       return { csrfToken: row.csrf_token, expiresAt };
     },
-    destroy(token: string | undefined) {
-      if (token) remove.run(digest(token));
+    async destroy(token: string | undefined): Promise<void> {
+      if (token) await db.deleteFrom('sessions').where('id_hash', '=', digest(token)).execute();
     },
   };
 }

@@ -18,14 +18,14 @@ export const backupAdminRoutes: FastifyPluginAsyncTypebox<{ backups: BackupServi
     return backups.page({ mac: device, limit, cursor });
   });
 
-  app.get('/api/backups/:id', { schema: { params: IdParams } }, async (request) => backups.view(backups.get(request.params.id)));
+  app.get('/api/backups/:id', { schema: { params: IdParams } }, async (request) => backups.view(await backups.get(request.params.id)));
 
   app.route({
     method: ['GET', 'HEAD'],
     url: '/api/backups/:id/download',
     schema: { params: IdParams },
     handler: async (request, reply) => {
-      const backup = backups.get(request.params.id);
+      const backup = await backups.get(request.params.id);
       const name = `backup-${backup.device_mac.replaceAll(':', '')}-${backup.id}.img`;
       sendFile(request, reply, { path: backups.pathOf(backup), size: backup.size, etag: `sha256:${backup.sha256}`, downloadName: name });
       return reply;

@@ -1,4 +1,4 @@
-import type { Db } from '../db/open.js';
+import type { Queries } from '../db/database.js';
 
 export interface BackupRow {
   id: number;
@@ -14,6 +14,8 @@ export interface BackupRow {
   completeness: BackupCompleteness;
   /** 1: the device's own sha256 of what it read was checked against what arrived. */
   device_checked: number;
+  /** The station whose disk holds the file (issue 15); null before stations. */
+  station: string | null;
 }
 
 export type BackupCompleteness = 'whole' | 'size_unknown';
@@ -27,40 +29,49 @@ export interface NewBackup {
   blockMapId: number;
   completeness: BackupCompleteness;
   deviceChecked: boolean;
+  station: string | null;
 }
 
-export function createBackupStore(db: Db) {
-  const insert = db.prepare<Omit<NewBackup, 'deviceChecked'> & { deviceChecked: number; now: number }>(`
-    INSERT INTO backups (device_mac, job_id, file, size, sha256, block_map_id, completeness, device_checked, created_at)
-    VALUES (@mac, @jobId, @file, @size, @sha256, @blockMapId, @completeness, @deviceChecked, @now)`);
-  const byId = db.prepare<[number], BackupRow>('SELECT * FROM backups WHERE id = ? AND deleted_at IS NULL');
-  const markDeleted = db.prepare<{ id: number; now: number }>(
-    'UPDATE backups SET deleted_at = @now WHERE id = @id AND deleted_at IS NULL',
-  );
-
-  const liveFiles = db.prepare<[], { file: string }>('SELECT file FROM backups WHERE deleted_at IS NULL');
+export function createBackupStore(db: Queries) {
+  /** Backups not deleted: the only ones anybody sees. */
+  const live = () => db.selectFrom('backups').where('deleted_at', 'is', null);
 
   return {
-    allFiles: () => liveFiles.all().map((row) => row.file),
-    add(values: NewBackup, now: number): BackupRow {
-      const { lastInsertRowid } = insert.run({ ...values, deviceChecked: values.deviceChecked ? 1 : 0, now });
-      return byId.get(Number(lastInsertRowid))!;
-    },
-    get: (id: number) => byId.get(id),
+    /** The files of all live backups, relative to the data folder. */
+    allFiles: async (): Promise<string[]> => (await live().select('file').execute()).map((row) => row.file),
+    add: async (values: NewBackup, now: number): Promise<BackupRow> =>
+      (await db
+        .insertInto('backups')
+        .values({
+          device_mac: values.mac,
+          job_id: values.jobId,
+          file: values.file,
+          size: values.size,
+          sha256: values.sha256,
+          block_map_id: values.blockMapId,
+          completeness: values.completeness,
+          device_checked: values.deviceChecked ? 1 : 0,
+          station: values.station,
+          created_at: now,
+        })
+        .returningAll()
+        .executeTakeFirstOrThrow()) as BackupRow,
+    get: (id: number) => live().selectAll().where('id', '=', id).executeTakeFirst() as Promise<BackupRow | undefined>,
     /** One page, newest first: backups older than `cursor` (an id); `total` match the filter, `skipped` are newer than the page. */
-    page(filter: { mac?: string; cursor?: number; limit: number }): { rows: BackupRow[]; total: number; skipped: number; next: number | null } {
-      const where = ['deleted_at IS NULL', ...(filter.mac ? ['device_mac = @mac'] : [])];
-      const params = { mac: filter.mac, cursor: filter.cursor, limit: filter.limit + 1 };
-      const after = filter.cursor === undefined ? where : [...where, 'id < @cursor'];
-      const rows = db.prepare(`SELECT * FROM backups WHERE ${after.join(' AND ')} ORDER BY id DESC LIMIT @limit`).all(params) as BackupRow[];
+    async page(filter: { mac?: string; cursor?: number; limit: number }): Promise<{ rows: BackupRow[]; total: number; skipped: number; next: number | null }> {
+      const matching = () => (filter.mac ? live().where('device_mac', '=', filter.mac) : live());
+      const count = async (query: ReturnType<typeof matching>) => Number((await query.select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n);
+      const older = filter.cursor === undefined ? matching() : matching().where('id', '<', filter.cursor);
+      const rows = (await older.selectAll().orderBy('id', 'desc').limit(filter.limit + 1).execute()) as BackupRow[];
       const more = rows.length > filter.limit;
       if (more) rows.pop();
-      const count = (clauses: string[]) => (db.prepare(`SELECT count(*) AS n FROM backups WHERE ${clauses.join(' AND ')}`).get(params) as { n: number }).n;
-      const total = count(where);
-      const skipped = filter.cursor === undefined ? 0 : count([...where, 'id >= @cursor']);
+      const total = await count(matching());
+      const skipped = filter.cursor === undefined ? 0 : await count(matching().where('id', '>=', filter.cursor));
       return { rows, total, skipped, next: more ? rows.at(-1)!.id : null };
     },
-    markDeleted: (id: number, now: number) => markDeleted.run({ id, now }).changes === 1,
+    /** False when it was deleted already (by another request or station): one conditional statement. */
+    markDeleted: async (id: number, now: number) =>
+      Number((await db.updateTable('backups').set({ deleted_at: now }).where('id', '=', id).where('deleted_at', 'is', null).executeTakeFirst()).numUpdatedRows) === 1,
   };
 }
 

@@ -37,15 +37,15 @@ export function createCacheBuilder(deps: { store: BlockMapStore; dataDir: string
       // Everything, the database reads included, inside the try: this runs in the background,
       // where an escaping error would end the process.
       try {
-        const chunks = store.plainChunks(job.mapId);
+        const chunks = await store.plainChunks(job.mapId);
         state.total = chunks.length;
         mkdirSync(cacheDir, { recursive: true });
         const built = await buildChunkCache(job.rawPath, chunks, join(dataDir, file), {
           onProgress: (done) => (state.done = done),
           signal: stopping.signal,
         });
-        store.saveCache(job.mapId, file, built.bytes, built.chunks);
-        const map = store.get(job.mapId)!;
+        await store.saveCache(job.mapId, file, built.bytes, built.chunks);
+        const map = (await store.get(job.mapId))!;
         log.info({ map: job.mapId, mapped: map.mapped_bytes, compressed: built.bytes }, 'compressed chunk cache ready');
         deps.onReady?.(job.mapId);
       } catch (error) {

@@ -1,4 +1,5 @@
-import type { Db } from '../db/open.js';
+import { sql } from 'kysely';
+import { inTransaction, type Queries } from '../db/database.js';
 import type { CachedChunk } from './chunk-cache.js';
 import type { Chunk } from './chunker.js';
 import type { BlockImage } from './image-writer.js';
@@ -26,56 +27,96 @@ export interface ChunkRow {
   zlength: number | null;
 }
 
-export function createBlockMapStore(db: Db) {
-  const insertMap = db.prepare<{ size: number; mapped: number; count: number; sparse: string; source: string; now: number }>(`
-    INSERT INTO block_maps (image_size, mapped_bytes, chunk_count, sparse_sha256, source, created_at)
-    VALUES (@size, @mapped, @count, @sparse, @source, @now)`);
-  const insertChunk = db.prepare<[number, number, number, number, string]>(
-    'INSERT INTO block_map_chunks (map_id, idx, offset, length, sha256) VALUES (?, ?, ?, ?, ?)',
-  );
-  const byId = db.prepare<[number], BlockMapRow>('SELECT * FROM block_maps WHERE id = ?');
-  const chunksOf = db.prepare<[number], ChunkRow>(
-    'SELECT idx, offset, length, sha256, zoffset, zlength FROM block_map_chunks WHERE map_id = ? ORDER BY idx',
-  );
-  const setFrame = db.prepare<[number, number, number, number]>(
-    'UPDATE block_map_chunks SET zoffset = ?, zlength = ? WHERE map_id = ? AND idx = ?',
-  );
-  const setCache = db.prepare<[string, number, number]>('UPDATE block_maps SET cache_file = ?, cache_bytes = ? WHERE id = ?');
-  const rechecked = db.prepare<[number]>('UPDATE block_maps SET needs_recheck = 0 WHERE id = ?');
-  const uncached = db.prepare<[], { id: number }>(`
-    SELECT m.id FROM block_maps m WHERE m.cache_file IS NULL AND (
-      EXISTS (SELECT 1 FROM images i WHERE i.block_map_id = m.id AND i.retired_at IS NULL) OR
-      EXISTS (SELECT 1 FROM backups b WHERE b.block_map_id = m.id AND b.deleted_at IS NULL))`);
+/**
+ * Chunk rows per statement: a map has thousands (4 MiB each), one statement per row would be
+ * thousands of round trips to PostgreSQL. At most 7 values a row stay far below both databases'
+ * limit on bound parameters (SQLite 32766, PostgreSQL 65535).
+ */
+const ROWS_PER_INSERT = 500;
 
-  const holder = db.prepare<[number, number], { file: string }>(`
-    SELECT file FROM images WHERE block_map_id = ? AND retired_at IS NULL
-    UNION ALL SELECT file FROM backups WHERE block_map_id = ? AND deleted_at IS NULL LIMIT 1`);
+function batches<T>(items: T[]): T[][] {
+  const out: T[][] = [];
+  for (let start = 0; start < items.length; start += ROWS_PER_INSERT) out.push(items.slice(start, start + ROWS_PER_INSERT));
+  return out;
+}
+
+export function createBlockMapStore(db: Queries) {
+  const chunks = (id: number) =>
+    db
+      .selectFrom('block_map_chunks')
+      .select(['idx', 'offset', 'length', 'sha256', 'zoffset', 'zlength'])
+      .where('map_id', '=', id)
+      .orderBy('idx')
+      .execute() as Promise<ChunkRow[]>;
 
   return {
     /** A live image or backup file whose bytes this map describes (relative to the data dir). */
-    fileFor: (id: number) => holder.get(id, id)?.file,
-    add: db.transaction((image: BlockImage, now: number): number => {
-      const { lastInsertRowid } = insertMap.run({
-        size: image.size,
-        mapped: image.mappedBytes,
-        count: image.chunks.length,
-        sparse: image.sparseSha256,
-        source: image.mapSource,
-        now,
-      });
-      const id = Number(lastInsertRowid);
-      for (const chunk of image.chunks) insertChunk.run(id, chunk.idx, chunk.offset, chunk.length, chunk.sha256);
-      return id;
-    }),
-    get: (id: number) => byId.get(id),
-    chunks: (id: number): ChunkRow[] => chunksOf.all(id),
-    plainChunks: (id: number): Chunk[] => chunksOf.all(id).map(({ idx, offset, length, sha256 }) => ({ idx, offset, length, sha256 })),
-    saveCache: db.transaction((id: number, file: string, bytes: number, chunks: CachedChunk[]) => {
-      for (const chunk of chunks) setFrame.run(chunk.zoffset, chunk.zlength, id, chunk.idx);
-      setCache.run(file, bytes, id);
-    }),
-    needingCache: () => uncached.all().map((row) => row.id),
-    markRechecked: (id: number) => rechecked.run(id),
+    async fileFor(id: number): Promise<string | undefined> {
+      const { rows } = await sql<{ file: string }>`SELECT file FROM images WHERE block_map_id = ${id} AND retired_at IS NULL
+        UNION ALL SELECT file FROM backups WHERE block_map_id = ${id} AND deleted_at IS NULL LIMIT 1`.execute(db);
+      return rows[0]?.file;
+    },
+    /** Stores a map and its chunks, all or nothing; returns the map's id. */
+    add: (image: BlockImage, now: number): Promise<number> =>
+      inTransaction(db, async (tx) => {
+        const { id } = await tx
+          .insertInto('block_maps')
+          .values({
+            image_size: image.size,
+            mapped_bytes: image.mappedBytes,
+            chunk_count: image.chunks.length,
+            sparse_sha256: image.sparseSha256,
+            source: image.mapSource,
+            created_at: now,
+          })
+          .returning('id')
+          .executeTakeFirstOrThrow();
+        for (const batch of batches(image.chunks)) {
+          await tx
+            .insertInto('block_map_chunks')
+            .values(batch.map(({ idx, offset, length, sha256 }) => ({ map_id: id, idx, offset, length, sha256 })))
+            .execute();
+        }
+        return id;
+      }),
+    get: (id: number) => db.selectFrom('block_maps').selectAll().where('id', '=', id).executeTakeFirst() as Promise<BlockMapRow | undefined>,
+    chunks,
+    plainChunks: async (id: number): Promise<Chunk[]> => (await chunks(id)).map(({ idx, offset, length, sha256 }) => ({ idx, offset, length, sha256 })),
+    /**
+     * Records the built cache: each chunk's zstd frame, then the file. The frames are written as
+     * an upsert of whole chunk rows, a few hundred a statement; the rows exist already (the
+     * chunks came from this map), so only their frame columns change.
+     */
+    saveCache: (id: number, file: string, bytes: number, cached: CachedChunk[]): Promise<void> =>
+      inTransaction(db, async (tx) => {
+        for (const batch of batches(cached)) {
+          await tx
+            .insertInto('block_map_chunks')
+            .values(batch.map(({ idx, offset, length, sha256, zoffset, zlength }) => ({ map_id: id, idx, offset, length, sha256, zoffset, zlength })))
+            .onConflict((oc) => oc.columns(['map_id', 'idx']).doUpdateSet((eb) => ({ zoffset: eb.ref('excluded.zoffset'), zlength: eb.ref('excluded.zlength') })))
+            .execute();
+        }
+        await tx.updateTable('block_maps').set({ cache_file: file, cache_bytes: bytes }).where('id', '=', id).execute();
+      }),
+    /** Maps of live images or backups whose compressed cache is not built. */
+    async needingCache(): Promise<number[]> {
+      const rows = await db
+        .selectFrom('block_maps as m')
+        .select('m.id')
+        .where('m.cache_file', 'is', null)
+        .where(({ or, exists, selectFrom }) =>
+          or([
+            exists(selectFrom('images as i').select('i.id').whereRef('i.block_map_id', '=', 'm.id').where('i.retired_at', 'is', null)),
+            exists(selectFrom('backups as b').select('b.id').whereRef('b.block_map_id', '=', 'm.id').where('b.deleted_at', 'is', null)),
+          ]),
+        )
+        .orderBy('m.id')
+        .execute();
+      return rows.map((row) => row.id);
+    },
+    markRechecked: async (id: number) => {
+      await db.updateTable('block_maps').set({ needs_recheck: 0 }).where('id', '=', id).execute();
+    },
   };
 }
 

@@ -2,6 +2,7 @@ import { accessSync, constants, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { createPasswordStore, passwordProblem } from '../admin/passwords.js';
+import { sqliteDatabase, type StationDatabase } from '../db/database.js';
 import { DatabaseUnusable, openDatabase } from '../db/open.js';
 import { CliError, EXIT } from './errors.js';
 import { readSecret } from './secret-input.js';
@@ -17,33 +18,33 @@ export function registerAdminCommands(program: Command, cli: CliSurroundings) {
     .option('--config <file>', LOCATION_HELP.config)
     .action(async (options: { dataDir?: string; config?: string }) => {
       const dataDir = locate(options, cli).get('dataDir');
-      const database = join(dataDir.value, 'cm4prov.sqlite');
-      if (!existsSync(database)) {
+      const file = join(dataDir.value, 'cm4prov.sqlite');
+      if (!existsSync(file)) {
         throw new CliError(
           `no server database in ${dataDir.value} (${dataDirOrigin(dataDir)}): start the server once on that folder, or name the server's own with --data-dir or --config`,
           EXIT.usage,
         );
       }
-      if (!writable(database) || !writable(dataDir.value)) {
-        throw new CliError(`cannot write ${database} (${dataDirOrigin(dataDir)}): run this as the server's user or root`, EXIT.usage);
+      if (!writable(file) || !writable(dataDir.value)) {
+        throw new CliError(`cannot write ${file} (${dataDirOrigin(dataDir)}): run this as the server's user or root`, EXIT.usage);
       }
       const password = await readSecret('New admin password: ', 'Repeat it: ');
       const problem = passwordProblem(password);
       if (problem) throw new CliError(`${problem}; nothing changed`, EXIT.usage);
       // Written straight into the database (WAL), so it works whether the server runs or not.
-      let db;
+      let database: StationDatabase;
       try {
-        db = openDatabase(database);
+        database = sqliteDatabase(openDatabase(file));
       } catch (error) {
         if (error instanceof DatabaseUnusable) throw new CliError(error.message, EXIT.failed);
         throw error;
       }
       try {
-        await createPasswordStore(db).set(password);
+        await createPasswordStore(database.db).set(password);
       } finally {
-        db.close();
+        await database.close();
       }
-      console.log(`Admin password set in ${database} (${describeDataDir(dataDir)}). Existing dashboard sessions stay logged in until they expire or log out.`);
+      console.log(`Admin password set in ${file} (${describeDataDir(dataDir)}). Existing dashboard sessions stay logged in until they expire or log out.`);
     });
 }
 

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { PACKAGED_CONFIG_FILE } from '../config.js';
 import { registerAdminCommands } from './admin.js';
+import { registerDbCommands } from './db.js';
 import { registerBackupCommands } from './backups.js';
 import { createCommandContext } from './context.js';
 import { registerDeviceCommands } from './devices.js';
@@ -42,6 +43,7 @@ export function buildProgram(cli: CliSurroundings): Command {
   registerDeviceFileCommands(program, context);
   registerBootFileCommands(registerNetbootCommands(program, context), cli.env, cli.defaultConfigFile);
   registerAdminCommands(program, cli);
+  registerDbCommands(program, cli);
   registerEepromCommands(program);
   return program;
 }

@@ -29,6 +29,8 @@ const FLAG_HELP: Record<ConfigKey, string> = {
   maxConnectionsPerAddress: 'open TCP connections one client address may hold; more are answered 503 at once (default 32; 0: no cap)',
   deviceRegistrationLimit: 'new devices one source address may add per minute; more are answered 429 (default 20; 0: no limit)',
   forgetUnknownDevicesAfter: 'days after which a device that never had a job or backup, and was not seen, is forgotten (default 7; 0: never)',
+  database: 'postgres://user:password@host/db: one PostgreSQL shared by several stations (default: SQLite in the data folder)',
+  station: "this server's name among stations sharing a database; its devices, image copies and backups are known by it (default: the host name)",
 };
 
 export function registerServeCommand(program: Command, cli: CliSurroundings) {

@@ -31,10 +31,18 @@ interface Shown {
  * the page has room, and otherwise only counted in a "N new devices" note. Nothing here
  * scales with the whole device table.
  */
-export function streamDevices(deps: { bus: EventBus; devices: DeviceService; clock: Clock; log: Logger }, query: DevicePageQuery, send: Send): () => void {
+export async function streamDevices(
+  deps: { bus: EventBus; devices: DeviceService; clock: Clock; log: Logger },
+  query: DevicePageQuery,
+  sendNow: Send,
+): Promise<() => void> {
   const { bus, devices, clock, log } = deps;
   const openedAt = clock.now();
-  const first = devices.page({ ...query, limit: DEVICE_PAGE_SIZE });
+  let closed = false;
+  const send: Send = (update) => {
+    if (!closed) sendNow(update);
+  };
+  const first = await devices.page({ ...query, limit: DEVICE_PAGE_SIZE });
   const shown = new Map<string, Shown>(); // MAC → what its row was last sent with, in page order
   const awaiting = (device: DeviceView) => {
     const boot = device.latest_job?.first_boot;
@@ -42,7 +50,7 @@ export function streamDevices(deps: { bus: EventBus; devices: DeviceService; clo
   };
   const remember = (device: DeviceView) => shown.set(device.mac, { stale: device.stale, firstSeen: Date.parse(device.first_seen_at), awaiting: awaiting(device) });
   first.devices.forEach(remember);
-  const counts = { skipped: first.skipped, total: first.total, fresh: 0, active: devices.count({ state: 'active' }) };
+  const counts = { skipped: first.skipped, total: first.total, fresh: 0, active: await devices.count({ state: 'active' }) };
   const dirty = new Set<string>();
   let jobsMoved = false;
   let sentState = '';
@@ -69,37 +77,39 @@ ${noDevicesNote(query, shown.size, true)}${devicePager(query, nextCursor(), true
     send(html`${parts}${state}`);
   }
 
-  function renderDirty(): SafeHtml[] {
-    const rows = new Map(devices.rowsOf([...dirty]).map((row) => [row.mac, row]));
-    const parts = [...dirty].map((mac) => {
-      const row = rows.get(mac);
-      if (!row) {
-        shown.delete(mac); // forgotten by the age-out sweep
-        return html`<tr id="device-${macId(mac)}" hx-swap-oob="delete"></tr>`;
-      }
-      const device = devices.view(row);
-      remember(device);
-      return deviceRow(device, clock.now(), true);
-    });
-    dirty.clear();
-    return parts;
+  async function renderDirty(): Promise<SafeHtml[]> {
+    const macs = [...dirty];
+    dirty.clear(); // changes that come in while these render are the next flush's
+    const rows = new Map((await devices.rowsOf(macs)).map((row) => [row.mac, row]));
+    return Promise.all(
+      macs.map(async (mac) => {
+        const row = rows.get(mac);
+        if (!row) {
+          shown.delete(mac); // forgotten by the age-out sweep
+          return html`<tr id="device-${macId(mac)}" hx-swap-oob="delete"></tr>`;
+        }
+        const device = await devices.view(row);
+        remember(device);
+        return deviceRow(device, clock.now(), true);
+      }),
+    );
   }
 
   /**
    * Devices that belong on this page while it has room (never more than fill it): after its
    * last row, or, newest first, above its top row on the first page.
    */
-  function arrivals(): SafeHtml[] {
+  async function arrivals(): Promise<SafeHtml[]> {
     const room = DEVICE_PAGE_SIZE - shown.size;
     if (room <= 0) return [];
     if (query.order !== 'newest') {
-      const added = devices.rows({ ...query, cursor: lastCursor() ?? query.cursor, limit: room }).filter((d) => !shown.has(d.mac));
+      const added = (await devices.rows({ ...query, cursor: lastCursor() ?? query.cursor, limit: room })).filter((d) => !shown.has(d.mac));
       added.forEach(remember);
       return added.map((device) => html`<tbody hx-swap-oob="beforeend:#device-rows">${deviceRow(device, clock.now())}</tbody>`);
     }
     const top = [...shown.keys()][0];
     if (query.cursor) return [];
-    const added = devices.rows({ ...query, limit: room }).filter((d) => !shown.has(d.mac) && (top === undefined || isAbove(d, top)));
+    const added = (await devices.rows({ ...query, limit: room })).filter((d) => !shown.has(d.mac) && (top === undefined || isAbove(d, top)));
     const old = [...shown];
     shown.clear();
     added.forEach(remember);
@@ -108,26 +118,36 @@ ${noDevicesNote(query, shown.size, true)}${devicePager(query, nextCursor(), true
     return added.reverse().map((device) => html`<tbody hx-swap-oob="afterbegin:#device-rows">${deviceRow(device, clock.now())}</tbody>`);
   }
 
+  // Flushes and checks take turns (each reads and updates `shown` and `counts` across awaits).
+  let turn: Promise<unknown> = Promise.resolve();
+  const inTurn = (work: () => Promise<void>) => () => {
+    turn = turn.then(work);
+    return turn;
+  };
   // Timers run outside any request: a database error there is logged, never fatal (background.ts).
-  const flush = guarded(log, 'live device rows', () => {
+  const flush = guarded(log, 'live device rows', inTurn(async () => {
     flushTimer = undefined;
-    if (!dirty.size) return;
+    if (!dirty.size || closed) return;
     // A row that shows a job starting or ending goes out with the "N devices have a job" count
     // that matches it, never a count from before.
-    if (jobsMoved) counts.active = devices.count({ state: 'active' });
+    const moved = jobsMoved;
     jobsMoved = false;
-    sendWith(renderDirty());
-  });
-  const check = guarded(log, 'live device counts', () => {
-    checkTimer = undefined;
-    const parts = arrivals();
-    counts.total = devices.count(query);
-    const freshShown = [...shown.values()].filter((row) => row.firstSeen >= openedAt).length;
-    counts.fresh = Math.max(0, devices.countSince(query, openedAt) - freshShown);
-    if (jobsMoved) counts.active = devices.count({ state: 'active' });
-    jobsMoved = false;
+    const parts = await renderDirty();
+    if (moved) counts.active = await devices.count({ state: 'active' });
     sendWith(parts);
-  });
+  }));
+  const check = guarded(log, 'live device counts', inTurn(async () => {
+    checkTimer = undefined;
+    if (closed) return;
+    const moved = jobsMoved;
+    jobsMoved = false;
+    const parts = await arrivals();
+    counts.total = await devices.count(query);
+    const freshShown = [...shown.values()].filter((row) => row.firstSeen >= openedAt).length;
+    counts.fresh = Math.max(0, (await devices.countSince(query, openedAt)) - freshShown);
+    if (moved) counts.active = await devices.count({ state: 'active' });
+    sendWith(parts);
+  }));
   const touched = (mac: string) => {
     if (shown.has(mac)) {
       dirty.add(mac);
@@ -151,9 +171,9 @@ ${noDevicesNote(query, shown.size, true)}${devicePager(query, nextCursor(), true
   ];
   // Going stale is the absence of events: look at the rows on this page, and only those. So is
   // time running out for a first boot: a row whose "N min left" would read differently is redrawn.
-  const staleCheck = setInterval(guarded(log, 'live stale check', () => {
+  const staleCheck = setInterval(guarded(log, 'live stale check', async () => {
     if (shown.size === 0) return;
-    const rows = new Map(devices.rowsOf([...shown.keys()]).map((row) => [row.mac, row]));
+    const rows = new Map((await devices.rowsOf([...shown.keys()])).map((row) => [row.mac, row]));
     for (const [mac, was] of shown) {
       const row = rows.get(mac);
       if (!row || devices.isStale(row) !== was.stale) touched(mac);
@@ -161,6 +181,7 @@ ${noDevicesNote(query, shown.size, true)}${devicePager(query, nextCursor(), true
     }
   }), STALE_CHECK_MS);
   return () => {
+    closed = true;
     offs.forEach((off) => off());
     clearInterval(staleCheck);
     clearTimeout(flushTimer);

@@ -37,18 +37,21 @@ export function createLiveViews(deps: LiveDeps) {
   const { bus, devices, images, backups, clock, log } = deps;
 
   /** A short list, re-rendered whole whenever something in it may have changed. */
-  function listStream(render: () => SafeHtml, triggers: Array<keyof DomainEvents>, send: Send, refreshWhile?: () => boolean): () => void {
+  async function listStream(render: () => Promise<SafeHtml>, triggers: Array<keyof DomainEvents>, send: Send, refreshWhile?: () => boolean): Promise<() => void> {
     let timer: NodeJS.Timeout | undefined;
+    let closed = false;
     const schedule = () => {
-      timer ??= setTimeout(guarded(log, 'live list', () => {
+      timer ??= setTimeout(guarded(log, 'live list', async () => {
         timer = undefined;
-        send(render());
+        const update = await render();
+        if (!closed) send(update);
       }), FLUSH_MS);
     };
+    send(await render());
     const offs = triggers.map((name) => bus.on(name, schedule));
     const refresher = refreshWhile && setInterval(() => refreshWhile() && schedule(), IMPORT_REFRESH_MS);
-    send(render());
     return () => {
+      closed = true;
       offs.forEach((off) => off());
       clearInterval(refresher);
       clearTimeout(timer);
@@ -57,18 +60,21 @@ export function createLiveViews(deps: LiveDeps) {
 
   return {
     /** `filter` is the page's own query: the stream sends only what that page shows. */
-    open(view: LiveView, filter: DevicePageQuery & { device?: string }, send: Send): () => void {
+    open(view: LiveView, filter: DevicePageQuery & { device?: string }, send: Send): Promise<() => void> {
       if (view === 'devices') return streamDevices({ bus, devices, clock, log }, filter, send);
       if (view === 'images') {
         return listStream(
-          () => html`<tbody id="image-rows" hx-swap-oob="innerHTML">${imageRows(images.list(), images.imports())}</tbody>`,
+          async () => html`<tbody id="image-rows" hx-swap-oob="innerHTML">${imageRows(await images.list(), images.imports())}</tbody>`,
           ['image.changed', 'job.changed'],
           send,
           () => images.imports().length > 0,
         );
       }
       return listStream(
-        () => html`<tbody id="backup-rows" hx-swap-oob="innerHTML">${backupRows(backups.page({ mac: filter.device, cursor: filter.cursor ? Number(filter.cursor) : undefined }).backups)}</tbody>`,
+        async () => {
+          const page = await backups.page({ mac: filter.device, cursor: filter.cursor ? Number(filter.cursor) : undefined });
+          return html`<tbody id="backup-rows" hx-swap-oob="innerHTML">${backupRows(page.backups)}</tbody>`;
+        },
         ['backup.changed'],
         send,
       );

@@ -97,7 +97,7 @@ function macProblem(text: string | undefined): string | undefined {
 export const dashboardRoutes: FastifyPluginAsyncTypebox<DashboardOptions> = async (app, options) => {
   const { auth, sessions, passwords, throttle, live, assets, devices, jobs, images, backups, clock } = options;
   const sessionsByRequest = new WeakMap<FastifyRequest, Session>();
-  const profiles = () => (options.deviceFiles?.profiles() ?? []).map((profile) => ({ name: profile.name, files: profile.files.length }));
+  const profiles = async () => ((await options.deviceFiles?.profiles()) ?? []).map((profile) => ({ name: profile.name, files: profile.files.length }));
 
   const sendHtml = (reply: FastifyReply, body: SafeHtml, status = 200) =>
     reply.code(status).type('text/html; charset=utf-8').header('cache-control', 'no-store').send(body.text);
@@ -111,7 +111,7 @@ export const dashboardRoutes: FastifyPluginAsyncTypebox<DashboardOptions> = asyn
   });
 
   app.get('/login', { schema: { querystring: Type.Object({ next: Type.Optional(Type.String()) }) } }, async (request, reply) =>
-    sendHtml(reply, loginPage({ assetVersion: assets.version, next: localPath(request.query.next), noPassword: !passwords.isSet() })),
+    sendHtml(reply, loginPage({ assetVersion: assets.version, next: localPath(request.query.next), noPassword: !(await passwords.isSet()) })),
   );
 
   const login = createLogin({ passwords, throttle, sessions });
@@ -133,10 +133,10 @@ export const dashboardRoutes: FastifyPluginAsyncTypebox<DashboardOptions> = asyn
   );
 
   app.post('/logout', { schema: { body: Type.Object({ _csrf: Type.Optional(Type.String()) }) } }, async (request, reply) => {
-    const found = auth.sessionOf(request);
+    const found = await auth.sessionOf(request);
     if (found) {
       auth.checkCsrf(request, found.session, request.body?._csrf);
-      sessions.destroy(found.token);
+      await sessions.destroy(found.token);
     }
     reply.header('set-cookie', `${SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0`);
     return reply.redirect('/login', 303);
@@ -145,7 +145,7 @@ export const dashboardRoutes: FastifyPluginAsyncTypebox<DashboardOptions> = asyn
   await app.register(async (scope) => {
     const pages = scope.withTypeProvider<TypeBoxTypeProvider>();
     pages.addHook('onRequest', async (request, reply) => {
-      const found = auth.sessionOf(request);
+      const found = await auth.sessionOf(request);
       if (found) {
         sessionsByRequest.set(request, found.session);
         return;
@@ -157,18 +157,18 @@ export const dashboardRoutes: FastifyPluginAsyncTypebox<DashboardOptions> = asyn
 
     // Lists show one page (the device list in a stable order, by cursor) and never all rows.
     pages.get('/', { schema: { querystring: DevicePageSchema } }, async (request, reply) => {
-      const page = devices.page({ ...request.query, limit: DEVICE_PAGE_SIZE });
-      const listing = { query: request.query, ...page, active: devices.count({ state: 'active' }) };
-      return sendPage(request, reply, 'Devices', 'devices', devicesPage(listing, clock.now(), options.rules.line().paused_at));
+      const [page, active] = await Promise.all([devices.page({ ...request.query, limit: DEVICE_PAGE_SIZE }), devices.count({ state: 'active' })]);
+      const listing = { query: request.query, ...page, active };
+      return sendPage(request, reply, 'Devices', 'devices', devicesPage(listing, clock.now(), (await options.rules.line()).paused_at));
     });
 
-    pages.get('/images', async (request, reply) => sendPage(request, reply, 'Images', 'images', imagesPage(images.list(), images.imports())));
+    pages.get('/images', async (request, reply) => sendPage(request, reply, 'Images', 'images', imagesPage(await images.list(), images.imports())));
 
     pages.get('/backups', { schema: { querystring: Type.Object({ device: Type.Optional(Type.String({ maxLength: 64 })), cursor: IdCursor }) } }, async (request, reply) => {
       const device = request.query.device?.trim() || undefined;
       const error = macProblem(device);
       const filter = { device, cursor: request.query.cursor, error };
-      const page = error ? { backups: [], total: 0, skipped: 0, next: null } : backups.page({ mac: device, cursor: request.query.cursor ? Number(request.query.cursor) : undefined });
+      const page = error ? { backups: [], total: 0, skipped: 0, next: null } : await backups.page({ mac: device, cursor: request.query.cursor ? Number(request.query.cursor) : undefined });
       return sendPage(request, reply, 'Backups', 'backups', backupsPage(page, filter));
     });
 
@@ -184,10 +184,10 @@ export const dashboardRoutes: FastifyPluginAsyncTypebox<DashboardOptions> = asyn
         const { cursor } = request.query;
         const state = JOB_STATES.find((s) => s === request.query.state);
         const error = macProblem(device);
-        const page = error ? { rows: [], total: 0, next: null } : jobs.list({ mac: device, state, limit: HISTORY_PAGE_SIZE, cursor: cursor ? Number(cursor) : undefined });
-        const list = page.rows.map((job) => jobs.view(job));
+        const page = error ? { rows: [], total: 0, next: null } : await jobs.list({ mac: device, state, limit: HISTORY_PAGE_SIZE, cursor: cursor ? Number(cursor) : undefined });
+        const list = await jobs.viewAll(page.rows);
         const more = { total: page.total, next: page.next === null ? null : String(page.next) };
-        return sendPage(request, reply, 'History', 'history', historyPage(list, { device, state, cursor, error }, more, { labels: Boolean(options.notify.labels.settings().output) }));
+        return sendPage(request, reply, 'History', 'history', historyPage(list, { device, state, cursor, error }, more, { labels: Boolean((await options.notify.labels.settings()).output) }));
       },
     );
 
@@ -202,63 +202,63 @@ export const dashboardRoutes: FastifyPluginAsyncTypebox<DashboardOptions> = asyn
     );
 
     pages.get('/rules', async (request, reply) => {
-      const choices = { images: images.list().filter((image) => !image.broken), profiles: profiles() };
-      return sendPage(request, reply, 'Rules', 'rules', rulesPage(options.rules.list(), options.rules.line(), options.rules.held(), choices));
+      const choices = { images: (await images.list()).filter((image) => !image.broken), profiles: await profiles() };
+      return sendPage(request, reply, 'Rules', 'rules', rulesPage(await options.rules.list(), await options.rules.line(), await options.rules.held(), choices));
     });
     // The same service call as POST /api/rules; a refusal is the API's 400/409 with its sentence.
     pages.post('/dashboard/rules/add', { schema: { body: RuleFormSchema } }, async (request, reply) => {
       auth.checkCsrf(request, sessionsByRequest.get(request)!);
-      options.rules.add(ruleFromForm(request.body));
-      return sendHtml(reply, rulesBody(options.rules.list(), options.rules.line(), options.rules.held()));
+      await options.rules.add(ruleFromForm(request.body));
+      return sendHtml(reply, rulesBody(await options.rules.list(), await options.rules.line(), await options.rules.held()));
     });
     pages.post('/dashboard/rules', { schema: { body: Type.Object({ verb: Type.Union(RULE_VERBS.map((verb) => Type.Literal(verb))), id: Type.Optional(Type.Integer({ minimum: 1 })) }) } }, async (request, reply) => {
       auth.checkCsrf(request, sessionsByRequest.get(request)!);
-      applyRuleVerb(options.rules, request.body.verb, request.body.id);
-      return sendHtml(reply, rulesBody(options.rules.list(), options.rules.line(), options.rules.held()));
+      await applyRuleVerb(options.rules, request.body.verb, request.body.id);
+      return sendHtml(reply, rulesBody(await options.rules.list(), await options.rules.line(), await options.rules.held()));
     });
 
     // Webhooks & labels sits under History (where Reprint is), keeping the top bar one row.
     const { notify } = options;
     pages.get('/notify', async (request, reply) =>
-      sendPage(request, reply, 'Webhooks & labels', 'history', notifyPage(notify.webhooks.list(), notify.webhooks.recentDeliveries(DELIVERY_ROWS), notify.labels.settings())),
+      sendPage(request, reply, 'Webhooks & labels', 'history', notifyPage(await notify.webhooks.list(), await notify.webhooks.recentDeliveries(DELIVERY_ROWS), await notify.labels.settings())),
     );
     // The page polls this: the outbox changes in the worker, which tells no live stream.
-    const notifyTables = () => notifyUpdate(notify.webhooks.list(), notify.webhooks.recentDeliveries(DELIVERY_ROWS), notify.labels.settings().recent);
-    pages.get('/dashboard/notify/live', async (_request, reply) => sendHtml(reply, notifyTables()));
+    const notifyTables = async () => notifyUpdate(await notify.webhooks.list(), await notify.webhooks.recentDeliveries(DELIVERY_ROWS), (await notify.labels.settings()).recent);
+    pages.get('/dashboard/notify/live', async (_request, reply) => sendHtml(reply, await notifyTables()));
     // Send again (webhook deliveries and labels alike). The answer asks the page's poll to run now
     // rather than redrawing the tables itself: that would detach the button before its toast.
     pages.post('/dashboard/notify/deliveries/:id/retry', { schema: { params: Type.Object({ id: Type.Integer({ minimum: 1 }) }) } }, async (request, reply) => {
       auth.checkCsrf(request, sessionsByRequest.get(request)!);
-      notify.webhooks.retry(request.params.id);
+      await notify.webhooks.retry(request.params.id);
       return reply.code(204).header('hx-trigger', NOTIFY_CHANGED).send();
     });
     // Adding a webhook here, not through the API, so that the page can show its secret once.
     pages.post('/dashboard/webhooks', { schema: { body: Type.Object({ url: Type.String({ maxLength: 2000 }), events: Type.Optional(Type.String({ maxLength: 400 })) }) } }, async (request, reply) => {
       auth.checkCsrf(request, sessionsByRequest.get(request)!);
       const events = request.body.events?.split(',').map((event) => event.trim()).filter(Boolean);
-      const hook = options.notify.webhooks.add({ url: request.body.url, events: events?.length ? events : undefined });
-      return sendHtml(reply, webhookAdded(hook, options.notify.webhooks.list()));
+      const hook = await options.notify.webhooks.add({ url: request.body.url, events: events?.length ? events : undefined });
+      return sendHtml(reply, webhookAdded(hook, await options.notify.webhooks.list()));
     });
 
     pages.get('/netboot', async (request, reply) => {
       const leases = options.netboot.leases();
       // Only the devices behind the leases: never every device ever seen.
-      return sendPage(request, reply, 'Netboot', 'netboot', netbootPage(options.netboot.status(), leases, devices.viewsOf(leases.map((lease) => lease.mac))));
+      return sendPage(request, reply, 'Netboot', 'netboot', netbootPage(options.netboot.status(), leases, await devices.viewsOf(leases.map((lease) => lease.mac))));
     });
 
     pages.get('/dashboard/deploy-dialog/:mac', { schema: { params: Type.Object({ mac: Type.String({ maxLength: 64 }) }) } }, async (request, reply) =>
-      sendHtml(reply, deployDialog(devices.view(devices.get(request.params.mac)), images.list(), options.defaultAfterSuccess, clock.now(), profiles())),
+      sendHtml(reply, deployDialog(await devices.view(await devices.get(request.params.mac)), await images.list(), options.defaultAfterSuccess, clock.now(), await profiles())),
     );
 
     // The same service call as POST /api/devices/:mac/deploy; a refusal is the API's status and sentence.
     pages.post('/dashboard/devices/:mac/deploy', { schema: { params: Type.Object({ mac: Type.String({ maxLength: 64 }) }), body: DeployFormSchema } }, async (request, reply) => {
       auth.checkCsrf(request, sessionsByRequest.get(request)!);
       const { image, options: order } = deployFromForm(request.body);
-      return reply.code(201).send(jobs.view(jobs.orderDeploy(request.params.mac, image, order)));
+      return reply.code(201).send(await jobs.view(await jobs.orderDeploy(request.params.mac, image, order)));
     });
 
     pages.get('/dashboard/promote-dialog/:id', { schema: { params: Type.Object({ id: Type.Integer({ minimum: 1 }) }) } }, async (request, reply) =>
-      sendHtml(reply, promoteDialog(backups.view(backups.get(request.params.id)))),
+      sendHtml(reply, promoteDialog(backups.view(await backups.get(request.params.id)))),
     );
 
     pages.get(
@@ -282,17 +282,23 @@ export const dashboardRoutes: FastifyPluginAsyncTypebox<DashboardOptions> = asyn
           stream.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', 'x-accel-buffering': 'no' });
           stream.write('retry: 2000\n\n');
         };
-        const stop = live.open(view, { ...query, device: device || undefined }, (update) => {
+        // Listened for before the first await: a viewer gone meanwhile must not leave a stream open.
+        let stop: (() => void) | undefined;
+        let keepAlive: NodeJS.Timeout | undefined;
+        let closed = false;
+        stream.on('close', () => {
+          closed = true;
+          clearInterval(keepAlive);
+          stop?.();
+        });
+        stop = await live.open(view, { ...query, device: device || undefined }, (update) => {
           if (!stream.headersSent) start();
           // One SSE message; every line of the HTML goes in its own data: field (the spec joins them with \n).
           stream.write(`event: update\n${update.text.split('\n').map((line) => `data: ${line}`).join('\n')}\n\n`);
         });
+        if (closed) return stop();
         if (!stream.headersSent) start();
-        const keepAlive = setInterval(() => stream.write(': keep-alive\n\n'), 20_000);
-        stream.on('close', () => {
-          clearInterval(keepAlive);
-          stop();
-        });
+        keepAlive = setInterval(() => stream.write(': keep-alive\n\n'), 20_000);
       },
     );
   });

@@ -21,13 +21,14 @@ const BATCH_ROWS = 500;
  * PostgreSQL transaction, read from one SQLite snapshot (a running station may go on writing).
  * Ids are kept; the identity sequences then continue after the highest. The rows of each table are
  * counted on both sides before the commit. A dry run reads and counts, and writes nothing.
+ * With `station`, the rows that belong to a station are named after it (nameStation).
  * `sqlite` is a connection of the copy's own (its read transaction spans the whole copy).
  */
-export async function copySqliteToPostgres(sqlite: Db, client: pg.ClientBase, options: { dryRun?: boolean } = {}): Promise<TableCount[]> {
+export async function copySqliteToPostgres(sqlite: Db, client: pg.ClientBase, options: { dryRun?: boolean; station?: string } = {}): Promise<TableCount[]> {
   const version = sqlite.pragma('user_version', { simple: true }) as number;
   const target = (await client.query<{ version: number | null }>('SELECT max(version) AS version FROM schema_migrations').catch(() => ({ rows: [{ version: null }] }))).rows[0]?.version ?? null;
   if (version !== migrationFiles().at(-1)!.version) throw new CopyRefused(`The SQLite database is at schema version ${version}, not ${migrationFiles().at(-1)!.version}: start this version's server on it once, then copy.`);
-  if (target !== version) throw new CopyRefused(`The PostgreSQL database is at schema version ${target ?? 'none'}, not ${version}: it must be migrated first.`);
+  if (target !== version && !options.dryRun) throw new CopyRefused(`The PostgreSQL database is at schema version ${target ?? 'none'}, not ${version}: it must be migrated first.`);
 
   const tables = tablesInOrder(sqlite);
   sqlite.prepare('BEGIN').run(); // one snapshot of every table (WAL: writers go on meanwhile)
@@ -45,6 +46,7 @@ export async function copySqliteToPostgres(sqlite: Db, client: pg.ClientBase, op
       for (const table of [...tables].reverse()) if (seeded.get(table)! > 0) await client.query(`DELETE FROM ${table}`);
       for (const table of tables) await copyTable(sqlite, client, table);
       await continueIdentities(client, tables);
+      if (options.station) await nameStation(client, options.station);
       for (const { table, rows } of counts) {
         const copied = Number((await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${table}`)).rows[0]!.n);
         if (copied !== rows) throw new Error(`${table}: ${rows} rows read, ${copied} in PostgreSQL`);
@@ -100,6 +102,17 @@ async function copyTable(sqlite: Db, client: pg.ClientBase, table: string) {
     if (batch.length === BATCH_ROWS) await flush();
   }
   await flush();
+}
+
+/**
+ * A SQLite database is one station's: its devices, the jobs it handed out and the backups it
+ * holds (migration 0020) are named after the station it becomes, whatever name (its host's, or
+ * none before stations) they were recorded under, so that the other stations know where they are.
+ */
+async function nameStation(client: pg.ClientBase, station: string) {
+  await client.query('UPDATE devices SET station = $1 WHERE registered_at IS NOT NULL', [station]);
+  await client.query('UPDATE jobs SET station = $1 WHERE started_at IS NOT NULL', [station]);
+  await client.query('UPDATE backups SET station = $1', [station]);
 }
 
 /** An identity column given explicit ids does not move its sequence: set it past the highest id. */

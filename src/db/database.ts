@@ -1,7 +1,8 @@
 import { Kysely, PostgresDialect, SqliteDialect, type Transaction } from 'kysely';
 import pg from 'pg';
-import { databaseDialect, type Dialect } from './dialect.js';
-import type { Db } from './open.js';
+import { databaseDialect, redactedUrl, type Dialect } from './dialect.js';
+import { join } from 'node:path';
+import { DatabaseUnusable, openDatabase, type Db } from './open.js';
 import { migratePostgres } from './postgres.js';
 import type { Schema } from './schema.js';
 
@@ -12,6 +13,16 @@ import type { Schema } from './schema.js';
  * connection, whose queries Kysely serializes, so a transaction sees no one else's statements.
  */
 export type Queries = Kysely<Schema> | Transaction<Schema>;
+
+/**
+ * Runs `work` in one transaction: all of it or none. Inside a transaction already, `work` joins
+ * it. With SQLite no other query runs meanwhile (Kysely holds the one connection); with
+ * PostgreSQL concurrent transactions are isolated as READ COMMITTED, so a read-then-write that
+ * must not race another station needs a conditional write or a row lock (`FOR UPDATE`).
+ */
+export function inTransaction<T>(db: Queries, work: (tx: Queries) => Promise<T>): Promise<T> {
+  return db.isTransaction ? work(db) : (db as Kysely<Schema>).transaction().execute(work);
+}
 
 export interface StationDatabase {
   dialect: Dialect;
@@ -55,8 +66,13 @@ export async function postgresDatabase(url: string): Promise<StationDatabase> {
     }
   } catch (error) {
     await pool.end();
-    throw error;
+    throw new DatabaseUnusable(`The database ${redactedUrl(url)} cannot be used (${(error as { code?: string }).code ?? 'error'}: ${(error as Error).message}). Check that PostgreSQL runs there and lets this station in.`);
   }
   const db = new Kysely<Schema>({ dialect: new PostgresDialect({ pool }) });
   return { dialect: 'postgres', db, close: () => db.destroy() };
+}
+
+/** The database a station runs on: PostgreSQL when `url` names one, else SQLite in the data folder. */
+export function openStationDatabase(url: string | undefined, dataDir: string): Promise<StationDatabase> {
+  return databaseDialect(url) === 'postgres' ? postgresDatabase(url!) : Promise.resolve(sqliteDatabase(openDatabase(join(dataDir, 'cm4prov.sqlite'))));
 }

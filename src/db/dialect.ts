@@ -67,5 +67,10 @@ export const DIALECT_RULES: readonly Readonly<Rule>[] = RULES;
 export function databaseDialect(url: string | undefined): Dialect {
   if (url === undefined || url === '') return 'sqlite';
   if (/^postgres(ql)?:\/\//i.test(url)) return 'postgres';
-  throw new Error(`--database takes a postgres:// URL (or nothing, for SQLite in the data folder), not '${url.replace(/:[^:@/]*@/, ':***@')}'`);
+  throw new Error(`--database takes a postgres:// URL (or nothing, for SQLite in the data folder), not '${redactedUrl(url)}'`);
+}
+
+/** A database URL fit for a log line or an error: its password, if any, replaced by ***. */
+export function redactedUrl(url: string): string {
+  return url.replace(/:[^:@/]*@/, ':***@');
 }

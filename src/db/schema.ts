@@ -13,6 +13,7 @@ export interface BackupsTable {
   block_map_id: number | null;
   completeness: Generated<string>;
   device_checked: Generated<number>;
+  station: string | null;
 }
 
 export interface BlockMapChunksTable {
@@ -83,6 +84,7 @@ export interface DevicesTable {
   registered_at: number | null;
   emmc_cid: string | null;
   server_url: string | null;
+  station: string | null;
 }
 
 export interface ImagesTable {
@@ -166,6 +168,7 @@ export interface JobsTable {
   boot_hook: string | null;
   phase_ms: string | null;
   phase_started_at: number | null;
+  station: string | null;
 }
 
 export interface LabelSettingsTable {
@@ -245,6 +248,13 @@ export interface SettingsTable {
   value: string;
 }
 
+export interface StationsTable {
+  name: string;
+  url: string | null;
+  started_at: number;
+  last_seen_at: number;
+}
+
 export interface WebhooksTable {
   id: Generated<number>;
   url: string;
@@ -271,5 +281,6 @@ export interface Schema {
   rules: RulesTable;
   sessions: SessionsTable;
   settings: SettingsTable;
+  stations: StationsTable;
   webhooks: WebhooksTable;
 }

@@ -48,8 +48,8 @@ export function createJobFileReports(store: DeviceFilesStore) {
     hasFiles: (jobId: number) => store.hasJobFiles(jobId),
 
     /** Why a device that cannot write files must not take this job, or null. */
-    handOutProblem(job: JobRow, features: ReadonlySet<string>): string | null {
-      const files = store.jobFiles(job.id);
+    async handOutProblem(job: JobRow, features: ReadonlySet<string>): Promise<string | null> {
+      const files = await store.jobFiles(job.id);
       if (files.length === 0) return null;
       if (!features.has('files')) {
         return `not started: this deploy writes ${files.length} per-device files (${sourceWords(files[0]!.profile)}), and the device's client did not say it can write them (no 'files' in its poll features; it needs mtools); nothing was written`;
@@ -69,8 +69,8 @@ export function createJobFileReports(store: DeviceFilesStore) {
      * it with the file it meant to write. Null when every file passes (or the job has none); else
      * the one sentence the job fails with.
      */
-    reportProblem(job: JobRow, reported: string | undefined): string | null {
-      const files = store.jobFiles(job.id);
+    async reportProblem(job: JobRow, reported: string | undefined): Promise<string | null> {
+      const files = await store.jobFiles(job.id);
       if (files.length === 0) return null;
       const got = new Map<number, { hash: string; length: number | null }>();
       for (const item of (reported ?? '').split(',').filter(Boolean)) {
@@ -79,7 +79,7 @@ export function createJobFileReports(store: DeviceFilesStore) {
         got.set(Number(idx), { hash: hash.toLowerCase(), length: length !== undefined && /^\d{1,15}$/.test(length) ? Number(length) : null });
       }
       if (got.size === 0) return `the device reported none of the ${files.length} per-device files as written and read back`;
-      for (const [idx, { hash, length }] of got) if (files.some((f) => f.idx === idx)) store.saveReadBack(job.id, idx, hash, length);
+      for (const [idx, { hash, length }] of got) if (files.some((f) => f.idx === idx)) await store.saveReadBack(job.id, idx, hash, length);
       for (const file of files) {
         const read = got.get(file.idx);
         const where = `per-device file ${file.path} (partition ${file.partition})`;
@@ -96,10 +96,10 @@ export function createJobFileReports(store: DeviceFilesStore) {
     },
 
     /** The job's files in its view, and in its verification sentence once it ended ok. */
-    decorate(job: JobRow, view: JobView): JobView {
+    async decorate(job: JobRow, view: JobView): Promise<JobView> {
       // Only a deploy writes files: job lists (History, Devices) ask no more of backups.
       if (job.kind !== 'deploy') return view;
-      const files = store.jobFiles(job.id);
+      const files = await store.jobFiles(job.id);
       if (files.length === 0) return view;
       const appended = files.filter((file) => file.append !== null).length;
       const whole = files.length - appended;

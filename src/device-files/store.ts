@@ -1,4 +1,5 @@
-import type { Db } from '../db/open.js';
+import { sql } from 'kysely';
+import { inTransaction, type Queries } from '../db/database.js';
 
 export type FileSystem = 'vfat' | 'ext4';
 
@@ -54,75 +55,109 @@ export interface JobFileRow {
 
 export type NewJobFile = Omit<JobFileRow, 'job_id' | 'read_back_sha256' | 'read_back_length'>;
 
-/** SQL for profiles, the device table and the files rendered for each job (0013, 0016). */
-export function createDeviceFilesStore(db: Db) {
-  // Profiles saved before 0016 have no `append` in their JSON: they write every file whole.
-  const toProfile = (row: Omit<ProfileRow, 'files'> & { files: string }): ProfileRow => ({
-    ...row,
-    files: (JSON.parse(row.files) as ProfileFile[]).map((file) => ({ ...file, append: file.append === true })),
-  });
-  const profileQuery = db.prepare('SELECT * FROM device_profiles WHERE name = ?');
-  const insertFile = db.prepare(
-    `INSERT INTO job_files (job_id, idx, profile, partition, fs, path, mode, sha256, length, content, append)
-     VALUES (@job_id, @idx, @profile, @partition, @fs, @path, @mode, @sha256, @length, @content, @append)`,
-  );
+type StoredProfile = Omit<ProfileRow, 'files'> & { files: string };
 
+// Profiles saved before 0016 have no `append` in their JSON: they write every file whole.
+const toProfile = (row: StoredProfile): ProfileRow => ({
+  ...row,
+  files: (JSON.parse(row.files) as ProfileFile[]).map((file) => ({ ...file, append: file.append === true })),
+});
+
+// Names are ASCII, so code-unit order is SQLite's BINARY order; PostgreSQL's ORDER BY would
+// follow the database's collation (en_US sorts 'b' before 'C'), so the list is sorted here.
+const byName = (a: { name: string }, b: { name: string }) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+
+/** Rows per INSERT of a device table: 3 values each, far below either database's parameter limit. */
+const TABLE_CHUNK = 500;
+
+/** SQL for profiles, the device table and the files rendered for each job (0013, 0016). */
+export function createDeviceFilesStore(db: Queries) {
   return {
-    profiles(): ProfileRow[] {
-      return (db.prepare('SELECT * FROM device_profiles ORDER BY name').all() as Array<Omit<ProfileRow, 'files'> & { files: string }>).map(toProfile);
+    async profiles(): Promise<ProfileRow[]> {
+      const rows = await db.selectFrom('device_profiles').selectAll().execute();
+      return rows.map(toProfile).sort(byName);
     },
-    profile(name: string): ProfileRow | undefined {
-      const row = profileQuery.get(name) as (Omit<ProfileRow, 'files'> & { files: string }) | undefined;
+    async profile(name: string): Promise<ProfileRow | undefined> {
+      const row = await db.selectFrom('device_profiles').selectAll().where('name', '=', name).executeTakeFirst();
       return row && toProfile(row);
     },
-    /** Creates or replaces a profile; a replaced one keeps its sequence counter. */
-    saveProfile(name: string, files: ProfileFile[], now: number) {
-      db.prepare(
-        `INSERT INTO device_profiles (name, files, created_at, updated_at) VALUES (?, ?, ?, ?)
-         ON CONFLICT (name) DO UPDATE SET files = excluded.files, updated_at = excluded.updated_at`,
-      ).run(name, JSON.stringify(files), now, now);
+    /** Creates or replaces a profile (a replaced one keeps its sequence counter); the profile as stored. */
+    async saveProfile(name: string, files: ProfileFile[], now: number): Promise<ProfileRow> {
+      const row = await db
+        .insertInto('device_profiles')
+        .values({ name, files: JSON.stringify(files), created_at: now, updated_at: now })
+        .onConflict((oc) => oc.column('name').doUpdateSet((eb) => ({ files: eb.ref('excluded.files'), updated_at: eb.ref('excluded.updated_at') })))
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      return toProfile(row);
     },
-    deleteProfile: (name: string) => db.prepare('DELETE FROM device_profiles WHERE name = ?').run(name).changes > 0,
-    /** Takes the profile's next sequence number (and counts it as used). */
-    takeSequence(name: string): number {
-      const row = db.prepare('UPDATE device_profiles SET next_sequence = next_sequence + 1 WHERE name = ? RETURNING next_sequence - 1 AS taken').get(name) as
-        | { taken: number }
-        | undefined;
-      return row!.taken;
+    async deleteProfile(name: string): Promise<boolean> {
+      const result = await db.deleteFrom('device_profiles').where('name', '=', name).executeTakeFirst();
+      return Number(result.numDeletedRows) > 0;
+    },
+    /**
+     * Takes the profile's next sequence number (and counts it as used); undefined when there is
+     * no such profile. One statement: stations taking numbers at once never get the same one.
+     */
+    async takeSequence(name: string): Promise<number | undefined> {
+      const row = await db
+        .updateTable('device_profiles')
+        .set((eb) => ({ next_sequence: eb('next_sequence', '+', 1) }))
+        .where('name', '=', name)
+        .returning(sql<number>`next_sequence - 1`.as('taken'))
+        .executeTakeFirst();
+      return row?.taken;
     },
 
-    replaceTable: db.transaction((keyColumn: 'serial' | 'mac', columns: string[], rows: Array<{ key: string; values: Record<string, string> }>, now: number) => {
-      db.prepare('DELETE FROM device_table_rows').run();
-      const insert = db.prepare('INSERT INTO device_table_rows (key, key_kind, row_values) VALUES (?, ?, ?)');
-      for (const row of rows) insert.run(row.key, keyColumn, JSON.stringify(row.values));
-      db.prepare(
-        `INSERT INTO device_table_meta (id, key_column, columns, imported_at) VALUES (1, ?, ?, ?)
-         ON CONFLICT (id) DO UPDATE SET key_column = excluded.key_column, columns = excluded.columns, imported_at = excluded.imported_at`,
-      ).run(keyColumn, JSON.stringify(columns), now);
-    }),
-    table(): DeviceTable | undefined {
-      const meta = db.prepare('SELECT key_column, columns, imported_at FROM device_table_meta WHERE id = 1').get() as
-        | { key_column: 'serial' | 'mac'; columns: string; imported_at: number }
-        | undefined;
-      if (!meta) return undefined;
-      const { rows } = db.prepare('SELECT count(*) AS rows FROM device_table_rows').get() as { rows: number };
-      return { key_column: meta.key_column, columns: JSON.parse(meta.columns) as string[], imported_at: meta.imported_at, rows };
+    /** Replaces the whole device table, all or nothing; what is stored then. */
+    replaceTable(keyColumn: 'serial' | 'mac', columns: string[], rows: Array<{ key: string; values: Record<string, string> }>, now: number): Promise<DeviceTable> {
+      return inTransaction(db, async (tx) => {
+        await tx.deleteFrom('device_table_rows').execute();
+        for (let at = 0; at < rows.length; at += TABLE_CHUNK) {
+          const chunk = rows.slice(at, at + TABLE_CHUNK).map((row) => ({ key: row.key, key_kind: keyColumn, row_values: JSON.stringify(row.values) }));
+          await tx.insertInto('device_table_rows').values(chunk).execute();
+        }
+        await tx
+          .insertInto('device_table_meta')
+          .values({ id: 1, key_column: keyColumn, columns: JSON.stringify(columns), imported_at: now })
+          .onConflict((oc) =>
+            oc.column('id').doUpdateSet((eb) => ({ key_column: eb.ref('excluded.key_column'), columns: eb.ref('excluded.columns'), imported_at: eb.ref('excluded.imported_at') })),
+          )
+          .execute();
+        return { key_column: keyColumn, columns, imported_at: now, rows: rows.length };
+      });
     },
-    tableRow(key: string): Record<string, string> | undefined {
-      const row = db.prepare('SELECT row_values FROM device_table_rows WHERE key = ?').get(key) as { row_values: string } | undefined;
+    /** The imported table's description; one statement, so its count is of the same import. */
+    async table(): Promise<DeviceTable | undefined> {
+      const meta = await db
+        .selectFrom('device_table_meta')
+        .select((eb) => ['key_column', 'columns', 'imported_at', eb.selectFrom('device_table_rows').select(eb.fn.countAll<number>().as('n')).as('rows')])
+        .where('id', '=', 1)
+        .executeTakeFirst();
+      if (!meta) return undefined;
+      return { key_column: meta.key_column as DeviceTable['key_column'], columns: JSON.parse(meta.columns) as string[], imported_at: meta.imported_at, rows: Number(meta.rows) };
+    },
+    async tableRow(key: string): Promise<Record<string, string> | undefined> {
+      const row = await db.selectFrom('device_table_rows').select('row_values').where('key', '=', key).executeTakeFirst();
       return row && (JSON.parse(row.row_values) as Record<string, string>);
     },
 
-    saveJobFiles: db.transaction((jobId: number, files: NewJobFile[]) => {
-      for (const file of files) insertFile.run({ ...file, job_id: jobId });
-    }),
-    jobFiles: (jobId: number) => db.prepare('SELECT * FROM job_files WHERE job_id = ? ORDER BY idx').all(jobId) as JobFileRow[],
-    hasJobFiles: (jobId: number) => db.prepare('SELECT 1 FROM job_files WHERE job_id = ? LIMIT 1').get(jobId) !== undefined,
-    saveReadBack(jobId: number, idx: number, sha256: string, length: number | null) {
-      db.prepare('UPDATE job_files SET read_back_sha256 = ?, read_back_length = ? WHERE job_id = ? AND idx = ?').run(sha256, length, jobId, idx);
+    /** Stores a job's rendered files: one INSERT, so all of them or none. */
+    async saveJobFiles(jobId: number, files: NewJobFile[]): Promise<void> {
+      if (files.length === 0) return;
+      await db.insertInto('job_files').values(files.map((file) => ({ ...file, job_id: jobId }))).execute();
+    },
+    jobFiles: (jobId: number) => db.selectFrom('job_files').selectAll().where('job_id', '=', jobId).orderBy('idx').execute() as Promise<JobFileRow[]>,
+    async hasJobFiles(jobId: number): Promise<boolean> {
+      return (await db.selectFrom('job_files').select('idx').where('job_id', '=', jobId).limit(1).executeTakeFirst()) !== undefined;
+    },
+    async saveReadBack(jobId: number, idx: number, sha256: string, length: number | null): Promise<void> {
+      await db.updateTable('job_files').set({ read_back_sha256: sha256, read_back_length: length }).where('job_id', '=', jobId).where('idx', '=', idx).execute();
     },
     /** The contents go when the job ends; what was written stays known by its hashes. */
-    dropContents: (jobId: number) => db.prepare('UPDATE job_files SET content = NULL WHERE job_id = ? AND content IS NOT NULL').run(jobId),
+    async dropContents(jobId: number): Promise<void> {
+      await db.updateTable('job_files').set({ content: null }).where('job_id', '=', jobId).where('content', 'is not', null).execute();
+    },
   };
 }
 

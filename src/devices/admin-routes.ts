@@ -34,24 +34,24 @@ const BackupBody = Type.Union([Type.Object({ after: After, finish: Finish }), Ty
 export const deviceAdminRoutes: FastifyPluginAsyncTypebox<{ devices: DeviceService; jobs: JobService }> = async (app, { devices, jobs }) => {
   // One page in a stable order (first seen, then MAC); pass `next` back as `cursor` for the rest.
   app.get('/api/devices', { schema: { querystring: DeviceListQuery } }, async (request) => {
-    const { devices: page, total, next } = devices.page({ ...request.query, limit: request.query.limit ?? DEFAULT_PAGE_SIZE });
+    const { devices: page, total, next } = await devices.page({ ...request.query, limit: request.query.limit ?? DEFAULT_PAGE_SIZE });
     return { devices: page, total, next };
   });
 
-  app.get('/api/devices/:mac', { schema: { params: MacParams } }, async (request) => devices.view(devices.get(request.params.mac)));
+  app.get('/api/devices/:mac', { schema: { params: MacParams } }, async (request) => devices.view(await devices.get(request.params.mac)));
 
   app.post('/api/devices/:mac/deploy', { schema: { params: MacParams, body: Type.Optional(DeployBody) } }, async (request, reply) => {
-    const job = jobs.orderDeploy(request.params.mac, request.body?.image, { after: request.body?.after, fullMatch: request.body?.full_match, finish: request.body?.finish, profile: request.body?.profile,
+    const job = await jobs.orderDeploy(request.params.mac, request.body?.image, { after: request.body?.after, fullMatch: request.body?.full_match, finish: request.body?.finish, profile: request.body?.profile,
       confirmBoot: request.body?.confirm_boot, confirmTimeout: request.body?.confirm_timeout, firstBootHook: request.body?.first_boot_hook });
-    return reply.code(201).send(jobs.view(job));
+    return reply.code(201).send(await jobs.view(job));
   });
 
   app.post('/api/devices/:mac/backup', { schema: { params: MacParams, body: Type.Optional(BackupBody) } }, async (request, reply) => {
-    const job = jobs.orderBackup(request.params.mac, { after: request.body?.after, finish: request.body?.finish });
-    return reply.code(201).send(jobs.view(job));
+    const job = await jobs.orderBackup(request.params.mac, { after: request.body?.after, finish: request.body?.finish });
+    return reply.code(201).send(await jobs.view(job));
   });
 
   app.post('/api/devices/:mac/cancel', { schema: { params: MacParams } }, async (request) =>
-    jobs.view(jobs.cancelForDevice(request.params.mac)),
+    jobs.view(await jobs.cancelForDevice(request.params.mac)),
   );
 };

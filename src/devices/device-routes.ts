@@ -23,7 +23,7 @@ export interface DeviceRoutesOptions {
 export const deviceRoutes: FastifyPluginAsyncTypebox<DeviceRoutesOptions> = async (app, { devices, jobs, identity, publicUrl }) => {
   app.post('/api/register-device', { schema: { body: RegisterBody, querystring: RegisterQuery } }, async (request, reply) => {
     identity(normalizeMac(request.body.mac), request.ip);
-    const device = devices.register(request.body, request.ip, baseUrlFor(request, undefined));
+    const device = await devices.register(request.body, request.ip, baseUrlFor(request, undefined));
     const base = baseUrlFor(request, publicUrl);
     return replyAs(reply, request.query.format, {
       ok: true,
@@ -37,10 +37,11 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<DeviceRoutesOptions> = asyn
     const { mac, format, wait = 0 } = request.query;
     identity(normalizeMac(mac), request.ip);
     const features = new Set((request.query.features ?? '').split(',').map((feature) => feature.trim()).filter(Boolean));
-    const device = devices.seen(mac, request.ip, baseUrlFor(request, undefined));
     // The poll ends early if the device hangs up, so no job is handed to a closed socket.
+    // Listened for before the first await: a close during it must not go unseen.
     const hangUp = new AbortController();
     reply.raw.on('close', () => hangUp.abort());
+    const device = await devices.seen(mac, request.ip, baseUrlFor(request, undefined));
     // A poll that says what the client can do comes from a client that reports a result.
     const taker = { ip: plainAddress(request.ip), reports: request.query.features !== undefined };
     const outcome = await jobs.poll(device.mac, wait * 1000, hangUp.signal, features, taker);

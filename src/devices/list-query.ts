@@ -26,26 +26,22 @@ export interface Cursor {
 export const DEFAULT_PAGE_SIZE = 100;
 export const MAX_PAGE_SIZE = 500;
 
-const ACTIVE = `SELECT device_mac FROM jobs WHERE state IN ('queued', 'running')`;
-const STATE_SQL: Record<DeviceState, string> = {
-  active: `mac IN (${ACTIVE})`,
-  running: `mac IN (SELECT device_mac FROM jobs WHERE state = 'running')`,
-  queued: `mac IN (SELECT device_mac FROM jobs WHERE state = 'queued')`,
-  stale: `last_seen_at < @staleBefore AND mac NOT IN (${ACTIVE})`,
-  netbooting: `last_seen_at >= @staleBefore AND registered_at IS NULL AND mac NOT IN (${ACTIVE})`,
-  ready: `last_seen_at >= @staleBefore AND registered_at IS NOT NULL AND mac NOT IN (${ACTIVE})`,
+const ACTIVE = sql`SELECT device_mac FROM jobs WHERE state IN ('queued', 'running')`;
+const STATE_SQL: Record<DeviceState, (staleBefore: number) => RawBuilder<boolean>> = {
+  active: () => sql`mac IN (${ACTIVE})`,
+  running: () => sql`mac IN (SELECT device_mac FROM jobs WHERE state = 'running')`,
+  queued: () => sql`mac IN (SELECT device_mac FROM jobs WHERE state = 'queued')`,
+  stale: (staleBefore) => sql`last_seen_at < ${staleBefore} AND mac NOT IN (${ACTIVE})`,
+  netbooting: (staleBefore) => sql`last_seen_at >= ${staleBefore} AND registered_at IS NULL AND mac NOT IN (${ACTIVE})`,
+  ready: (staleBefore) => sql`last_seen_at >= ${staleBefore} AND registered_at IS NOT NULL AND mac NOT IN (${ACTIVE})`,
 };
 
 const like = (text: string) => `%${text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
 
-/** A device matches a search by part of its MAC (any separators), IP, serial or model; parameters from deviceSearchParams. */
-export const DEVICE_SEARCH_SQL = String.raw`mac LIKE @like ESCAPE '\' OR replace(mac, ':', '') LIKE @hex ESCAPE '\' OR ip LIKE @like ESCAPE '\'
-      OR serial LIKE @like ESCAPE '\' OR model LIKE @like ESCAPE '\'`;
-
 /**
- * DEVICE_SEARCH_SQL for the query layer (both databases). PostgreSQL's LIKE heeds case and
- * SQLite's does not (for ASCII), so both sides are lower-cased: the same devices match on both.
- * The SQLite-only device store still uses DEVICE_SEARCH_SQL until it moves to the query layer.
+ * A device matches a search by part of its MAC (any separators), IP, serial or model (parameters
+ * from deviceSearchParams). PostgreSQL's LIKE heeds case and SQLite's does not (for ASCII), so
+ * both sides are lower-cased: the same devices match on both databases.
  */
 export function deviceSearchCondition(params: { like: string; hex: string }): RawBuilder<boolean> {
   const like = sql`lower(${params.like})`;
@@ -56,7 +52,7 @@ export function deviceSearchCondition(params: { like: string; hex: string }): Ra
 
 /**
  * A search that looks like part of a MAC also matches it without separators, so `DC-A6-32`,
- * `dca632` and `dc:a6:32` find the same devices (`@hex`); anything else matches as typed.
+ * `dca632` and `dc:a6:32` find the same devices (`hex`); anything else matches as typed.
  */
 export function deviceSearchParams(search: string): { like: string; hex: string } {
   const macLike = /^[0-9a-f:.\-]+$/i.test(search) && !/^[\d.]+$/.test(search);
@@ -64,34 +60,30 @@ export function deviceSearchParams(search: string): { like: string; hex: string 
   return { like: asTyped, hex: macLike ? like(search.toLowerCase().replace(/[:.\-]/g, '')) : asTyped };
 }
 
-/** The WHERE terms and parameters of a filter. */
-export function deviceFilter(query: Pick<DeviceQuery, 'search' | 'state'>, staleBefore: number) {
-  const terms: string[] = [];
-  const params: Record<string, string | number> = {};
+/** The WHERE terms of a filter. */
+export function deviceFilter(query: Pick<DeviceQuery, 'search' | 'state'>, staleBefore: number): RawBuilder<boolean>[] {
+  const terms: RawBuilder<boolean>[] = [];
   const search = query.search?.trim();
-  if (search) {
-    Object.assign(params, deviceSearchParams(search));
-    terms.push(`(${DEVICE_SEARCH_SQL})`);
-  }
-  if (query.state) {
-    terms.push(STATE_SQL[query.state]);
-    if (query.state !== 'active' && query.state !== 'running' && query.state !== 'queued') params.staleBefore = staleBefore;
-  }
-  return { terms, params };
+  if (search) terms.push(deviceSearchCondition(deviceSearchParams(search)));
+  if (query.state) terms.push(STATE_SQL[query.state](staleBefore));
+  return terms;
 }
 
 /** Rows after the cursor in the list's order or, with `upTo`, the rows up to and including it. */
-export function cursorTerm(order: DeviceQuery['order'], upTo = false): string {
+export function cursorTerm(order: DeviceQuery['order'], cursor: Cursor, upTo = false): RawBuilder<boolean> {
   const newest = order === 'newest';
+  const { firstSeen, mac } = cursor;
   if (upTo) {
-    return `first_seen_at ${newest ? '>=' : '<='} @cursorFirst AND NOT (first_seen_at = @cursorFirst AND mac ${newest ? '<' : '>'} @cursorMac)`;
+    return newest
+      ? sql`first_seen_at >= ${firstSeen} AND NOT (first_seen_at = ${firstSeen} AND mac < ${mac})`
+      : sql`first_seen_at <= ${firstSeen} AND NOT (first_seen_at = ${firstSeen} AND mac > ${mac})`;
   }
-  const after = newest ? '<' : '>';
-  return `first_seen_at ${after}= @cursorFirst AND (first_seen_at ${after} @cursorFirst OR mac ${after} @cursorMac)`;
+  return newest
+    ? sql`first_seen_at <= ${firstSeen} AND (first_seen_at < ${firstSeen} OR mac < ${mac})`
+    : sql`first_seen_at >= ${firstSeen} AND (first_seen_at > ${firstSeen} OR mac > ${mac})`;
 }
 
-export const orderBy = (order: DeviceQuery['order']) =>
-  order === 'newest' ? 'ORDER BY first_seen_at DESC, mac DESC' : 'ORDER BY first_seen_at, mac';
+export const orderBy = (order: DeviceQuery['order']) => (order === 'newest' ? sql`ORDER BY first_seen_at DESC, mac DESC` : sql`ORDER BY first_seen_at, mac`);
 
 /** Cursors read like `1717171717171.dca632010203`: opaque to clients, but easy to check. */
 export function encodeCursor(firstSeen: number, mac: string): string {

@@ -33,6 +33,8 @@ export interface DeviceView {
    * client exited or lost the network): known at once, where `stale` takes 90 s. Null otherwise.
    */
   client_hung_up_at: string | null;
+  /** The station its client last spoke to (several stations share one database); null before stations. */
+  station: string | null;
   /** A rule holds it for a person (src/rules/): which rule, and why. */
   rule_hold: { rule: string; reason: string | null } | null;
   netboot: {
@@ -62,9 +64,13 @@ export interface DeviceServiceDeps {
   /** New devices per source address and window (register and poll alike). */
   registrationLimit?: RegistrationLimit;
   forgetUnknownAfterMs?: number;
+  /** This server's name among the stations sharing the database: a client's device is its now. */
+  station?: string;
   /** The rule holding the device for a person, if any. */
-  holdOf?: (mac: string) => { rule: string; reason: string | null } | null;
+  holdOf?: (mac: string) => RuleHold | null | Promise<RuleHold | null>;
 }
+
+type RuleHold = { rule: string; reason: string | null };
 
 export function createDeviceService(deps: DeviceServiceDeps) {
   const { store, jobs, clock, bus } = deps;
@@ -78,11 +84,11 @@ export function createDeviceService(deps: DeviceServiceDeps) {
     return at !== undefined && at >= device.last_seen_at ? at : null;
   };
 
-  function view(device: DeviceRow): DeviceView {
+  async function view(device: DeviceRow): Promise<DeviceView> {
     // A device has at most one active job, and no job can be ordered after it while it is
     // active: the active job, if any, is the latest. One indexed lookup per device.
-    const latest = jobs.latestFor(device.mac);
-    const latestView = latest ? jobs.view(latest) : null;
+    const [latest, ruleHold] = await Promise.all([jobs.latestFor(device.mac), deps.holdOf?.(device.mac)]);
+    const latestView = latest ? await jobs.view(latest) : null;
     const active = latest?.state === 'queued' || latest?.state === 'running';
     return {
       mac: device.mac,
@@ -96,7 +102,8 @@ export function createDeviceService(deps: DeviceServiceDeps) {
       last_seen_at: new Date(device.last_seen_at).toISOString(),
       stale: clock.now() - device.last_seen_at > STALE_AFTER_MS,
       registered: device.registered_at !== null,
-      rule_hold: deps.holdOf?.(device.mac) ?? null,
+      station: device.station,
+      rule_hold: ruleHold ?? null,
       client_hung_up_at: hungUpAt(device) === null ? null : new Date(hungUpAt(device)!).toISOString(),
       netboot: {
         enabled: device.netboot_enabled === 1,
@@ -108,9 +115,9 @@ export function createDeviceService(deps: DeviceServiceDeps) {
     };
   }
 
-  function save(facts: Parameters<DeviceStore['save']>[0]) {
+  async function save(facts: Parameters<DeviceStore['save']>[0]) {
     hungUp.delete(facts.mac);
-    const device = store.save(facts, clock.now());
+    const device = await store.save(facts, clock.now());
     bus.emit('device.changed', { mac: device.mac });
     return device;
   }
@@ -118,35 +125,35 @@ export function createDeviceService(deps: DeviceServiceDeps) {
   return {
     view,
     /** One page of devices that match, in a stable order; `next` continues it. */
-    page(query: DeviceQuery) {
-      const { rows, next } = store.page(query, staleBefore());
-      return { devices: rows.map(view), next, ...store.counts(query, staleBefore()) };
+    async page(query: DeviceQuery) {
+      const [{ rows, next }, counts] = await Promise.all([store.page(query, staleBefore()), store.counts(query, staleBefore())]);
+      return { devices: await Promise.all(rows.map(view)), next, ...counts };
     },
     /** Like page(), without counting: for a page that only tops itself up. */
-    rows: (query: DeviceQuery) => store.page(query, staleBefore()).rows.map(view),
+    rows: async (query: DeviceQuery) => Promise.all((await store.page(query, staleBefore())).rows.map(view)),
     count: (query: Omit<DeviceQuery, 'limit'>) => store.count(query, staleBefore()),
     countSince: (query: Omit<DeviceQuery, 'limit'>, since: number) => store.countSince(query, staleBefore(), since),
     /** Views of just these devices (those that exist), e.g. the holders of DHCP leases. */
-    viewsOf: (macs: string[]) => store.rowsOf(macs).map(view),
+    viewsOf: async (macs: string[]) => Promise.all((await store.rowsOf(macs)).map(view)),
     /** The devices among `macs` that still exist, as rows (cheap: no job lookups). */
     rowsOf: (macs: string[]) => store.rowsOf(macs),
     isStale: (device: DeviceRow) => device.last_seen_at < staleBefore(),
-    get(macInput: string): DeviceRow {
+    async get(macInput: string): Promise<DeviceRow> {
       const mac = normalizeMac(macInput);
-      const device = store.get(mac);
+      const device = await store.get(mac);
       if (!device) throw notFound(`no device with MAC ${mac} has registered`);
       return device;
     },
 
     /** A device announces itself (at every client start). Re-registering refreshes IP and last-seen. */
-    register(body: RegisterBody, sourceIp: string, serverUrl?: string): DeviceRow {
+    async register(body: RegisterBody, sourceIp: string, serverUrl?: string): Promise<DeviceRow> {
       const mac = normalizeMac(body.mac);
       const ip = body.ip?.trim() || plainAddress(sourceIp);
       if (isIP(ip) === 0) throw badRequest(`invalid ip '${body.ip}': expected an IPv4 or IPv6 address`);
       const emmcCid = normalizeEmmcCid(body.emmc_cid);
       // A device the server has not met counts against its source address's share.
-      if (!store.get(mac)) limiter.admit(plainAddress(sourceIp));
-      const device = save({
+      if (!(await store.get(mac))) limiter.admit(plainAddress(sourceIp));
+      const device = await save({
         mac,
         ip,
         serial: body.serial?.trim() || null,
@@ -154,22 +161,23 @@ export function createDeviceService(deps: DeviceServiceDeps) {
         storageBytes: body.storage_bytes ?? null,
         clientVersion: body.client_version?.trim() || null,
         emmcCid,
+        station: deps.station ?? null,
       });
       // Before anything is ordered for it: a first-boot hook calls back where the client reached us.
-      if (serverUrl) store.setServerUrl(mac, serverUrl);
-      jobs.deviceRestarted(mac);
-      return serverUrl ? store.get(mac)! : device;
+      if (serverUrl) await store.setServerUrl(mac, serverUrl);
+      await jobs.deviceRestarted(mac);
+      return serverUrl ? (await store.get(mac))! : device;
     },
 
     /** A poll is a sign of life; a device that polls before registering is registered by it. */
-    seen(macInput: string, sourceIp: string, serverUrl?: string): DeviceRow {
+    async seen(macInput: string, sourceIp: string, serverUrl?: string): Promise<DeviceRow> {
       const mac = normalizeMac(macInput);
-      const known = store.get(mac);
+      const known = await store.get(mac);
       if (!known) limiter.admit(plainAddress(sourceIp));
-      const device = save({ mac, ip: known ? null : plainAddress(sourceIp) });
+      const device = await save({ mac, ip: known ? null : plainAddress(sourceIp), station: deps.station ?? null });
       if (!serverUrl || device.server_url === serverUrl) return device;
-      store.setServerUrl(mac, serverUrl);
-      return store.get(mac)!;
+      await store.setServerUrl(mac, serverUrl);
+      return (await store.get(mac))!;
     },
 
     /** Its client closed a parked poll: shown at once as not polling, until it is heard from again. */
@@ -188,7 +196,7 @@ export function createDeviceService(deps: DeviceServiceDeps) {
       const before = clock.now() - forgetAfterMs;
       let removed = 0;
       for (;;) {
-        const macs = store.sweepUnknown(before, SWEEP_BATCH);
+        const macs = await store.sweepUnknown(before, SWEEP_BATCH);
         removed += macs.length;
         for (const mac of macs) {
           hungUp.delete(mac);

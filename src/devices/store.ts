@@ -1,4 +1,5 @@
-import type { Db } from '../db/open.js';
+import { sql, type RawBuilder } from 'kysely';
+import { inTransaction, type Queries } from '../db/database.js';
 import { cursorTerm, decodeCursor, deviceFilter, encodeCursor, orderBy, type DeviceQuery } from './list-query.js';
 
 export interface DeviceRow {
@@ -20,6 +21,8 @@ export interface DeviceRow {
   emmc_cid: string | null;
   /** The base URL its client last reached this server at (register or poll); see src/first-boot/. */
   server_url: string | null;
+  /** The station its client last registered or polled at: where its work is served (issue 15). */
+  station: string | null;
 }
 
 export interface DeviceFacts {
@@ -32,65 +35,25 @@ export interface DeviceFacts {
   emmcCid?: string | null;
   /** A provisioning client spoke (registration or poll); false for a device seen only at boot. */
   byClient?: boolean;
+  /** The station it spoke to (a client's word only). */
+  station?: string | null;
 }
 
-export function createDeviceStore(db: Db) {
-  const upsert = db.prepare<[Omit<DeviceFacts, 'byClient'> & { now: number; registeredAt: number | null }]>(`
-    INSERT INTO devices (mac, ip, serial, model, storage_bytes, client_version, emmc_cid, first_seen_at, last_seen_at, registered_at)
-    VALUES (@mac, @ip, @serial, @model, @storageBytes, @clientVersion, @emmcCid, @now, @now, @registeredAt)
-    ON CONFLICT (mac) DO UPDATE SET
-      ip = coalesce(excluded.ip, ip),
-      serial = coalesce(excluded.serial, serial),
-      model = coalesce(excluded.model, model),
-      storage_bytes = coalesce(excluded.storage_bytes, storage_bytes),
-      client_version = coalesce(excluded.client_version, client_version),
-      emmc_cid = coalesce(excluded.emmc_cid, emmc_cid),
-      last_seen_at = excluded.last_seen_at,
-      registered_at = coalesce(excluded.registered_at, registered_at)`);
-  const byMac = db.prepare<[string], DeviceRow>('SELECT * FROM devices WHERE mac = ?');
-  const seen = db.prepare<{ mac: string; now: number }>('UPDATE devices SET last_seen_at = @now WHERE mac = @mac');
-  const serverUrl = db.prepare<{ mac: string; url: string }>('UPDATE devices SET server_url = @url WHERE mac = @mac AND server_url IS NOT @url');
-  const netboot = db.prepare<{ mac: string; enabled: number }>('UPDATE devices SET netboot_enabled = @enabled WHERE mac = @mac');
-  const stage = db.prepare<{ mac: string; stage: string; at: number }>(
-    'UPDATE devices SET boot_stage = @stage, boot_stage_at = @at, last_seen_at = max(last_seen_at, @at) WHERE mac = @mac',
-  );
-  const withNetbootOff = db.prepare<[], { mac: string }>('SELECT mac FROM devices WHERE netboot_enabled = 0');
-  const byMacs = db.prepare<[string], DeviceRow>('SELECT * FROM devices WHERE mac IN (SELECT value FROM json_each(?))');
-  // Never had a job or a backup (both keep their device by foreign key), netboot policy untouched.
-  const unknownBefore = db.prepare<{ before: number; batch: number }, { mac: string }>(`
-    SELECT mac FROM devices WHERE last_seen_at < @before AND netboot_enabled = 1
-      AND mac NOT IN (SELECT device_mac FROM jobs) AND mac NOT IN (SELECT device_mac FROM backups)
-    LIMIT @batch`);
-  const forgetEvents = db.prepare<[string]>('DELETE FROM boot_events WHERE mac IN (SELECT value FROM json_each(?))');
-  const forget = db.prepare<[string]>('DELETE FROM devices WHERE mac IN (SELECT value FROM json_each(?))');
-  const sweepBatch = db.transaction((before: number, batch: number) => {
-    const macs = unknownBefore.all({ before, batch }).map((row) => row.mac);
-    forgetEvents.run(JSON.stringify(macs));
-    forget.run(JSON.stringify(macs));
-    return macs;
-  });
-  const statements = new Map<string, ReturnType<Db['prepare']>>();
-  const prepared = (sql: string) => {
-    let statement = statements.get(sql);
-    if (!statement) statements.set(sql, (statement = db.prepare(sql)));
-    return statement;
-  };
+export function createDeviceStore(db: Queries) {
+  const byMac = (mac: string) => db.selectFrom('devices').selectAll().where('mac', '=', mac).executeTakeFirst() as Promise<DeviceRow | undefined>;
+  const where = (terms: RawBuilder<boolean>[]) => (terms.length ? sql`WHERE ${sql.join(terms, sql` AND `)}` : sql``);
 
-  function filtered(query: Omit<DeviceQuery, 'limit'>, staleBefore: number) {
-    const { terms, params } = deviceFilter(query, staleBefore);
-    const where = (extra: string[]) => (terms.length + extra.length ? `WHERE ${[...terms, ...extra].join(' AND ')}` : '');
-    const count = (extra: string[], values: Record<string, number | string> = {}) =>
-      (prepared(`SELECT count(*) AS n FROM devices ${where(extra)}`).get({ ...params, ...values }) as { n: number }).n;
-    return { where, params, count };
+  async function count(terms: RawBuilder<boolean>[]): Promise<number> {
+    const { rows } = await sql<{ n: number }>`SELECT count(*) AS n FROM devices ${where(terms)}`.execute(db);
+    return rows[0]!.n;
   }
 
   /** One page of a filtered list, and the cursor of the page after it. */
-  function page(query: DeviceQuery, staleBefore: number) {
-    const { where, params } = filtered(query, staleBefore);
+  async function page(query: DeviceQuery, staleBefore: number) {
     const cursor = query.cursor ? decodeCursor(query.cursor) : undefined;
-    const at = cursor ? { cursorFirst: cursor.firstSeen, cursorMac: cursor.mac } : {};
-    const rows = prepared(`SELECT * FROM devices ${where(cursor ? [cursorTerm(query.order)] : [])} ${orderBy(query.order)} LIMIT @limit`)
-      .all({ ...params, ...at, limit: query.limit + 1 }) as DeviceRow[];
+    const terms = deviceFilter(query, staleBefore);
+    const { rows } = await sql<DeviceRow>`SELECT * FROM devices ${where(cursor ? [...terms, cursorTerm(query.order, cursor)] : terms)}
+        ${orderBy(query.order)} LIMIT ${query.limit + 1}`.execute(db);
     const more = rows.length > query.limit;
     if (more) rows.pop();
     const last = rows.at(-1);
@@ -98,49 +61,99 @@ export function createDeviceStore(db: Db) {
   }
 
   /** How many devices match, and how many of them come before the cursor's page. */
-  function counts(query: Omit<DeviceQuery, 'limit'>, staleBefore: number) {
-    const { count } = filtered(query, staleBefore);
+  async function counts(query: Omit<DeviceQuery, 'limit'>, staleBefore: number) {
+    const terms = deviceFilter(query, staleBefore);
     const cursor = query.cursor ? decodeCursor(query.cursor) : undefined;
-    const skipped = cursor ? count([cursorTerm(query.order, true)], { cursorFirst: cursor.firstSeen, cursorMac: cursor.mac }) : 0;
-    return { total: count([]), skipped };
+    const [total, skipped] = await Promise.all([count(terms), cursor ? count([...terms, cursorTerm(query.order, cursor, true)]) : 0]);
+    return { total, skipped };
   }
 
   return {
     /** Creates the device or refreshes what it told us; facts it did not send are kept. */
-    save(facts: DeviceFacts, now: number): DeviceRow {
+    async save(facts: DeviceFacts, now: number): Promise<DeviceRow> {
       const { byClient = true, ...known } = facts;
-      upsert.run({
-        serial: null,
-        model: null,
-        storageBytes: null,
-        clientVersion: null,
-        emmcCid: null,
-        ...known,
-        registeredAt: byClient ? now : null,
-        now,
-      });
-      return byMac.get(facts.mac)!;
+      return (await db
+        .insertInto('devices')
+        .values({
+          mac: known.mac,
+          ip: known.ip,
+          serial: known.serial ?? null,
+          model: known.model ?? null,
+          storage_bytes: known.storageBytes ?? null,
+          client_version: known.clientVersion ?? null,
+          emmc_cid: known.emmcCid ?? null,
+          first_seen_at: now,
+          last_seen_at: now,
+          registered_at: byClient ? now : null,
+          station: byClient ? (known.station ?? null) : null,
+        })
+        .onConflict((conflict) =>
+          conflict.column('mac').doUpdateSet((eb) => ({
+            ip: eb.fn.coalesce('excluded.ip', 'devices.ip'),
+            serial: eb.fn.coalesce('excluded.serial', 'devices.serial'),
+            model: eb.fn.coalesce('excluded.model', 'devices.model'),
+            storage_bytes: eb.fn.coalesce('excluded.storage_bytes', 'devices.storage_bytes'),
+            client_version: eb.fn.coalesce('excluded.client_version', 'devices.client_version'),
+            emmc_cid: eb.fn.coalesce('excluded.emmc_cid', 'devices.emmc_cid'),
+            last_seen_at: eb.ref('excluded.last_seen_at'),
+            registered_at: eb.fn.coalesce('excluded.registered_at', 'devices.registered_at'),
+            station: eb.fn.coalesce('excluded.station', 'devices.station'),
+          })),
+        )
+        .returningAll()
+        .executeTakeFirstOrThrow()) as DeviceRow;
     },
-    get: (mac: string) => byMac.get(mac),
+    get: byMac,
     /** The device did something (a progress report): it is alive. */
-    touch: (mac: string, now: number) => seen.run({ mac, now }),
-    setServerUrl: (mac: string, url: string) => serverUrl.run({ mac, url }),
-    setNetboot: (mac: string, enabled: boolean) => netboot.run({ mac, enabled: enabled ? 1 : 0 }).changes === 1,
-    setBootStage: (mac: string, text: string, at: number) => stage.run({ mac, stage: text, at }),
-    netbootDisabled: () => withNetbootOff.all().map((row) => row.mac),
+    touch: (mac: string, now: number) => db.updateTable('devices').set({ last_seen_at: now }).where('mac', '=', mac).execute(),
+    setServerUrl: (mac: string, url: string) =>
+      db.updateTable('devices').set({ server_url: url }).where('mac', '=', mac).where(sql<boolean>`server_url IS DISTINCT FROM ${url}`).execute(),
+    setNetboot: async (mac: string, enabled: boolean) =>
+      Number((await db.updateTable('devices').set({ netboot_enabled: enabled ? 1 : 0 }).where('mac', '=', mac).executeTakeFirst()).numUpdatedRows) === 1,
+    setBootStage: (mac: string, text: string, at: number) =>
+      db
+        .updateTable('devices')
+        .set({ boot_stage: text, boot_stage_at: at, last_seen_at: sql`CASE WHEN last_seen_at > ${at} THEN last_seen_at ELSE ${at} END` })
+        .where('mac', '=', mac)
+        .execute(),
+    netbootDisabled: async () => (await db.selectFrom('devices').select('mac').where('netboot_enabled', '=', 0).execute()).map((row) => row.mac),
     page,
     counts,
-    count: (query: Omit<DeviceQuery, 'limit'>, staleBefore: number) => filtered(query, staleBefore).count([]),
+    count: (query: Omit<DeviceQuery, 'limit'>, staleBefore: number) => count(deviceFilter(query, staleBefore)),
     /** How many devices that match were first seen at or after `since` (new to a page opened then). */
     countSince: (query: Omit<DeviceQuery, 'limit'>, staleBefore: number, since: number) =>
-      filtered(query, staleBefore).count(['first_seen_at >= @since'], { since }),
+      count([...deviceFilter(query, staleBefore), sql<boolean>`first_seen_at >= ${since}`]),
     /** The rows of these MACs that still exist (at most a page of them). */
-    rowsOf: (macs: string[]) => byMacs.all(JSON.stringify(macs)),
+    rowsOf: async (macs: string[]) =>
+      macs.length === 0 ? [] : ((await db.selectFrom('devices').selectAll().where('mac', 'in', macs).execute()) as DeviceRow[]),
     /**
      * Deletes up to `batch` devices that have no history and were last seen before `before`;
-     * returns their MACs. None once shutdown has closed the database under a running sweep.
+     * returns their MACs. The DELETE checks the conditions itself, so a device that got a job
+     * (on any station) since it was picked is kept.
      */
-    sweepUnknown: (before: number, batch: number): string[] => (db.open ? sweepBatch(before, batch) : []),
+    sweepUnknown: (before: number, batch: number): Promise<string[]> =>
+      inTransaction(db, async (tx) => {
+        // Never had a job or a backup (both keep their device by foreign key), netboot policy untouched.
+        const forgettable = (query: typeof tx) =>
+          query
+            .selectFrom('devices')
+            .select('mac')
+            .where('last_seen_at', '<', before)
+            .where('netboot_enabled', '=', 1)
+            .where('mac', 'not in', (eb) => eb.selectFrom('jobs').select('device_mac'))
+            .where('mac', 'not in', (eb) => eb.selectFrom('backups').select('device_mac'));
+        const picked = (await forgettable(tx).limit(batch).execute()).map((row) => row.mac);
+        if (picked.length === 0) return [];
+        const gone = await tx
+          .deleteFrom('devices')
+          .where('mac', 'in', picked)
+          .where('mac', 'in', forgettable(tx))
+          .returning('mac')
+          .execute();
+        const macs = gone.map((row) => row.mac);
+        if (macs.length > 0) await tx.deleteFrom('boot_events').where('mac', 'in', macs).execute();
+        return macs;
+      }),
   };
 }
 

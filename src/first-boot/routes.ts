@@ -20,7 +20,7 @@ export const FirstBootBody = Type.Object(
 /** The first-boot callback (device API, no admin token: the one-time token is the credential). */
 export const firstBootRoutes: FastifyPluginAsyncTypebox<{ firstBoot: FirstBootService }> = async (app, { firstBoot }) => {
   app.post(FIRST_BOOT_PATH, { schema: { body: FirstBootBody } }, async (request) => {
-    const job = firstBoot.confirm(request.body ?? {});
+    const job = await firstBoot.confirm(request.body ?? {});
     return { ok: true, job: job.id, first_boot: firstBootView(job) };
   });
 };

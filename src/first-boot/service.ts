@@ -1,5 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
+import type { Queries } from '../db/database.js';
 import type { DeviceRow } from '../devices/store.js';
 import type { JobRow } from '../jobs/store.js';
 import type { FirstBootHook } from './hook-files.js';
@@ -8,7 +9,7 @@ import { badRequest, conflict, notFound } from '../shared/errors.js';
 import type { EventBus } from '../shared/events.js';
 import { normalizeMac } from '../shared/mac.js';
 import { newToken } from '../shared/tokens.js';
-import type { BootReport, FirstBootStore } from './store.js';
+import { createFirstBootStore, type BootReport, type FirstBootStore } from './store.js';
 import { timeoutWords } from './view.js';
 
 export const DEFAULT_CONFIRM_TIMEOUT_S = 600;
@@ -22,7 +23,7 @@ export interface FirstBootDeps {
   /** The base URL devices reach the server at (--public-url); without it there is no {{first_boot_url}}. */
   publicUrl: string | undefined;
   /** A job's first boot was confirmed or not: the rule that ordered it goes on (src/rules/engine.ts). */
-  onSettled?: (job: JobRow) => void;
+  onSettled?: (job: JobRow) => void | Promise<void>;
 }
 
 /** What the installed OS's hook sends, once. */
@@ -46,12 +47,12 @@ const iso = (ms: number | null) => (ms === null ? 'an unknown time' : new Date(m
 export function createFirstBootService(deps: FirstBootDeps) {
   const { store, clock, bus, log } = deps;
 
-  function settled(job: JobRow, state: 'confirmed' | 'not_confirmed') {
+  async function settled(job: JobRow, state: 'confirmed' | 'not_confirmed') {
     // 'job.changed' keeps live views current and becomes the webhook event job.confirmed / job.not_confirmed.
     bus.emit('job.changed', { jobId: job.id, mac: job.device_mac, state });
     bus.emit('device.changed', { mac: job.device_mac });
     try {
-      deps.onSettled?.(job);
+      await deps.onSettled?.(job);
     } catch (error) {
       log.error({ err: error, job: job.id }, 'rule engine failed after a first boot was settled');
     }
@@ -67,16 +68,19 @@ export function createFirstBootService(deps: FirstBootDeps) {
       return { token: newToken(), url: base === null || base === undefined ? null : `${base.replace(/\/+$/, '')}${FIRST_BOOT_PATH}` };
     },
 
-    /** Records that the queued job `jobId` asks for confirmation with `token` (only its hash is kept). */
-    arm(jobId: number, token: string, hook: FirstBootHook, timeoutSeconds = DEFAULT_CONFIRM_TIMEOUT_S) {
-      store.arm(jobId, hashOf(token), hook, timeoutSeconds);
+    /**
+     * Records that the queued job `jobId` asks for confirmation with `token` (only its hash is
+     * kept); in the caller's transaction `tx` when given (the one creating the job).
+     */
+    async arm(jobId: number, token: string, hook: FirstBootHook, timeoutSeconds = DEFAULT_CONFIRM_TIMEOUT_S, tx?: Queries): Promise<void> {
+      await (tx ? createFirstBootStore(tx) : store).arm(jobId, hashOf(token), hook, timeoutSeconds);
     },
 
     /** The hook's call: confirms the job its token belongs to, once. Each refusal is one sentence. */
-    confirm(call: FirstBootCall): JobRow {
+    async confirm(call: FirstBootCall): Promise<JobRow> {
       if (!call.token) throw badRequest('a first-boot call needs token: the one-time token the deploy wrote for the installed OS');
       const hash = hashOf(call.token);
-      const job = store.byTokenHash(hash);
+      const job = await store.byTokenHash(hash);
       // Found by its hash (an index lookup); the comparison after it is constant-time as well.
       if (!job || !timingSafeEqual(Buffer.from(job.boot_token_hash!), Buffer.from(hash))) {
         throw notFound('no deploy is waiting for this first-boot token');
@@ -102,10 +106,11 @@ export function createFirstBootService(deps: FirstBootDeps) {
         os_release: call.os_release || null,
         kernel: call.kernel || null,
       };
-      if (!store.confirm(job.id, report, clock.now())) throw conflict(`job ${job.id}'s first boot is no longer awaited`);
-      const confirmed = store.get(job.id)!;
+      // The state read above may be stale (another call, the watchdog): the update is conditional.
+      const confirmed = await store.confirm(job.id, report, clock.now());
+      if (!confirmed) throw conflict(`job ${job.id}'s first boot is no longer awaited`);
       log.info({ job: job.id, mac: job.device_mac, os_release: report.os_release, kernel: report.kernel }, 'first boot confirmed');
-      settled(confirmed, 'confirmed');
+      await settled(confirmed, 'confirmed');
       return confirmed;
     },
 
@@ -114,21 +119,22 @@ export function createFirstBootService(deps: FirstBootDeps) {
      * old deadline can never switch netboot on under the new work (the rule that ordered one
      * treats it as done: a person took the device over).
      */
-    supersede(mac: string, newerJobId: number) {
-      for (const id of store.supersede(mac, newerJobId)) {
+    async supersede(mac: string, newerJobId: number): Promise<void> {
+      for (const id of await store.supersede(mac, newerJobId)) {
         log.info({ job: id, mac, newer: newerJobId }, 'first boot no longer awaited: a newer job was ordered');
         bus.emit('job.changed', { jobId: id, mac, state: 'superseded' });
       }
     },
 
     /** Marks jobs whose first boot did not call back in time as not confirmed (the watchdog calls this). */
-    expireDue(): JobRow[] {
+    async expireDue(): Promise<JobRow[]> {
       const expired: JobRow[] = [];
-      for (const job of store.due(clock.now())) {
-        if (!store.expire(job.id)) continue;
-        const row = store.get(job.id)!;
+      for (const job of await store.due(clock.now())) {
+        // Another station's watchdog, or a call just in time, may have settled it since: conditional.
+        const row = await store.expire(job.id);
+        if (!row) continue;
         log.warn({ job: job.id, mac: job.device_mac }, 'first boot not confirmed in time');
-        settled(row, 'not_confirmed');
+        await settled(row, 'not_confirmed');
         expired.push(row);
       }
       return expired;

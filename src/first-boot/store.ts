@@ -1,4 +1,4 @@
-import type { Db } from '../db/open.js';
+import type { Queries } from '../db/database.js';
 import type { JobRow } from '../jobs/store.js';
 import type { FirstBootHook } from './hook-files.js';
 
@@ -10,35 +10,45 @@ export interface BootReport {
   kernel: string | null;
 }
 
-/** The first-boot columns of jobs (migration 0018). */
-export function createFirstBootStore(db: Db) {
-  const arm = db.prepare<{ id: number; hash: string; hook: string; timeout: number }>(
-    `UPDATE jobs SET boot_confirm = 1, boot_token_hash = @hash, boot_hook = @hook, boot_confirm_timeout_s = @timeout WHERE id = @id AND state = 'queued'`,
-  );
-  const byHash = db.prepare<[string], JobRow>('SELECT * FROM jobs WHERE boot_token_hash = ?');
-  const confirm = db.prepare<{ id: number; now: number; report: string }>(
-    `UPDATE jobs SET boot_state = 'confirmed', boot_confirmed_at = @now, boot_report = @report WHERE id = @id AND boot_state = 'awaiting'`,
-  );
-  const due = db.prepare<[number], JobRow>(`SELECT * FROM jobs WHERE boot_state = 'awaiting' AND boot_deadline_at <= ? ORDER BY id`);
-  const expire = db.prepare<[number]>(`UPDATE jobs SET boot_state = 'not_confirmed' WHERE id = ? AND boot_state = 'awaiting'`);
-  const byId = db.prepare<[number], JobRow>('SELECT * FROM jobs WHERE id = ?');
-  const supersede = db.prepare<{ mac: string; newer: number }, { id: number }>(
-    `UPDATE jobs SET boot_state = 'superseded' WHERE device_mac = @mac AND boot_state = 'awaiting' AND id < @newer RETURNING id`,
-  );
+/**
+ * The first-boot columns of jobs (migration 0018). Every change of boot_state is one conditional
+ * UPDATE: of two callers (two requests, two stations) racing for the same job, one wins.
+ */
+export function createFirstBootStore(db: Queries) {
+  const awaiting = (id: number) => db.updateTable('jobs').where('id', '=', id).where('boot_state', '=', 'awaiting');
 
   return {
     /** Marks a queued deploy as asking for first-boot confirmation, with its token's hash. */
-    arm: (id: number, hash: string, hook: FirstBootHook, timeoutSeconds: number) => arm.run({ id, hash, hook, timeout: timeoutSeconds }).changes === 1,
-    byTokenHash: (hash: string) => byHash.get(hash),
-    /** awaiting → confirmed; false when it was no longer awaiting. */
-    confirm: (id: number, report: BootReport, now: number) => confirm.run({ id, now, report: JSON.stringify(report) }).changes === 1,
+    async arm(id: number, hash: string, hook: FirstBootHook, timeoutSeconds: number): Promise<boolean> {
+      const result = await db
+        .updateTable('jobs')
+        .set({ boot_confirm: 1, boot_token_hash: hash, boot_hook: hook, boot_confirm_timeout_s: timeoutSeconds })
+        .where('id', '=', id)
+        .where('state', '=', 'queued')
+        .executeTakeFirst();
+      return Number(result.numUpdatedRows) === 1;
+    },
+    byTokenHash: (hash: string) => db.selectFrom('jobs').selectAll().where('boot_token_hash', '=', hash).executeTakeFirst() as Promise<JobRow | undefined>,
+    /** awaiting → confirmed: the job as confirmed, or undefined when it was no longer awaiting. */
+    confirm: (id: number, report: BootReport, now: number) =>
+      awaiting(id).set({ boot_state: 'confirmed', boot_confirmed_at: now, boot_report: JSON.stringify(report) }).returningAll().executeTakeFirst() as Promise<JobRow | undefined>,
     /** Jobs still awaiting their first boot whose deadline is at or before `now`. */
-    due: (now: number) => due.all(now),
-    /** awaiting → not_confirmed; false when it was no longer awaiting (a call came just in time). */
-    expire: (id: number) => expire.run(id).changes === 1,
-    get: (id: number) => byId.get(id),
+    due: (now: number) =>
+      db.selectFrom('jobs').selectAll().where('boot_state', '=', 'awaiting').where('boot_deadline_at', '<=', now).orderBy('id').execute() as Promise<JobRow[]>,
+    /** awaiting → not_confirmed: the job as expired, or undefined when it was no longer awaiting (a call came just in time). */
+    expire: (id: number) => awaiting(id).set({ boot_state: 'not_confirmed' }).returningAll().executeTakeFirst() as Promise<JobRow | undefined>,
     /** awaiting → superseded for the device's jobs older than `newer`; their ids. */
-    supersede: (mac: string, newer: number) => supersede.all({ mac, newer }).map((row) => row.id),
+    async supersede(mac: string, newer: number): Promise<number[]> {
+      const rows = await db
+        .updateTable('jobs')
+        .set({ boot_state: 'superseded' })
+        .where('device_mac', '=', mac)
+        .where('boot_state', '=', 'awaiting')
+        .where('id', '<', newer)
+        .returning('id')
+        .execute();
+      return rows.map((row) => row.id).sort((a, b) => a - b);
+    },
   };
 }
 

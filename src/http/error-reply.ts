@@ -1,4 +1,5 @@
 import type { FastifyError } from 'fastify';
+import { isDatabaseUnreachable, isRetryableConflict } from '../db/errors.js';
 import { AppError } from '../shared/errors.js';
 
 export interface ErrorReply {
@@ -31,7 +32,10 @@ export function errorReply(error: FastifyError | AppError | Error): ErrorReply {
   if (code === 'ENOSPC' || code === 'EDQUOT' || code === 'SQLITE_FULL') {
     return { status: 507, body: { error: 'insufficient_storage', message: "the server's disk is full; nothing was stored" }, headers: {}, log: true };
   }
-  if (DATABASE_BUSY.has(code)) {
+  if (isDatabaseUnreachable(error)) {
+    return { status: 503, body: { error: 'database_unreachable', message: "the server cannot reach its database; try again in a few seconds" }, headers: RETRY_SOON, log: true };
+  }
+  if (DATABASE_BUSY.has(code) || isRetryableConflict(error)) {
     return { status: 503, body: { error: 'database_busy', message: "the server's database is busy; try again in a few seconds" }, headers: RETRY_SOON, log: true };
   }
   if (DATABASE_BROKEN.test(code)) {

@@ -50,7 +50,7 @@ function clientIsStalling(socket: Socket, current: Exchange | undefined): boolea
  * Node's own whole-headers limit (slowloris), and a small body a deadline of its own; a large
  * body has no total limit, so a 32 GB upload that keeps moving is never cut.
  */
-export function limitIdleConnections(server: Server, limits: IdleLimits, options: { spare?: (request: IncomingMessage) => boolean } = {}): void {
+export function limitIdleConnections(server: Server, limits: IdleLimits, options: { spare?: (request: IncomingMessage) => boolean | Promise<boolean> } = {}): void {
   const exchanges = new WeakMap<Socket, Exchange>();
   server.on('request', (request: IncomingMessage, response: ServerResponse) => {
     exchanges.set(request.socket, { request, response });
@@ -70,7 +70,11 @@ export function limitIdleConnections(server: Server, limits: IdleLimits, options
     if (!clientIsStalling(socket, exchange)) return;
     // A body whose sender shows it is alive elsewhere (a device's progress reports while its
     // compressed backup crosses gigabytes of zeros, which zstd turns into no bytes for minutes).
-    if (exchange && !exchange.request.complete && options.spare?.(exchange.request)) return;
-    socket.destroy();
+    if (!exchange || exchange.request.complete || !options.spare) return void socket.destroy();
+    // The sender's liveness is read from the database; the socket waits for the answer.
+    Promise.resolve(options.spare(exchange.request)).then(
+      (alive) => alive || socket.destroy(),
+      () => socket.destroy(),
+    );
   });
 }

@@ -48,7 +48,7 @@ export function createGoldenWatcher(deps: GoldenWatcherDeps) {
     const before = await stat(path).catch(() => undefined);
     if (!before?.isFile()) return;
     const version = versionOf(before);
-    if (version === refused || (version === store.goldenVersion() && store.byName(GOLDEN_NAME))) return;
+    if (version === refused || (version === (await store.goldenVersion()) && (await store.byName(GOLDEN_NAME)))) return;
     const age = clock.now() - before.mtimeMs;
     if (age < settleMs) {
       scheduleRetry(settleMs - age + 50);
@@ -71,7 +71,7 @@ export function createGoldenWatcher(deps: GoldenWatcherDeps) {
         if (isRefusal(error)) refused = version;
         throw error;
       });
-    store.setGoldenVersion(version);
+    await store.setGoldenVersion(version);
   }
 
   function scheduleRetry(ms: number) {

@@ -82,10 +82,11 @@ export function createIntegrityChecker({ store, pathOf, bus, log }: IntegrityDep
   /** Per image, the identity whose whole sha256 was found wrong: no use hashing it again. */
   const failed = new Map<number, string>();
 
-  function mark(image: ImageRow, reason: string | null) {
+  async function mark(image: ImageRow, reason: string | null) {
     if (image.broken === reason) return;
-    store.setBroken(image.id, reason);
+    const changed = await store.setBroken(image.id, reason);
     image.broken = reason;
+    if (!changed) return; // another check (request or station) marked it and said so
     if (reason) log.warn({ image: image.name, reason }, 'image file is broken: it is not deployed');
     else log.info({ image: image.name }, 'image file is intact again');
     bus.emit('image.changed', { name: image.name });
@@ -112,7 +113,7 @@ export function createIntegrityChecker({ store, pathOf, bus, log }: IntegrityDep
     const run = (async () => {
       const sha256 = await sha256OfFile(pathOf(image));
       const after = examineFile(pathOf(image), image.size);
-      const current = store.get(image.id);
+      const current = await store.get(image.id);
       if (!current || current.retired_at !== null) return;
       if ('problem' in after) return mark(current, after.problem);
       if (after.facts.identity !== before.identity) return; // changed again meanwhile: the next check looks
@@ -120,9 +121,9 @@ export function createIntegrityChecker({ store, pathOf, bus, log }: IntegrityDep
         failed.set(image.id, after.facts.identity);
         return mark(current, MISMATCH);
       }
-      store.setBaseline(image.id, after.facts.identity, after.facts.edgesSha256);
+      await store.setBaseline(image.id, after.facts.identity, after.facts.edgesSha256);
       failed.delete(image.id);
-      mark(current, null);
+      await mark(current, null);
     })()
       .catch((error: Error) => log.warn({ image: image.name, err: error }, 'could not check an image file'))
       .finally(() => verifying.delete(image.id));
@@ -130,24 +131,28 @@ export function createIntegrityChecker({ store, pathOf, bus, log }: IntegrityDep
   }
 
   /** Checks one image's file now; returns why it is broken, or null. */
-  function check(image: ImageRow): string | null {
+  async function check(image: ImageRow): Promise<string | null> {
     const reason = verdict(image);
-    mark(image, reason);
+    await mark(image, reason);
     return reason;
   }
 
   return {
     check,
     /** At start: every image in the library. */
-    checkAll: () => store.list().filter((image) => check(image) !== null).length,
+    async checkAll(): Promise<number> {
+      let broken = 0;
+      for (const image of await store.list()) if ((await check(image)) !== null) broken += 1;
+      return broken;
+    },
     /** Why the image's file cannot be deployed now, or null; `checking`: a re-hash is under way, ask again later. */
-    problemOf(image: ImageRow): { reason: string; checking: boolean } | null {
-      const reason = check(image);
+    async problemOf(image: ImageRow): Promise<{ reason: string; checking: boolean } | null> {
+      const reason = await check(image);
       return reason === null ? null : { reason, checking: reason === CHECKING };
     },
     /** Throws a 409 naming the image and why, unless its file is intact. */
-    assertDeployable(image: ImageRow) {
-      const reason = check(image);
+    async assertDeployable(image: ImageRow) {
+      const reason = await check(image);
       if (!reason) return;
       const next = reason === CHECKING ? 'try again once the check is done (cm4prov image list)' : 'put its file back, or remove it and add it again';
       throw conflict(`image '${image.name}' cannot be deployed: ${reason}; ${next}`);

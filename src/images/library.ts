@@ -16,11 +16,12 @@ import { consumeDecoded, DecodeError, decodeImage } from '../blockmap/decode.js'
 import { writeBlockImage } from '../blockmap/image-writer.js';
 import type { BlockMapStore } from '../blockmap/store.js';
 import { baselineOf, createIntegrityChecker } from './integrity.js';
-import type { ImageRow, ImageSource, ImageStore } from './store.js';
+import type { ImageRow, ImageSource, ImageStore, NewImage } from './store.js';
 
 /** The library name under which the data dir's golden.img is published. */
 export const GOLDEN_NAME = 'golden';
 const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$/;
+const noSuchImage = (name: string) => notFound(`there is no image named '${name}' (see: cm4prov image list)`);
 
 export interface ImageView {
   id: number;
@@ -71,7 +72,7 @@ export interface ImageLibraryDeps {
   bus: EventBus;
   log: Logger;
   /** True while a queued or running job needs the image's bytes. */
-  imageInUse: (imageId: number) => boolean;
+  imageInUse: (imageId: number) => Promise<boolean>;
 }
 
 export interface AddImageOptions {
@@ -94,7 +95,7 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
   const absolute = (image: Pick<ImageRow, 'file'>) => join(dataDir, image.file);
   const integrity = createIntegrityChecker({ store, pathOf: absolute, bus, log });
 
-  function view(image: ImageRow): ImageView {
+  async function viewWith(image: ImageRow, defaultName: string | undefined): Promise<ImageView> {
     return {
       id: image.id,
       name: image.name,
@@ -103,15 +104,17 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
       source: image.source,
       origin: image.origin,
       created_at: new Date(image.created_at).toISOString(),
-      default: image.name === effectiveDefaultName(),
-      in_use: imageInUse(image.id),
+      default: image.name === defaultName,
+      in_use: await imageInUse(image.id),
       broken: image.broken,
-      block_map: image.block_map_id === null ? null : mapView(image.block_map_id),
+      block_map: image.block_map_id === null ? null : await mapView(image.block_map_id),
     };
   }
 
-  function mapView(mapId: number): BlockMapView | null {
-    const map = blockMaps.get(mapId);
+  const view = async (image: ImageRow) => viewWith(image, await effectiveDefaultName());
+
+  async function mapView(mapId: number): Promise<BlockMapView | null> {
+    const map = await blockMaps.get(mapId);
     if (!map) return null;
     const building = caches.progressOf(mapId);
     return {
@@ -127,15 +130,15 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
   }
 
   /** The explicit default if set, else golden.img's image when there is one. */
-  function effectiveDefaultName(): string | undefined {
-    const explicit = store.defaultName();
-    if (explicit && store.byName(explicit)) return explicit;
-    return store.byName(GOLDEN_NAME) ? GOLDEN_NAME : undefined;
+  async function effectiveDefaultName(): Promise<string | undefined> {
+    const explicit = await store.defaultName();
+    if (explicit && (await store.byName(explicit))) return explicit;
+    return (await store.byName(GOLDEN_NAME)) ? GOLDEN_NAME : undefined;
   }
 
-  function requireImage(name: string): ImageRow {
-    const image = store.byName(name);
-    if (!image) throw notFound(`there is no image named '${name}' (see: cm4prov image list)`);
+  async function requireImage(name: string): Promise<ImageRow> {
+    const image = await store.byName(name);
+    if (!image) throw noSuchImage(name);
     return image;
   }
 
@@ -153,8 +156,8 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
    */
   async function addFromStream(source: Readable, options: AddImageOptions): Promise<ImageRow> {
     const { name } = options;
-    checkNewName(name, options.source ?? 'upload');
-    const replacing = options.source === 'golden' ? store.byName(GOLDEN_NAME) : undefined;
+    await checkNewName(name, options.source ?? 'upload');
+    const replacing = options.source === 'golden' ? await store.byName(GOLDEN_NAME) : undefined;
     await ensureRoom();
 
     const file = join('images', `${randomUUID()}.img`);
@@ -183,8 +186,8 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
       await rename(temp, join(dataDir, file));
       let image: ImageRow;
       try {
-        const mapId = blockMaps.add(written, clock.now());
-        image = store.add(
+        const mapId = await blockMaps.add(written, clock.now());
+        image = await addRow(
           {
             name,
             file,
@@ -196,19 +199,17 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
             file_identity: facts.identity,
             edges_sha256: facts.edgesSha256,
           },
-          clock.now(),
           replacing?.id,
         );
       } catch (error) {
         await removeIfPresent(join(dataDir, file));
-        if ((error as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') throw conflict(`an image named '${name}' already exists`);
         throw error;
       }
-      if (options.makeDefault) store.setDefaultName(name);
+      if (options.makeDefault) await store.setDefaultName(name);
       log.info({ image: name, size: image.size, sha256: image.sha256, mapped: written.mappedBytes, from: decoded.encoding }, 'image added');
       caches.enqueue({ mapId: image.block_map_id!, rawPath: absolute(image) });
       bus.emit('image.changed', { name });
-      sweepRetired();
+      await sweepRetired();
       return image;
     } catch (error) {
       await removeIfPresent(temp);
@@ -223,22 +224,33 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
     }
   }
 
-  function checkNewName(name: string, source: ImageSource) {
+  /**
+   * The row of a file already in place. The name was checked free before the bytes came, but
+   * another request or station may have taken it since: the unique index decides, and the loser
+   * gets the same sentence as an early refusal.
+   */
+  async function addRow(image: NewImage, replacing?: number): Promise<ImageRow> {
+    const added = await store.add(image, clock.now(), replacing);
+    if (!added) throw conflict(`an image named '${image.name}' already exists`);
+    return added;
+  }
+
+  async function checkNewName(name: string, source: ImageSource) {
     if (!NAME_PATTERN.test(name)) {
       throw badRequest(`'${name}' is not a usable image name: use letters, digits, '.', '_', '+' or '-' (at most 128)`);
     }
     if (name === GOLDEN_NAME && source !== 'golden') {
       throw conflict(`the name '${GOLDEN_NAME}' is kept for the golden.img file in the data folder; choose another`);
     }
-    if (source !== 'golden' && store.byName(name)) {
+    if (source !== 'golden' && (await store.byName(name))) {
       throw conflict(`an image named '${name}' already exists (remove it first, or choose another name)`);
     }
   }
 
-  /** Deletes the files of retired images that no active job still streams. */
-  function sweepRetired() {
-    for (const image of store.retiredWithFiles()) {
-      if (imageInUse(image.id)) continue;
+  /** Deletes the files of retired images that no active job still streams (the deletions go on in the background). */
+  async function sweepRetired() {
+    for (const image of await store.retiredWithFiles()) {
+      if (await imageInUse(image.id)) continue;
       removeIfPresent(absolute(image))
         .then(() => store.markFileRemoved(image.id))
         .catch((error: Error) => log.warn({ image: image.name, err: error }, 'could not remove a retired image file'));
@@ -253,7 +265,7 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
     path: string,
     facts: { name: string; size: number; sha256: string; origin: string; blockMapId: number | null },
   ): Promise<ImageRow> {
-    checkNewName(facts.name, 'backup');
+    await checkNewName(facts.name, 'backup');
     const file = join('images', `${randomUUID()}.img`);
     try {
       await link(path, join(dataDir, file));
@@ -266,7 +278,7 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
         expectedBytes: facts.size,
       });
       if (copied.sha256 !== facts.sha256) {
-        remove(facts.name);
+        await remove(facts.name);
         throw conflict(`the copy of ${facts.origin} does not hash to its recorded sha256; the file is damaged`);
       }
       return copied;
@@ -274,23 +286,19 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
     let image: ImageRow;
     try {
       const baseline = baselineOf(join(dataDir, file), facts.size);
-      image = store.add(
-        {
-          name: facts.name,
-          file,
-          size: facts.size,
-          sha256: facts.sha256,
-          source: 'backup',
-          origin: facts.origin,
-          block_map_id: facts.blockMapId,
-          file_identity: baseline.identity,
-          edges_sha256: baseline.edgesSha256,
-        },
-        clock.now(),
-      );
+      image = await addRow({
+        name: facts.name,
+        file,
+        size: facts.size,
+        sha256: facts.sha256,
+        source: 'backup',
+        origin: facts.origin,
+        block_map_id: facts.blockMapId,
+        file_identity: baseline.identity,
+        edges_sha256: baseline.edgesSha256,
+      });
     } catch (error) {
       await removeIfPresent(join(dataDir, file));
-      if ((error as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') throw conflict(`an image named '${facts.name}' already exists`);
       throw error;
     }
     log.info({ image: facts.name, origin: facts.origin }, 'image added from a backup');
@@ -298,25 +306,26 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
     return image;
   }
 
-  function remove(name: string) {
-    const image = requireImage(name);
-    if (imageInUse(image.id)) {
+  async function remove(name: string) {
+    const image = await requireImage(name);
+    if (await imageInUse(image.id)) {
       throw conflict(`image '${name}' is in use by a queued or running deploy; cancel or wait for it first`);
     }
-    store.retire(image.id, clock.now());
-    if (store.defaultName() === name) store.setDefaultName(null);
-    sweepRetired();
+    // Conditional: of two removals at once, one retires it, the other finds it gone.
+    if (!(await store.retire(image.id, clock.now()))) throw noSuchImage(name);
+    await store.clearDefaultName(name);
+    await sweepRetired();
     bus.emit('image.changed', { name });
     log.info({ image: name }, 'image removed');
   }
 
   /** Images stored before block maps existed get theirs, in the background, once. */
   async function mapOldImages() {
-    for (const image of store.withoutBlockMap()) {
+    for (const image of await store.withoutBlockMap()) {
       try {
         const scanned = await writeBlockImage(createReadStream(absolute(image), { highWaterMark: STREAM_CHUNK_BYTES }), null);
-        const mapId = blockMaps.add(scanned, clock.now());
-        store.setBlockMap(image.id, mapId);
+        const mapId = await blockMaps.add(scanned, clock.now());
+        if (!(await store.setBlockMap(image.id, mapId, null))) continue; // mapped meanwhile (another station)
         caches.enqueue({ mapId, rawPath: absolute(image) });
         bus.emit('image.changed', { name: image.name });
       } catch (error) {
@@ -326,20 +335,24 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
   }
 
   return {
-    list: () => store.list().map(view),
+    async list(): Promise<ImageView[]> {
+      const images = await store.list();
+      const defaultName = await effectiveDefaultName();
+      return Promise.all(images.map((image) => viewWith(image, defaultName)));
+    },
     /**
      * A client that can write chunks at offsets (`sparse`) gets only the mapped ranges, zstd
      * frames from the cache if it can decompress them (`zstd`) and the cache is built; any other
      * client gets the whole image, as the original protocol had it.
      */
-    transferPlan(image: ImageRow, features: ReadonlySet<string>): TransferPlan {
-      const map = image.block_map_id === null ? undefined : blockMaps.get(image.block_map_id);
+    async transferPlan(image: ImageRow, features: ReadonlySet<string>): Promise<TransferPlan> {
+      const map = image.block_map_id === null ? undefined : await blockMaps.get(image.block_map_id);
       if (!map || !features.has('sparse')) return { mode: 'full', encoding: 'identity', bytesTotal: image.size };
       const zstd = features.has('zstd') && map.cache_file !== null;
       return { mode: 'sparse', encoding: zstd ? 'zstd' : 'identity', bytesTotal: map.mapped_bytes };
     },
-    blockMapOf: (image: ImageRow) => (image.block_map_id === null ? undefined : blockMaps.get(image.block_map_id)),
-    chunksOf: (image: ImageRow) => (image.block_map_id === null ? [] : blockMaps.chunks(image.block_map_id)),
+    blockMapOf: async (image: ImageRow) => (image.block_map_id === null ? undefined : blockMaps.get(image.block_map_id)),
+    chunksOf: async (image: ImageRow) => (image.block_map_id === null ? [] : blockMaps.chunks(image.block_map_id)),
     /** Keeps a parsed bmap for an hour; the image upload names it with `?bmap=ID`. */
     addPendingBmap(xml: string) {
       let bmap: Bmap;
@@ -380,19 +393,19 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
      * The image a deploy uses: the one named, else the default, else a sentence saying what to
      * do; its file checked first (assertDeployable).
      */
-    resolveForDeploy(name: string | undefined): ImageRow {
-      const fallback = name || effectiveDefaultName();
+    async resolveForDeploy(name: string | undefined): Promise<ImageRow> {
+      const fallback = name || (await effectiveDefaultName());
       if (!fallback) {
         throw conflict("there is no image to deploy: add one (cm4prov image add FILE --default) or put golden.img in the server's data folder");
       }
-      const image = requireImage(fallback);
-      integrity.assertDeployable(image);
+      const image = await requireImage(fallback);
+      await integrity.assertDeployable(image);
       return image;
     },
     /**
      * Checks an image's stored file (there, its size, its first and last MiB, its inode and
-     * mtime; a millisecond or so, synchronous) and throws a 409 naming the image and the reason
-     * unless it is intact; a broken one is marked (ImageView.broken) and logged once.
+     * mtime; a millisecond or so, read synchronously) and throws a 409 naming the image and the
+     * reason unless it is intact; a broken one is marked (ImageView.broken) and logged once.
      */
     assertDeployable: (image: ImageRow) => integrity.assertDeployable(image),
     fileProblem: (image: ImageRow) => integrity.problemOf(image),
@@ -400,9 +413,8 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
     checkFiles: () => integrity.checkAll(),
     /** Resolves when background re-hashes of changed files have finished. */
     integrityIdle: () => integrity.idle(),
-    setDefault(name: string) {
-      requireImage(name);
-      store.setDefaultName(name);
+    async setDefault(name: string) {
+      if (!(await store.setDefaultName(name))) throw noSuchImage(name);
       bus.emit('image.changed', { name });
     },
     remove,

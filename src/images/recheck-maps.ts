@@ -46,18 +46,19 @@ async function chunksMatch(path: string, chunks: Array<{ offset: number; length:
 export async function recheckBmapMaps(deps: MapRecheckDeps): Promise<number> {
   const { store, blockMaps, caches, pathOf, clock, bus, log } = deps;
   let replaced = 0;
-  for (const image of store.list()) {
-    const map = image.block_map_id === null ? undefined : blockMaps.get(image.block_map_id);
+  for (const image of await store.list()) {
+    const map = image.block_map_id === null ? undefined : await blockMaps.get(image.block_map_id);
     if (!map?.needs_recheck) continue;
     try {
-      if (await chunksMatch(pathOf(image), blockMaps.plainChunks(map.id))) {
-        blockMaps.markRechecked(map.id);
+      if (await chunksMatch(pathOf(image), await blockMaps.plainChunks(map.id))) {
+        await blockMaps.markRechecked(map.id);
         continue;
       }
       const scanned = await writeBlockImage(createReadStream(pathOf(image), { highWaterMark: STREAM_CHUNK_BYTES }), null);
-      const mapId = blockMaps.add(scanned, clock.now());
-      store.setBlockMap(image.id, mapId);
-      blockMaps.markRechecked(map.id);
+      const mapId = await blockMaps.add(scanned, clock.now());
+      const replacedHere = await store.setBlockMap(image.id, mapId, map.id);
+      await blockMaps.markRechecked(map.id);
+      if (!replacedHere) continue; // another station replaced it meanwhile
       caches.enqueue({ mapId, rawPath: pathOf(image) });
       bus.emit('image.changed', { name: image.name });
       replaced += 1;

@@ -13,18 +13,18 @@ const UploadQuery = Type.Object({
 
 /** The image library (admin token required). Uploads stream straight to disk. */
 export const imageAdminRoutes: FastifyPluginAsyncTypebox<{ images: ImageLibrary }> = async (app, { images }) => {
-  app.get('/api/images', async () => ({ images: images.list(), importing: images.imports() }));
+  app.get('/api/images', async () => ({ images: await images.list(), importing: images.imports() }));
 
-  app.get('/api/images/:name', { schema: { params: NameParams } }, async (request) => images.view(images.requireImage(request.params.name)));
+  app.get('/api/images/:name', { schema: { params: NameParams } }, async (request) => images.view(await images.requireImage(request.params.name)));
 
   app.delete('/api/images/:name', { schema: { params: NameParams } }, async (request, reply) => {
-    images.remove(request.params.name);
+    await images.remove(request.params.name);
     return reply.code(204).send();
   });
 
   app.post('/api/images/:name/default', { schema: { params: NameParams } }, async (request) => {
-    images.setDefault(request.params.name);
-    return images.view(images.requireImage(request.params.name));
+    await images.setDefault(request.params.name);
+    return images.view(await images.requireImage(request.params.name));
   });
 
   // A bmap (bmaptool's XML) for the image about to be uploaded.
@@ -49,7 +49,7 @@ export const imageAdminRoutes: FastifyPluginAsyncTypebox<{ images: ImageLibrary 
         bmap: request.query.bmap ? images.takePendingBmap(request.query.bmap) : undefined,
         expectedBytes: length === undefined ? undefined : Number(length),
       });
-      return reply.code(201).send(images.view(image));
+      return reply.code(201).send(await images.view(image));
     });
   });
 };

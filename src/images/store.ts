@@ -1,4 +1,6 @@
-import type { Db } from '../db/open.js';
+import { sql } from 'kysely';
+import { inTransaction, type Queries } from '../db/database.js';
+import { isUniqueViolation } from '../db/errors.js';
 
 export type ImageSource = 'upload' | 'golden' | 'backup';
 
@@ -27,53 +29,92 @@ export type NewImage = Pick<ImageRow, 'name' | 'file' | 'size' | 'sha256' | 'sou
 const DEFAULT_IMAGE_KEY = 'default_image';
 const GOLDEN_VERSION_KEY = 'golden_version';
 
-export function createImageStore(db: Db) {
-  const insert = db.prepare<NewImage & { now: number }>(`
-    INSERT INTO images (name, file, size, sha256, source, origin, block_map_id, file_identity, edges_sha256, created_at)
-    VALUES (@name, @file, @size, @sha256, @source, @origin, @block_map_id, @file_identity, @edges_sha256, @now)`);
-  const byId = db.prepare<[number], ImageRow>('SELECT * FROM images WHERE id = ?');
-  const activeByName = db.prepare<[string], ImageRow>('SELECT * FROM images WHERE name = ? AND retired_at IS NULL');
-  const active = db.prepare<[], ImageRow>('SELECT * FROM images WHERE retired_at IS NULL ORDER BY name');
-  const retire = db.prepare<{ id: number; now: number }>(
-    'UPDATE images SET retired_at = @now WHERE id = @id AND retired_at IS NULL',
-  );
-  const retiredWithFiles = db.prepare<[], ImageRow>(
-    'SELECT * FROM images WHERE retired_at IS NOT NULL AND file_removed = 0',
-  );
-  const markFileRemoved = db.prepare<[number]>('UPDATE images SET file_removed = 1 WHERE id = ?');
-  const getSetting = db.prepare<[string], { value: string }>('SELECT value FROM settings WHERE key = ?');
-  const setSetting = db.prepare<[string, string]>(
-    'INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
-  );
-  const deleteSetting = db.prepare<[string]>('DELETE FROM settings WHERE key = ?');
-  const unmapped = db.prepare<[], ImageRow>('SELECT * FROM images WHERE retired_at IS NULL AND block_map_id IS NULL');
-  const setMap = db.prepare<[number, number]>('UPDATE images SET block_map_id = ? WHERE id = ?');
-  const setBaseline = db.prepare<[string, string, number]>('UPDATE images SET file_identity = ?, edges_sha256 = ? WHERE id = ?');
-  const setBroken = db.prepare<[string | null, number]>('UPDATE images SET broken = ? WHERE id = ?');
+export function createImageStore(db: Queries) {
+  const images = () => db.selectFrom('images').selectAll();
+  const retire = async (q: Queries, id: number, now: number) =>
+    Number((await q.updateTable('images').set({ retired_at: now }).where('id', '=', id).where('retired_at', 'is', null).executeTakeFirst()).numUpdatedRows) === 1;
+  const setting = async (key: string) => (await db.selectFrom('settings').select('value').where('key', '=', key).executeTakeFirst())?.value;
 
   return {
-    /** Adds an image; when `replacing` is given that version is retired in the same transaction. */
-    add: db.transaction((image: NewImage, now: number, replacing?: number): ImageRow => {
-      if (replacing !== undefined) retire.run({ id: replacing, now });
-      const { lastInsertRowid } = insert.run({ ...image, now });
-      return byId.get(Number(lastInsertRowid))!;
-    }),
-    get: (id: number) => byId.get(id),
-    byName: (name: string) => activeByName.get(name),
-    list: () => active.all(),
-    retire: (id: number, now: number) => retire.run({ id, now }).changes === 1,
-    retiredWithFiles: () => retiredWithFiles.all(),
-    withoutBlockMap: () => unmapped.all(),
-    setBlockMap: (imageId: number, mapId: number) => setMap.run(mapId, imageId),
-    markFileRemoved: (id: number) => markFileRemoved.run(id),
-    setBaseline: (id: number, identity: string, edgesSha256: string) => setBaseline.run(identity, edgesSha256, id),
-    setBroken: (id: number, reason: string | null) => setBroken.run(reason, id),
-    defaultName: () => getSetting.get(DEFAULT_IMAGE_KEY)?.value,
-    setDefaultName: (name: string | null) =>
-      name === null ? deleteSetting.run(DEFAULT_IMAGE_KEY) : setSetting.run(DEFAULT_IMAGE_KEY, name),
+    /**
+     * Adds an image; when `replacing` is given that version is retired in the same transaction.
+     * Undefined when an active image holds the name already (the unique index images_one_active_name:
+     * another request or station added it first); then nothing changed.
+     */
+    async add(image: NewImage, now: number, replacing?: number): Promise<ImageRow | undefined> {
+      try {
+        return await inTransaction(db, async (tx) => {
+          if (replacing !== undefined) await retire(tx, replacing, now);
+          const { name, file, size, sha256, source, origin, block_map_id, file_identity, edges_sha256 } = image;
+          return (await tx
+            .insertInto('images')
+            .values({ name, file, size, sha256, source, origin, block_map_id, file_identity, edges_sha256, created_at: now })
+            .returningAll()
+            .executeTakeFirstOrThrow()) as ImageRow;
+        });
+      } catch (error) {
+        if (isUniqueViolation(error)) return undefined;
+        throw error;
+      }
+    },
+    get: (id: number) => images().where('id', '=', id).executeTakeFirst() as Promise<ImageRow | undefined>,
+    byName: (name: string) => images().where('name', '=', name).where('retired_at', 'is', null).executeTakeFirst() as Promise<ImageRow | undefined>,
+    list: () => images().where('retired_at', 'is', null).orderBy('name').execute() as Promise<ImageRow[]>,
+    /** False when it was retired already. */
+    retire: (id: number, now: number) => retire(db, id, now),
+    retiredWithFiles: () => images().where('retired_at', 'is not', null).where('file_removed', '=', 0).execute() as Promise<ImageRow[]>,
+    withoutBlockMap: () => images().where('retired_at', 'is', null).where('block_map_id', 'is', null).execute() as Promise<ImageRow[]>,
+    /**
+     * Gives an image a new map, if its map is still `previous`: the map is made in a long scan
+     * of the file, meanwhile another station may have mapped it. False when it had.
+     */
+    setBlockMap: async (imageId: number, mapId: number, previous: number | null) => {
+      const result = await db
+        .updateTable('images')
+        .set({ block_map_id: mapId })
+        .where('id', '=', imageId)
+        .where('block_map_id', 'is not distinct from', previous)
+        .executeTakeFirst();
+      return Number(result.numUpdatedRows) === 1;
+    },
+    markFileRemoved: async (id: number) => {
+      await db.updateTable('images').set({ file_removed: 1 }).where('id', '=', id).execute();
+    },
+    setBaseline: async (id: number, identity: string, edgesSha256: string) => {
+      await db.updateTable('images').set({ file_identity: identity, edges_sha256: edgesSha256 }).where('id', '=', id).execute();
+    },
+    /** True when this changed it: of two checks finding the same, only one says so. */
+    setBroken: async (id: number, reason: string | null) => {
+      const result = await db.updateTable('images').set({ broken: reason }).where('id', '=', id).where('broken', 'is distinct from', reason).executeTakeFirst();
+      return Number(result.numUpdatedRows) === 1;
+    },
+    defaultName: () => setting(DEFAULT_IMAGE_KEY),
+    /**
+     * Makes `name` the default if an active image has it, in one statement: an image removed
+     * meanwhile does not become the default again. False when none has it.
+     */
+    setDefaultName: async (name: string) => {
+      const result = await db
+        .insertInto('settings')
+        .columns(['key', 'value'])
+        .expression(db.selectFrom('images').select([sql.lit(DEFAULT_IMAGE_KEY).as('key'), 'name']).where('name', '=', name).where('retired_at', 'is', null))
+        .onConflict((oc) => oc.column('key').doUpdateSet((eb) => ({ value: eb.ref('excluded.value') })))
+        .executeTakeFirst();
+      return Number(result.numInsertedOrUpdatedRows) === 1;
+    },
+    /** Unsets the default if it is still `name` (one statement: a default set meanwhile stays). */
+    clearDefaultName: async (name: string) => {
+      await db.deleteFrom('settings').where('key', '=', DEFAULT_IMAGE_KEY).where('value', '=', name).execute();
+    },
     /** Identity (inode, size, mtime) of the golden.img version last imported, to spot a replacement. */
-    goldenVersion: () => getSetting.get(GOLDEN_VERSION_KEY)?.value,
-    setGoldenVersion: (version: string) => setSetting.run(GOLDEN_VERSION_KEY, version),
+    goldenVersion: () => setting(GOLDEN_VERSION_KEY),
+    setGoldenVersion: async (version: string) => {
+      await db
+        .insertInto('settings')
+        .values({ key: GOLDEN_VERSION_KEY, value: version })
+        .onConflict((oc) => oc.column('key').doUpdateSet((eb) => ({ value: eb.ref('excluded.value') })))
+        .execute();
+    },
   };
 }
 

@@ -20,21 +20,21 @@ export const jobAdminRoutes: FastifyPluginAsyncTypebox<{ jobs: JobService }> = a
   // Newest first; `total` match the filter; pass `next` back as `cursor` for older jobs.
   app.get('/api/jobs', { schema: { querystring: JobsQuery } }, async (request) => {
     const { device, state, kind, limit, cursor } = request.query;
-    const { rows, total, next } = jobs.list({ mac: device, state, kind, limit: limit ?? 100, cursor: cursor === undefined ? undefined : Number(cursor) });
-    return { jobs: rows.map((job) => jobs.view(job)), total, next: next === null ? null : String(next) };
+    const { rows, total, next } = await jobs.list({ mac: device, state, kind, limit: limit ?? 100, cursor: cursor === undefined ? undefined : Number(cursor) });
+    return { jobs: await jobs.viewAll(rows), total, next: next === null ? null : String(next) };
   });
 
   app.get('/api/jobs.csv', { schema: { querystring: JobsQuery } }, async (request, reply) => {
     const { device, state, kind, limit, cursor } = request.query;
-    const { rows } = jobs.list({ mac: device, state, kind, limit: limit ?? 10_000, cursor: cursor === undefined ? undefined : Number(cursor) });
+    const { rows } = await jobs.list({ mac: device, state, kind, limit: limit ?? 10_000, cursor: cursor === undefined ? undefined : Number(cursor) });
     const stamp = new Date().toISOString().slice(0, 10);
     return reply
       .type('text/csv; charset=utf-8')
       .header('content-disposition', `attachment; filename="cm4prov-jobs-${stamp}.csv"`)
-      .send(jobsToCsv(rows.map((job) => jobs.view(job))));
+      .send(jobsToCsv(await jobs.viewAll(rows)));
   });
 
-  app.get('/api/jobs/:id', { schema: { params: JobIdParams } }, async (request) => jobs.view(jobs.get(request.params.id)));
+  app.get('/api/jobs/:id', { schema: { params: JobIdParams } }, async (request) => jobs.view(await jobs.get(request.params.id)));
 
-  app.post('/api/jobs/:id/cancel', { schema: { params: JobIdParams } }, async (request) => jobs.view(jobs.cancel(request.params.id)));
+  app.post('/api/jobs/:id/cancel', { schema: { params: JobIdParams } }, async (request) => jobs.view(await jobs.cancel(request.params.id)));
 };

@@ -1,4 +1,5 @@
-import type { Db } from '../db/open.js';
+import { sql } from 'kysely';
+import type { Queries } from '../db/database.js';
 import type { Verified } from './verification.js';
 
 export type JobKind = 'deploy' | 'backup';
@@ -67,6 +68,8 @@ export interface JobRow {
   /** JSON object: milliseconds spent in each phase the device reported (migration 0019). */
   phase_ms: string | null;
   phase_started_at: number | null;
+  /** The station that handed it out and serves its bytes (issue 15); null while queued, or before stations. */
+  station: string | null;
   /** JSON: what the first-boot call said (serial, mac, os_release, kernel). */
   boot_report: string | null;
   /** The hook the deploy wrote into the image (src/first-boot/hook-files.ts). */
@@ -116,141 +119,205 @@ export interface JobPage {
   next: number | null;
 }
 
-export function createJobStore(db: Db) {
-  const insert = db.prepare<Omit<NewJob, 'rule'> & { now: number; orderedBy: string; ruleId: number | null; ruleName: string | null }>(`
-    INSERT INTO jobs (device_mac, kind, state, token, image_id, bytes_total, after_success, full_match, created_at, ordered_by, rule_id, rule_name)
-    VALUES (@mac, @kind, 'queued', @token, @imageId, @bytesTotal, @afterSuccess, @fullMatch, @now, @orderedBy, @ruleId, @ruleName)`);
-  const transfer = db.prepare<{ id: number; mode: string; encoding: string | null; bytesTotal: number | null }>(
-    'UPDATE jobs SET transfer_mode = @mode, encoding = @encoding, bytes_total = coalesce(@bytesTotal, bytes_total) WHERE id = @id',
-  );
-  const detail = db.prepare<{ id: number; written: number | null; verified: number | null; rate: number | null; discarded: number | null }>(`
-    UPDATE jobs SET bytes_written = coalesce(@written, bytes_written), bytes_verified = coalesce(@verified, bytes_verified),
-      device_rate = coalesce(@rate, device_rate), discarded = coalesce(@discarded, discarded)
-    WHERE id = @id AND state = 'running'`);
-  const byId = db.prepare<[number], JobRow>('SELECT * FROM jobs WHERE id = ?');
-  const activeForDevice = db.prepare<[string], JobRow>(
-    `SELECT * FROM jobs WHERE device_mac = ? AND state IN ('queued', 'running')`,
-  );
-  const running = db.prepare<[], JobRow>(`SELECT * FROM jobs WHERE state = 'running'`);
-  const latestForDevice = db.prepare<[string], JobRow>('SELECT * FROM jobs WHERE device_mac = ? ORDER BY id DESC LIMIT 1');
-  const start = db.prepare<{ id: number; now: number; ip: string | null; reports: number }>(`
-    UPDATE jobs SET state = 'running', started_at = @now, last_activity_at = @now, device_ip = @ip, client_reports = @reports
-    WHERE id = @id AND state = 'queued'`);
-  // A report that moves nothing (same bytes, same phase) is not a sign of progress: the stall
-  // timeout keeps running, so a device stuck while still reporting ends instead of hanging forever.
-  // The time since phase_started_at, added to the current phase's sum in phase_ms. Only a phase
-  // named in lower-case letters, digits, '_' and '-' is counted: the name is a JSON path key.
-  const CLOSE_PHASE = `CASE WHEN phase_started_at IS NULL OR phase IS NULL OR phase NOT GLOB '[a-z]*' OR phase GLOB '*[^a-z0-9_-]*' THEN phase_ms
-    ELSE json_set(coalesce(phase_ms, '{}'), '$.' || phase, coalesce(json_extract(phase_ms, '$.' || phase), 0) + max(0, @now - phase_started_at)) END`;
-  const progress = db.prepare<{ id: number; bytesDone: number; phase: string | null; now: number }>(`
-    UPDATE jobs SET bytes_done = @bytesDone, phase = coalesce(@phase, phase),
-      phase_ms = CASE WHEN @phase IS NOT NULL AND @phase IS NOT phase THEN ${CLOSE_PHASE} ELSE phase_ms END,
-      phase_started_at = CASE WHEN @phase IS NOT NULL AND @phase IS NOT phase THEN @now ELSE coalesce(phase_started_at, @now) END,
-      last_activity_at = CASE WHEN bytes_done = @bytesDone AND phase IS coalesce(@phase, phase) THEN last_activity_at ELSE @now END
-    WHERE id = @id AND state = 'running'`);
-  const imageSent = db.prepare<{ id: number; now: number }>(
-    `UPDATE jobs SET image_sent_at = @now, last_activity_at = @now WHERE id = @id AND state = 'running' AND image_sent_at IS NULL`,
-  );
-  const activity = db.prepare<{ id: number; now: number }>(
-    `UPDATE jobs SET last_activity_at = @now WHERE id = @id AND state = 'running'`,
-  );
-  const note = db.prepare<{ id: number; error: string | null; phase: string | null }>(
-    `UPDATE jobs SET error = @error, phase = coalesce(@phase, phase) WHERE id = @id AND state IN ('queued', 'running')`,
-  );
-  const upload = db.prepare<{ id: number; bytes: number | null; sha256: string | null; mapId: number | null }>(
-    `UPDATE jobs SET upload_bytes = @bytes, upload_sha256 = @sha256, upload_map_id = @mapId WHERE id = @id AND state = 'running'`,
-  );
-  const finish = db.prepare<{
-    id: number; state: JobState; error: string | null; sha256: string | null; bytesDone: number | null; backupId: number | null; now: number;
-    verified: Verified | null; verifiedBytes: number | null; verifiedRanges: number | null;
-  }>(`
-    UPDATE jobs SET state = @state, error = @error, sha256 = coalesce(@sha256, sha256),
-      bytes_done = coalesce(@bytesDone, bytes_done), backup_id = coalesce(@backupId, backup_id),
-      verified = @verified, verified_bytes = @verifiedBytes, verified_ranges = @verifiedRanges,
-      phase_ms = ${CLOSE_PHASE}, phase_started_at = NULL,
-      phase = NULL, upload_bytes = NULL, upload_sha256 = NULL, ended_at = @now, last_activity_at = @now,
-      -- A deploy that asked for it now awaits its first boot (src/first-boot/), in the same change.
-      boot_state = CASE WHEN boot_confirm = 1 AND @state IN ('ok', 'unconfirmed') THEN 'awaiting' ELSE boot_state END,
-      boot_deadline_at = CASE WHEN boot_confirm = 1 AND @state IN ('ok', 'unconfirmed') THEN @now + 1000 * coalesce(boot_confirm_timeout_s, 600) ELSE boot_deadline_at END
-    WHERE id = @id AND state IN ('queued', 'running')`);
-  const setFinish = db.prepare<{ id: number; finish: JobFinish }>(`UPDATE jobs SET finish = @finish WHERE id = @id AND state = 'queued'`);
-  // A search of the index jobs_by_last_change (migration 0017); ORDER BY id would make SQLite scan.
-  const changedSince = db.prepare<[number], JobRow>(
-    'SELECT * FROM jobs WHERE coalesce(ended_at, started_at, created_at) >= ? ORDER BY coalesce(ended_at, started_at, created_at)',
-  );
-  const usingImage = db.prepare<[number], { n: number }>(
-    `SELECT count(*) AS n FROM jobs WHERE image_id = ? AND state IN ('queued', 'running')`,
-  );
+/** Phases counted in phase_ms: a device's plain words (writing, verifying), not any text it sends. */
+const COUNTED_PHASE = /^[a-z][a-z0-9_-]{0,31}$/;
+
+/**
+ * phase_ms with the time since phase_started_at added to the current phase's sum: the phase the
+ * job leaves. Computed here rather than in SQL, so no JSON function of either database is needed.
+ */
+export function closedPhaseMs(job: Pick<JobRow, 'phase_ms' | 'phase' | 'phase_started_at'>, now: number): string | null {
+  if (job.phase === null || job.phase_started_at === null || !COUNTED_PHASE.test(job.phase)) return job.phase_ms;
+  let spent: Record<string, number> = {};
+  try {
+    spent = job.phase_ms === null ? {} : (JSON.parse(job.phase_ms) as Record<string, number>);
+  } catch {
+    spent = {};
+  }
+  return JSON.stringify({ ...spent, [job.phase]: (spent[job.phase] ?? 0) + Math.max(0, now - job.phase_started_at) });
+}
+
+const one = (result: { numUpdatedRows: bigint }) => Number(result.numUpdatedRows) === 1;
+
+export function createJobStore(db: Queries) {
+  const byId = (id: number) => db.selectFrom('jobs').selectAll().where('id', '=', id).executeTakeFirst() as Promise<JobRow | undefined>;
+  const running = () => db.updateTable('jobs').where('state', '=', 'running');
+
+  /**
+   * The phase sums change only if the row still has the phase the caller read: a report that
+   * raced another one loses its phase time rather than counting it twice.
+   */
+  const phaseMsIfUnchanged = (job: Pick<JobRow, 'phase' | 'phase_started_at'>, value: string | null) =>
+    sql<string | null>`CASE WHEN phase IS NOT DISTINCT FROM ${job.phase} AND phase_started_at IS NOT DISTINCT FROM ${job.phase_started_at}
+      THEN ${value} ELSE phase_ms END`;
 
   return {
-    create({ rule, ...values }: NewJob, now: number): JobRow {
-      const by = { orderedBy: rule ? 'rule' : 'operator', ruleId: rule?.id ?? null, ruleName: rule?.name ?? null };
-      const { lastInsertRowid } = insert.run({ ...values, ...by, now });
-      return byId.get(Number(lastInsertRowid))!;
+    async create({ rule, ...values }: NewJob, now: number): Promise<JobRow> {
+      return (await db
+        .insertInto('jobs')
+        .values({
+          device_mac: values.mac,
+          kind: values.kind,
+          state: 'queued',
+          token: values.token,
+          image_id: values.imageId,
+          bytes_total: values.bytesTotal,
+          after_success: values.afterSuccess,
+          full_match: values.fullMatch,
+          created_at: now,
+          ordered_by: rule ? 'rule' : 'operator',
+          rule_id: rule?.id ?? null,
+          rule_name: rule?.name ?? null,
+        })
+        .returningAll()
+        .executeTakeFirstOrThrow()) as JobRow;
     },
-    get: (id: number) => byId.get(id),
-    activeFor: (mac: string) => activeForDevice.get(mac),
-    latestFor: (mac: string) => latestForDevice.get(mac),
-    running: () => running.all(),
-    /** queued → running, taken by the device at `ip`; false if the job was no longer queued. */
-    markStarted: (id: number, now: number, taker: { ip: string | null; reports: boolean }) =>
-      start.run({ id, now, ip: taker.ip, reports: taker.reports ? 1 : 0 }).changes === 1,
+    get: byId,
+    activeFor: (mac: string) =>
+      db.selectFrom('jobs').selectAll().where('device_mac', '=', mac).where('state', 'in', ACTIVE_STATES).executeTakeFirst() as Promise<JobRow | undefined>,
+    latestFor: (mac: string) =>
+      db.selectFrom('jobs').selectAll().where('device_mac', '=', mac).orderBy('id', 'desc').limit(1).executeTakeFirst() as Promise<JobRow | undefined>,
+    running: () => db.selectFrom('jobs').selectAll().where('state', '=', 'running').orderBy('id').execute() as Promise<JobRow[]>,
+    /**
+     * queued → running, taken by the device at `ip`; false if the job was no longer queued. One
+     * conditional statement: of two stations racing for the job, exactly one gets true.
+     */
+    markStarted: async (id: number, now: number, taker: { ip: string | null; reports: boolean; station?: string }) =>
+      one(
+        await db
+          .updateTable('jobs')
+          .set({ state: 'running', started_at: now, last_activity_at: now, device_ip: taker.ip, client_reports: taker.reports ? 1 : 0, station: taker.station ?? null })
+          .where('id', '=', id)
+          .where('state', '=', 'queued')
+          .executeTakeFirst(),
+      ),
     /** The whole image has gone out to the device; true the first time. */
-    markImageSent: (id: number, now: number) => imageSent.run({ id, now }).changes === 1,
-    saveProgress: (id: number, bytesDone: number, phase: string | null, now: number) =>
-      progress.run({ id, bytesDone, phase, now }).changes === 1,
-    /** Best effort: a stream can close after shutdown has closed the database. */
-    touch: (id: number, now: number) => db.open && activity.run({ id, now }).changes === 1,
-    saveTransfer: (id: number, mode: 'full' | 'sparse', encoding: string | null, bytesTotal: number | null) =>
-      transfer.run({ id, mode, encoding, bytesTotal }),
-    saveDetail: (id: number, values: { written?: number; verified?: number; rate?: number; discarded?: boolean }) =>
-      detail.run({
-        id,
-        written: values.written ?? null,
-        verified: values.verified ?? null,
-        rate: values.rate ?? null,
-        discarded: values.discarded === undefined ? null : values.discarded ? 1 : 0,
-      }),
-    /** A problem worth showing while the job goes on (e.g. an upload attempt that was cut). */
-    saveNote: (id: number, error: string | null, phase: string | null = null) => note.run({ id, error, phase }),
-    saveUpload: (id: number, bytes: number | null, sha256: string | null, mapId: number | null = null) =>
-      upload.run({ id, bytes, sha256, mapId }),
-    /** Moves an active job to its final state; false if it had already ended. */
-    finish(id: number, outcome: FinalValues, now: number): boolean {
-      return finish.run({
-        id,
-        state: outcome.state,
-        error: outcome.error ?? null,
-        sha256: outcome.sha256 ?? null,
-        bytesDone: outcome.bytesDone ?? null,
-        backupId: outcome.backupId ?? null,
-        verified: outcome.verified ?? null,
-        verifiedBytes: outcome.verifiedBytes ?? null,
-        verifiedRanges: outcome.verifiedRanges ?? null,
-        now,
-      }).changes === 1;
+    markImageSent: async (id: number, now: number) =>
+      one(await running().set({ image_sent_at: now, last_activity_at: now }).where('id', '=', id).where('image_sent_at', 'is', null).executeTakeFirst()),
+    /**
+     * Progress of a running job, as read in `job`. A report that moves nothing (same bytes, same
+     * phase) is not a sign of progress: the stall timeout keeps running, so a device stuck while
+     * still reporting ends instead of hanging forever. A new phase closes the one before
+     * (its time added to phase_ms).
+     */
+    async saveProgress(job: JobRow, bytesDone: number, phase: string | null, now: number): Promise<boolean> {
+      const phaseChanges = phase !== null && phase !== job.phase;
+      const result = await running()
+        .set({
+          bytes_done: bytesDone,
+          phase: sql`coalesce(${phase}, phase)`,
+          ...(phaseChanges ? { phase_ms: phaseMsIfUnchanged(job, closedPhaseMs(job, now)), phase_started_at: now } : { phase_started_at: sql`coalesce(phase_started_at, ${now})` }),
+          last_activity_at: sql`CASE WHEN bytes_done = ${bytesDone} AND phase IS NOT DISTINCT FROM coalesce(${phase}, phase) THEN last_activity_at ELSE ${now} END`,
+        })
+        .where('id', '=', job.id)
+        .executeTakeFirst();
+      return one(result);
     },
-    list(filter: JobFilter): JobPage {
-      const where: string[] = [];
-      const params: Record<string, unknown> = {};
-      if (filter.mac) { where.push('device_mac = @mac'); params.mac = filter.mac; }
-      if (filter.state) { where.push('state = @state'); params.state = filter.state; }
-      if (filter.kind) { where.push('kind = @kind'); params.kind = filter.kind; }
-      const clause = (terms: string[]) => (terms.length ? `WHERE ${terms.join(' AND ')}` : '');
+    /** Best effort: a stream can close after shutdown has closed the database. */
+    async touch(id: number, now: number): Promise<boolean> {
+      try {
+        return one(await running().set({ last_activity_at: now }).where('id', '=', id).executeTakeFirst());
+      } catch {
+        return false;
+      }
+    },
+    saveTransfer: (id: number, mode: 'full' | 'sparse', encoding: string | null, bytesTotal: number | null) =>
+      db
+        .updateTable('jobs')
+        .set({ transfer_mode: mode, encoding, bytes_total: sql`coalesce(${bytesTotal}, bytes_total)` })
+        .where('id', '=', id)
+        .execute(),
+    saveDetail: (id: number, values: { written?: number; verified?: number; rate?: number; discarded?: boolean }) => {
+      const set = {
+        ...(values.written === undefined ? {} : { bytes_written: values.written }),
+        ...(values.verified === undefined ? {} : { bytes_verified: values.verified }),
+        ...(values.rate === undefined ? {} : { device_rate: values.rate }),
+        ...(values.discarded === undefined ? {} : { discarded: values.discarded ? 1 : 0 }),
+      };
+      return Object.keys(set).length === 0 ? Promise.resolve() : running().set(set).where('id', '=', id).execute().then(() => undefined);
+    },
+    /** A problem worth showing while the job goes on (e.g. an upload attempt that was cut). */
+    saveNote: (id: number, error: string | null, phase: string | null = null) =>
+      db
+        .updateTable('jobs')
+        .set({ error, phase: sql`coalesce(${phase}, phase)` })
+        .where('id', '=', id)
+        .where('state', 'in', ACTIVE_STATES)
+        .execute(),
+    saveUpload: (id: number, bytes: number | null, sha256: string | null, mapId: number | null = null) =>
+      running().set({ upload_bytes: bytes, upload_sha256: sha256, upload_map_id: mapId }).where('id', '=', id).execute(),
+    /** Moves an active job to its final state; false if it had already ended. */
+    async finish(id: number, outcome: FinalValues, now: number): Promise<boolean> {
+      const job = await byId(id);
+      if (!job || !ACTIVE_STATES.includes(job.state)) return false;
+      // A deploy that asked for it now awaits its first boot (src/first-boot/), in the same change.
+      const awaitsBoot = outcome.state === 'ok' || outcome.state === 'unconfirmed';
+      const result = await db
+        .updateTable('jobs')
+        .set({
+          state: outcome.state,
+          error: outcome.error ?? null,
+          sha256: sql`coalesce(${outcome.sha256 ?? null}, sha256)`,
+          bytes_done: sql`coalesce(${outcome.bytesDone ?? null}, bytes_done)`,
+          backup_id: sql`coalesce(${outcome.backupId ?? null}, backup_id)`,
+          verified: outcome.verified ?? null,
+          verified_bytes: outcome.verifiedBytes ?? null,
+          verified_ranges: outcome.verifiedRanges ?? null,
+          phase_ms: phaseMsIfUnchanged(job, closedPhaseMs(job, now)),
+          phase_started_at: null,
+          phase: null,
+          upload_bytes: null,
+          upload_sha256: null,
+          ended_at: now,
+          last_activity_at: now,
+          ...(awaitsBoot
+            ? {
+                boot_state: sql`CASE WHEN boot_confirm = 1 THEN 'awaiting' ELSE boot_state END`,
+                boot_deadline_at: sql`CASE WHEN boot_confirm = 1 THEN ${now} + 1000 * coalesce(boot_confirm_timeout_s, 600) ELSE boot_deadline_at END`,
+              }
+            : {}),
+        })
+        .where('id', '=', id)
+        .where('state', 'in', ACTIVE_STATES)
+        .executeTakeFirst();
+      return one(result);
+    },
+    async list(filter: JobFilter): Promise<JobPage> {
+      let matching = db.selectFrom('jobs');
+      if (filter.mac) matching = matching.where('device_mac', '=', filter.mac);
+      if (filter.state) matching = matching.where('state', '=', filter.state);
+      if (filter.kind) matching = matching.where('kind', '=', filter.kind);
       const limit = filter.limit ?? 100;
-      const after = filter.cursor === undefined ? where : [...where, 'id < @cursor'];
-      const rows = db.prepare(`SELECT * FROM jobs ${clause(after)} ORDER BY id DESC LIMIT @limit`)
-        .all({ ...params, cursor: filter.cursor, limit: limit + 1 }) as JobRow[];
+      const page = filter.cursor === undefined ? matching : matching.where('id', '<', filter.cursor);
+      const rows = (await page.selectAll().orderBy('id', 'desc').limit(limit + 1).execute()) as JobRow[];
       const more = rows.length > limit;
       if (more) rows.pop();
-      const { total } = db.prepare(`SELECT count(*) AS total FROM jobs ${clause(where)}`).get(params) as { total: number };
+      const { total } = await matching.select((eb) => eb.fn.countAll<number>().as('total')).executeTakeFirstOrThrow();
       return { rows, total, next: more ? rows.at(-1)!.id : null };
     },
     /** Sets what the device does after an ok end, while the job is still queued. */
-    saveFinish: (id: number, finish: JobFinish) => setFinish.run({ id, finish }).changes === 1,
-    imageInUse: (imageId: number) => usingImage.get(imageId)!.n > 0,
-    /** Jobs queued, started or ended at or after `since` (ms), by the time of their last change. */
-    changedSince: (since: number) => changedSince.all(since),
+    saveFinish: async (id: number, finish: JobFinish) =>
+      one(await db.updateTable('jobs').set({ finish }).where('id', '=', id).where('state', '=', 'queued').executeTakeFirst()),
+    imageInUse: async (imageId: number) => {
+      const { n } = await db
+        .selectFrom('jobs')
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .where('image_id', '=', imageId)
+        .where('state', 'in', ACTIVE_STATES)
+        .executeTakeFirstOrThrow();
+      return n > 0;
+    },
+    /**
+     * Jobs queued, started or ended at or after `since` (ms), by the time of their last change.
+     * A search of the index jobs_by_last_change (migration 0017); ORDER BY id would make SQLite scan.
+     */
+    changedSince: (since: number) =>
+      db
+        .selectFrom('jobs')
+        .selectAll()
+        .where(sql<boolean>`coalesce(ended_at, started_at, created_at) >= ${since}`)
+        .orderBy(sql`coalesce(ended_at, started_at, created_at)`)
+        .execute() as Promise<JobRow[]>,
   };
 }
 

@@ -41,6 +41,8 @@ export interface JobView {
   /** What the finished job proved, in words every surface shows; null while active or when nothing was proven. */
   verification: VerificationView | null;
   /** The address the device took the job from; its job URLs answer only there. */
+  /** The station that handed it out and serves its bytes (several stations share one database); null while queued. */
+  station: string | null;
   device_ip: string | null;
   /** Who ordered it: a person, or a rule (by the name it had then; the id may be of a deleted rule). */
   ordered_by: { kind: 'operator' } | { kind: 'rule'; id: number; name: string };
@@ -119,6 +121,7 @@ export function toJobView(job: JobRow, image: ImageRow | undefined, now: number,
     discarded: job.discarded === null ? null : job.discarded === 1,
     verification: describeVerification(job),
     device_ip: job.device_ip,
+    station: job.station,
     ordered_by: job.ordered_by === 'rule' ? { kind: 'rule', id: job.rule_id!, name: job.rule_name! } : { kind: 'operator' },
     first_boot: firstBootView(job),
   };

@@ -1,4 +1,4 @@
-import type { Db } from '../db/open.js';
+import type { Queries } from '../db/database.js';
 import type { BootEvent } from './log-parser.js';
 
 export interface BootEventRow {
@@ -13,24 +13,19 @@ export interface BootEventRow {
 /** Kept per device: enough to read a whole boot (a CM4 asks for ~15 files) several times over. */
 const KEEP_PER_DEVICE = 200;
 
-export function createBootEventStore(db: Db) {
-  const insert = db.prepare<{ mac: string; at: number; kind: string; ip: string | null; file: string | null }>(
-    'INSERT INTO boot_events (mac, at, kind, ip, file) VALUES (@mac, @at, @kind, @ip, @file)',
-  );
-  const prune = db.prepare<{ mac: string; keep: number }>(`
-    DELETE FROM boot_events WHERE mac = @mac AND id <= (
-      SELECT id FROM boot_events WHERE mac = @mac ORDER BY id DESC LIMIT 1 OFFSET @keep)`);
-  const recent = db.prepare<{ mac: string; limit: number }, BootEventRow>(
-    'SELECT * FROM boot_events WHERE mac = @mac ORDER BY id DESC LIMIT @limit',
-  );
-
+export function createBootEventStore(db: Queries) {
   return {
-    add(event: BootEvent, at: number) {
-      insert.run({ mac: event.mac, at, kind: event.kind, ip: event.ip, file: event.file });
-      prune.run({ mac: event.mac, keep: KEEP_PER_DEVICE });
+    /** Stores one event and drops the device's events beyond the newest KEEP_PER_DEVICE. */
+    async add(event: BootEvent, at: number): Promise<void> {
+      const { mac } = event;
+      await db.insertInto('boot_events').values({ mac, at, kind: event.kind, ip: event.ip, file: event.file }).execute();
+      // The newest event beyond those kept (none while fewer are stored: NULL, nothing deleted).
+      const newestDropped = db.selectFrom('boot_events').select('id').where('mac', '=', mac).orderBy('id', 'desc').limit(1).offset(KEEP_PER_DEVICE);
+      await db.deleteFrom('boot_events').where('mac', '=', mac).where('id', '<=', newestDropped).execute();
     },
     /** Newest first. */
-    recent: (mac: string, limit = 50) => recent.all({ mac, limit }),
+    recent: (mac: string, limit = 50) =>
+      db.selectFrom('boot_events').selectAll().where('mac', '=', mac).orderBy('id', 'desc').limit(limit).execute() as Promise<BootEventRow[]>,
   };
 }
 

@@ -17,8 +17,8 @@ export const netbootAdminRoutes: FastifyPluginAsyncTypebox<{ netboot: NetbootSer
     '/api/devices/:mac/boot-events',
     { schema: { params: MacParams, querystring: Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200 })) }) } },
     async (request) => {
-      const device = devices.get(request.params.mac);
-      const events = netboot.bootEvents(device.mac, request.query.limit).map((event) => ({
+      const device = await devices.get(request.params.mac);
+      const events = (await netboot.bootEvents(device.mac, request.query.limit)).map((event) => ({
         at: new Date(event.at).toISOString(),
         kind: event.kind,
         ip: event.ip,
@@ -38,9 +38,9 @@ export const netbootAdminRoutes: FastifyPluginAsyncTypebox<{ netboot: NetbootSer
       },
     },
     async (request) => {
-      const device = devices.get(request.params.mac);
-      netboot.setNetboot(device.mac, request.body.enabled);
-      return devices.view(devices.get(device.mac));
+      const device = await devices.get(request.params.mac);
+      await netboot.setNetboot(device.mac, request.body.enabled);
+      return devices.view(await devices.get(device.mac));
     },
   );
 };

@@ -1,6 +1,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import type { Logger } from 'pino';
-import type { Db } from '../db/open.js';
+import type { Queries } from '../db/database.js';
 import type { DeviceStore } from '../devices/store.js';
 import { guarded } from '../shared/background.js';
 import type { Clock } from '../shared/clock.js';
@@ -31,7 +31,7 @@ export interface NetbootStatus {
 
 export interface NetbootDeps {
   settings: NetbootSettings | undefined;
-  db: Db;
+  db: Queries;
   devices: DeviceStore;
   bus: EventBus;
   clock: Clock;
@@ -51,22 +51,29 @@ export function createNetbootService(deps: NetbootDeps) {
   const parser = settings && createLogParser(settings.tftpRoot);
   const policy = paths && createPolicyFiles(paths.hostsDir);
   let stopTail: (() => void) | undefined;
+  // Each line's writes wait for the previous line's: boot events get their ids, and a device its
+  // boot stage, in the order dnsmasq logged them, though every write is async.
+  const lines = oneAtATime();
+  // A device's policy is written to the database, then to its file: one change at a time, so the
+  // file ends as the database does; start-up's sync takes its turn too.
+  const policyChanges = oneAtATime();
 
-  function record(event: BootEvent) {
-    const known = devices.get(event.mac);
+  async function record(event: BootEvent) {
+    const known = await devices.get(event.mac);
     // Other hosts on the LAN are only in the lease list; a Pi becomes a device at its first boot.
     if (!known && !event.raspberryPi) return;
     const now = clock.now();
-    if (!known || (event.kind === 'dhcp-ack' && event.ip)) devices.save({ mac: event.mac, ip: event.ip, byClient: false }, now);
-    events.add(event, now);
-    devices.setBootStage(event.mac, describeBootEvent(event), now);
+    if (!known || (event.kind === 'dhcp-ack' && event.ip)) await devices.save({ mac: event.mac, ip: event.ip, byClient: false }, now);
+    await events.add(event, now);
+    await devices.setBootStage(event.mac, describeBootEvent(event), now);
     bus.emit('device.changed', { mac: event.mac });
   }
 
-  // dnsmasq's lines arrive outside any request: a database error in recording one is logged, not fatal.
+  // dnsmasq's lines arrive outside any request: a database error in recording one is logged, not
+  // fatal. Parsing stays synchronous, in line order (a DHCP ack teaches the parser an address).
   const onLine = guarded(log, "recording dnsmasq's boot events", (line: string) => {
     const event = parser?.parse(line);
-    if (event) record(event);
+    if (event) return lines.run(() => record(event));
   });
 
   const supervisor =
@@ -83,14 +90,14 @@ export function createNetbootService(deps: NetbootDeps) {
 
   return {
     settings,
-    start() {
+    async start() {
       if (!settings || !paths) return;
       mkdirSync(settings.stateDir, { recursive: true });
       mkdirSync(settings.tftpRoot, { recursive: true });
       writeFileSync(paths.config, renderDnsmasqConfig(settings));
-      policy!.sync(devices.netbootDisabled());
+      await policyChanges.run(async () => policy!.sync(await devices.netbootDisabled()));
       // TFTP lines name only an IP: teach the parser the addresses leased before this start.
-      for (const lease of readLeases(paths.leases)) parser!.learn(lease.ip, lease.mac, devices.get(lease.mac) !== undefined);
+      for (const lease of readLeases(paths.leases)) parser!.learn(lease.ip, lease.mac, (await devices.get(lease.mac)) !== undefined);
       if (supervisor) supervisor.start();
       else stopTail = tailFile(paths.log, onLine);
       log.info({ mode: settings.mode, interface: settings.interface, config: paths.config }, 'netboot (DHCP + TFTP) on');
@@ -98,6 +105,7 @@ export function createNetbootService(deps: NetbootDeps) {
     async stop() {
       stopTail?.();
       await supervisor?.stop();
+      await lines.settled(); // the last lines' writes, before the database closes
     },
     status(): NetbootStatus {
       if (!settings || !paths) return { enabled: false };
@@ -119,14 +127,29 @@ export function createNetbootService(deps: NetbootDeps) {
     /** Which MAC holds which address, when this server hands out the addresses (not in proxy mode). */
     leaseBook: paths && settings && !settings.proxy ? createLeaseBook(paths.leases, inSubnet(settings)) : undefined,
     bootEvents: (mac: string, limit?: number) => events.recent(mac, limit),
-    /** Lets a device netboot again, or sends it to its eMMC next boot (no PXE offer). */
-    setNetboot(mac: string, enabled: boolean) {
-      if (!devices.setNetboot(mac, enabled)) return false;
-      policy?.apply(mac, enabled);
-      bus.emit('device.changed', { mac });
-      return true;
-    },
+    /** Lets a device netboot again, or sends it to its eMMC next boot (no PXE offer). False for an unknown device. */
+    setNetboot: (mac: string, enabled: boolean): Promise<boolean> =>
+      policyChanges.run(async () => {
+        if (!(await devices.setNetboot(mac, enabled))) return false;
+        policy?.apply(mac, enabled);
+        bus.emit('device.changed', { mac });
+        return true;
+      }),
   };
 }
 
 export type NetbootService = ReturnType<typeof createNetbootService>;
+
+/** Runs tasks one after another, in the order given; one that fails is its caller's to report, and the next still runs. */
+function oneAtATime() {
+  let last: Promise<unknown> = Promise.resolve();
+  return {
+    run<T>(task: () => Promise<T>): Promise<T> {
+      const result = last.then(task);
+      last = result.catch(() => undefined);
+      return result;
+    },
+    /** Settles once every task given so far has. */
+    settled: () => last,
+  };
+}

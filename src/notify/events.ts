@@ -1,4 +1,5 @@
 import type { DeviceRow } from '../devices/store.js';
+import type { JobRow } from '../jobs/store.js';
 import type { JobView } from '../jobs/view.js';
 
 /** The job events a webhook can receive, one per state a job enters. */
@@ -19,6 +20,17 @@ const BY_STATE: Record<string, JobEvent> = {
 
 /** The event a job entering `state` means (running: started). */
 export const eventOf = (state: string): JobEvent | undefined => BY_STATE[state];
+
+/**
+ * A job entering `state` (a job state, or 'confirmed' / 'not_confirmed' of its first boot), with
+ * what its notifications are made of: the job as it is in that state, its view, its device.
+ */
+export interface JobChange {
+  state: string;
+  job: JobRow;
+  view: JobView;
+  device: DeviceRow | undefined;
+}
 
 /** The device as a payload shows it. */
 export interface PayloadDevice {

@@ -1,12 +1,13 @@
 import type { Logger } from 'pino';
-import type { DeviceStore } from '../devices/store.js';
+import { inTransaction, type Queries } from '../db/database.js';
+import type { DeviceRow, DeviceStore } from '../devices/store.js';
 import type { JobService } from '../jobs/service.js';
 import type { JobRow } from '../jobs/store.js';
 import type { JobView } from '../jobs/view.js';
 import type { Clock } from '../shared/clock.js';
 import { eventBody, eventOf, JOB_EVENTS, type JobEvent } from './events.js';
-import { isDone, type Labels } from './labels.js';
-import type { NotifyStore } from './store.js';
+import { isDone, queueLabelOfDone } from './labels.js';
+import { createNotifyStore } from './store.js';
 
 /**
  * How far before the newest outbox row reconciliation looks. A crash loses at most the events of
@@ -31,29 +32,32 @@ function eventsOf(job: JobRow): Array<{ event: JobEvent; at: number }> {
  * webhook should have had and has no row gets one now, and so does the label of an ok job. The
  * body carries the job as it is now (`recovered_at`) and `occurred_at` from the job's own times.
  * Only jobs changed since the newest row (less a margin) are looked at, and for each webhook only
- * events since it was made; for labels, since they were switched on.
+ * events since it was made; for labels, since they were switched on. Every row is written in one
+ * transaction; one that a listener (or another station) wrote meanwhile is not written twice
+ * (store.enqueue), and the counts are of the rows written here.
  */
-export function reconcile(deps: { store: NotifyStore; jobs: JobService; devices: DeviceStore; labels: Labels; clock: Clock; log: Logger }) {
-  const { store, jobs, devices, labels, clock, log } = deps;
-  const newest = store.newestQueuedAt();
+export async function reconcile(deps: { db: Queries; jobs: JobService; devices: DeviceStore; clock: Clock; log: Logger }) {
+  const { db, jobs, devices, clock, log } = deps;
+  const store = createNotifyStore(db);
+  const newest = await store.newestQueuedAt();
   const floor = newest === undefined ? -Infinity : newest - RECONCILE_MARGIN_MS;
-  const hooks = store.webhooks().map((hook) => ({ id: hook.id, since: Math.max(hook.created_at, floor), events: JSON.parse(hook.events) as string[] }));
-  const labelSettings = store.labelSettings();
+  const hooks = (await store.webhooks()).map((hook) => ({ id: hook.id, since: Math.max(hook.created_at, floor), events: JSON.parse(hook.events) as string[] }));
+  const labelSettings = await store.labelSettings();
   const labelsSince = labelSettings.enabled === 1 && labelSettings.enabled_at !== null ? Math.max(labelSettings.enabled_at, floor) : undefined;
   const since = Math.min(...hooks.map((hook) => hook.since), labelsSince ?? Infinity);
   if (since === Infinity) return { events: 0, labels: 0 };
 
   const missing: Array<{ hookId: number; event: JobEvent; at: number; job: JobRow }> = [];
   const missedLabels: JobRow[] = [];
-  for (const job of jobs.changedSince(since)) {
+  for (const job of await jobs.changedSince(since)) {
     for (const { event, at } of eventsOf(job)) {
-      const had = store.queuedFor(job.id, event);
+      const had = await store.queuedFor(job.id, event);
       for (const hook of hooks) {
         if (at >= hook.since && hook.events.includes(event) && !had.has(hook.id)) missing.push({ hookId: hook.id, event, at, job });
       }
     }
     const labelled = labelsSince !== undefined && isDone(job) && job.ended_at! >= labelsSince && (job.kind === 'deploy' || labelSettings.backups === 1);
-    if (labelled && !store.queuedFor(job.id, 'label').has(null)) missedLabels.push(job);
+    if (labelled && !(await store.queuedFor(job.id, 'label')).has(null)) missedLabels.push(job);
   }
   if (missing.length === 0 && missedLabels.length === 0) return { events: 0, labels: 0 };
 
@@ -62,16 +66,26 @@ export function reconcile(deps: { store: NotifyStore; jobs: JobService; devices:
   missing.sort((a, b) => a.at - b.at || a.job.id - b.job.id || order(a.event) - order(b.event));
   missedLabels.sort((a, b) => a.ended_at! - b.ended_at! || a.id - b.id);
   const now = clock.now();
-  const views = new Map<number, JobView>();
-  const viewOf = (job: JobRow) => views.get(job.id) ?? views.set(job.id, jobs.view(job)).get(job.id)!;
-  store.transaction(() => {
+  // Read before the transaction, which holds only the outbox's statements: with SQLite, a query
+  // made outside it while it is open would wait for it to end, and it for that query.
+  const views = new Map<number, { view: JobView; device: DeviceRow | undefined }>();
+  for (const job of [...missing.map((item) => item.job), ...missedLabels]) {
+    if (!views.has(job.id)) views.set(job.id, { view: await jobs.view(job), device: await devices.get(job.device_mac) });
+  }
+  const counts = await inTransaction(db, async (tx) => {
+    const outbox = createNotifyStore(tx);
+    const counts = { events: 0, labels: 0 };
     for (const { hookId, event, at, job } of missing) {
-      const body = eventBody(event, viewOf(job), devices.get(job.device_mac), at, now);
-      store.enqueue({ webhookId: hookId, event, jobId: job.id, target: null, body }, now);
+      const { view, device } = views.get(job.id)!;
+      const body = eventBody(event, view, device, at, now);
+      if ((await outbox.enqueue({ webhookId: hookId, event, jobId: job.id, target: null, body }, now)) !== undefined) counts.events++;
     }
-    for (const job of missedLabels) labels.jobDone(job.id);
+    for (const job of missedLabels) {
+      if (await queueLabelOfDone(outbox, { job, ...views.get(job.id)! }, now)) counts.labels++;
+    }
+    return counts;
   });
-  const counts = { events: missing.length, labels: missedLabels.length };
+  if (counts.events + counts.labels === 0) return counts;
   const jobIds = [...new Set([...missing.map((item) => item.job.id), ...missedLabels.map((job) => job.id)])];
   log.warn({ ...counts, jobs: jobIds.slice(0, 50) },
     'job events had no outbox rows (the server stopped between a job change and its notification): queued now');

@@ -27,23 +27,23 @@ const eventList = (events: string[] | string | undefined) =>
 export const notifyAdminRoutes: FastifyPluginAsyncTypebox<{ notify: NotifyService }> = async (app, { notify }) => {
   const { webhooks, labels } = notify;
 
-  app.get('/api/webhooks', async () => ({ webhooks: webhooks.list() }));
+  app.get('/api/webhooks', async () => ({ webhooks: await webhooks.list() }));
 
   // The reply holds the secret: the one time it is shown.
   app.post('/api/webhooks', { schema: { body: NewWebhookBody } }, async (request, reply) => {
     const { url, events, secret } = request.body;
-    return reply.code(201).send(webhooks.add({ url, events: eventList(events), secret }));
+    return reply.code(201).send(await webhooks.add({ url, events: eventList(events), secret }));
   });
 
   app.delete('/api/webhooks/:id', { schema: { params: IdParams } }, async (request) => {
-    webhooks.remove(request.params.id);
+    await webhooks.remove(request.params.id);
     return { deleted: request.params.id };
   });
 
   app.get(
     '/api/webhooks/:id/deliveries',
     { schema: { params: IdParams, querystring: Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })) }) } },
-    async (request) => ({ deliveries: webhooks.deliveries(request.params.id, request.query.limit ?? 50) }),
+    async (request) => ({ deliveries: await webhooks.deliveries(request.params.id, request.query.limit ?? 50) }),
   );
 
   // Webhook deliveries and labels alike.
@@ -53,5 +53,5 @@ export const notifyAdminRoutes: FastifyPluginAsyncTypebox<{ notify: NotifyServic
 
   app.post('/api/labels', { schema: { body: LabelBody } }, async (request) => labels.save(request.body));
 
-  app.post('/api/jobs/:id/label', { schema: { params: IdParams } }, async (request, reply) => reply.code(202).send(labels.reprint(request.params.id)));
+  app.post('/api/jobs/:id/label', { schema: { params: IdParams } }, async (request, reply) => reply.code(202).send(await labels.reprint(request.params.id)));
 };

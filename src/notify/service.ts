@@ -1,24 +1,27 @@
 import type { Logger } from 'pino';
-import type { Db } from '../db/open.js';
+import { inTransaction, type Queries } from '../db/database.js';
 import type { DeviceStore } from '../devices/store.js';
 import type { JobService } from '../jobs/service.js';
 import type { Clock } from '../shared/clock.js';
 import type { EventBus } from '../shared/events.js';
-import { eventOf } from './events.js';
-import { createLabels } from './labels.js';
+import { eventOf, type JobChange, type JobEvent } from './events.js';
+import { createLabels, queueLabelOfDone } from './labels.js';
 import { reconcile } from './reconcile.js';
 import { createNotifyStore } from './store.js';
-import { createWebhooks } from './webhooks.js';
+import { awaitingEvent, createWebhooks, queueJobEvent } from './webhooks.js';
 import { createDeliveryWorker } from './worker.js';
 
 export interface NotifyDeps {
-  db: Db;
+  db: Queries;
   bus: EventBus;
   jobs: JobService;
   devices: DeviceStore;
   clock: Clock;
   log: Logger;
 }
+
+/** A job state after which a job may be done, and labelled (a confirmed first boot included). */
+const mayBeDone = (state: string) => state === 'ok' || state === 'confirmed';
 
 /**
  * Webhooks and labels: job events become outbox rows the moment they happen, and a worker
@@ -30,38 +33,94 @@ export function createNotifyService(deps: NotifyDeps) {
   const { db, bus, jobs, devices, clock, log } = deps;
   const store = createNotifyStore(db);
   const worker = createDeliveryWorker({ store, clock, log });
-  const webhooks = createWebhooks({ store, jobs, devices, clock, kick: worker.kick });
-  const labels = createLabels({ store, jobs, devices, clock, kick: worker.kick });
+  const webhooks = createWebhooks({ store, clock, kick: worker.kick });
+  const labels = createLabels({ db, jobs, devices, clock, kick: worker.kick });
+  /** Job events being queued by the listener below: stop() waits for them. */
+  const queueing = new Set<Promise<void>>();
+  /** recordJobChange wrote rows that the worker has not been told of (it is told after the commit). */
+  let unannounced = false;
+  let starting: Promise<void> | undefined;
+
+  /**
+   * Writes the outbox rows of a job change (its webhook deliveries; its label when it is done)
+   * with `tx`, and with nothing else: a caller that changes the job in the same transaction gets
+   * the job change and its notifications all or none. Rows written before (by this or another
+   * station) are not written again. The worker hears of them at the next 'job.changed', which
+   * must be emitted after the transaction committed. All it needs comes in `change`: nothing may
+   * be read outside an open transaction (with SQLite, that read and the transaction wait for each other).
+   */
+  async function recordJobChange(tx: Queries, change: JobChange): Promise<void> {
+    const event = eventOf(change.state);
+    if (!event) return;
+    const outbox = createNotifyStore(tx);
+    const now = clock.now();
+    const queued = await queueJobEvent(outbox, event, change, now);
+    const labelled = mayBeDone(change.state) && (await queueLabelOfDone(outbox, change, now));
+    if (queued > 0 || labelled) unannounced = true;
+  }
+
+  /** Whether a change may still need a row: a webhook without its event, or a label not yet queued. */
+  async function wanted(jobId: number, state: string, event: JobEvent): Promise<boolean> {
+    if ((await awaitingEvent(store, jobId, event)).length > 0) return true;
+    if (!mayBeDone(state) || (await store.labelSettings()).enabled !== 1) return false;
+    return !(await store.queuedFor(jobId, 'label')).has(null);
+  }
+
+  async function queueFor(jobId: number, state: string, event: JobEvent) {
+    // The job first: the payload shows the job as near to the event as this listener can see it.
+    const job = await jobs.get(jobId);
+    if (await wanted(jobId, state, event)) {
+      const change = { state, job, view: await jobs.view(job), device: await devices.get(job.device_mac) };
+      await inTransaction(db, (tx) => recordJobChange(tx, change));
+    }
+    if (unannounced) {
+      unannounced = false;
+      worker.kick();
+    }
+  }
 
   bus.on('job.changed', ({ jobId, state }) => {
     const event = eventOf(state);
     if (!event) return;
-    // Whatever goes wrong here must not fail the job change that announced it.
-    try {
-      webhooks.queueJobEvent(jobId, event);
-      // A deploy that asked for first-boot confirmation is done, and labelled, once it is confirmed.
-      if (state === 'ok' || state === 'confirmed') labels.jobDone(jobId);
-    } catch (error) {
-      log.error({ err: error, job: jobId, event }, 'could not queue the webhook deliveries or label of a job event');
-    }
+    // Whatever goes wrong here must not fail the job change that announced it; a crash before
+    // the rows are written is caught up at the next start (reconcile.ts).
+    const work = queueFor(jobId, state, event)
+      .catch((error) => log.error({ err: error, job: jobId, event }, 'could not queue the webhook deliveries or label of a job event'))
+      .finally(() => queueing.delete(work));
+    queueing.add(work);
   });
 
   return {
     webhooks,
     labels,
-    /** Sends what is due now (tests move the clock, then call this instead of waiting). */
-    deliverDue: worker.deliverDue,
-    /** Queues the events a crash kept from the outbox, then sends what is pending. */
-    start() {
-      try {
-        reconcile({ store, jobs, devices, labels, clock, log });
-      } catch (error) {
-        // Never keeps the server or pending deliveries from starting.
-        log.error({ err: error }, 'could not look for job events missing from the outbox');
-      }
-      worker.start();
+    recordJobChange,
+    /**
+     * Sends what is due now, once the start-up catch-up and the job events announced so far are
+     * in the outbox (tests move the clock, then call this instead of waiting).
+     */
+    async deliverDue() {
+      await starting;
+      await Promise.all(queueing);
+      await worker.deliverDue();
     },
-    stop: worker.stop,
+    /** Queues the events a crash kept from the outbox, then sends what is pending. Never rejects. */
+    start(): Promise<void> {
+      starting ??= (async () => {
+        try {
+          await reconcile({ db, jobs, devices, clock, log });
+        } catch (error) {
+          // Never keeps the server or pending deliveries from starting.
+          log.error({ err: error }, 'could not look for job events missing from the outbox');
+        }
+        worker.start();
+      })();
+      return starting;
+    },
+    async stop() {
+      await starting;
+      await Promise.all(queueing);
+      await worker.stop();
+    },
   };
 }
 

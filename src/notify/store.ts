@@ -1,4 +1,5 @@
-import type { Db } from '../db/open.js';
+import { sql } from 'kysely';
+import type { Queries } from '../db/database.js';
 
 export interface WebhookRow {
   id: number;
@@ -54,85 +55,117 @@ export interface NewDelivery {
   body: string;
 }
 
+const LABEL_SETTINGS = ['enabled', 'template', 'output', 'backups', 'enabled_at'] as const;
+
 /** SQL for webhooks, the outbox of deliveries (webhook events and labels) and label settings. */
-export function createNotifyStore(db: Db) {
-  const insertWebhook = db.prepare<{ url: string; secret: string; events: string; now: number }>(
-    'INSERT INTO webhooks (url, secret, events, created_at) VALUES (@url, @secret, @events, @now)',
-  );
-  const webhookById = db.prepare<[number], WebhookRow>('SELECT * FROM webhooks WHERE id = ?');
-  const allWebhooks = db.prepare<[], WebhookRow>('SELECT * FROM webhooks ORDER BY id');
-  const deleteWebhook = db.prepare<[number]>('DELETE FROM webhooks WHERE id = ?');
-  const stats = db.prepare<{ id: number }, WebhookStats>(`
-    SELECT
-      (SELECT count(*) FROM outbox WHERE webhook_id = @id AND state = 'pending') AS pending,
-      (SELECT count(*) FROM outbox WHERE webhook_id = @id AND state = 'failed') AS failed,
-      (SELECT max(delivered_at) FROM outbox WHERE webhook_id = @id) AS last_delivered_at,
-      (SELECT max(last_attempt_at) FROM outbox WHERE webhook_id = @id) AS last_attempt_at,
-      (SELECT last_error FROM outbox WHERE webhook_id = @id AND last_error IS NOT NULL AND state <> 'delivered'
-        ORDER BY last_attempt_at DESC LIMIT 1) AS last_error`);
-  const insertDelivery = db.prepare<NewDelivery & { now: number }>(`
-    INSERT OR IGNORE INTO outbox (webhook_id, event, job_id, target, body, next_attempt_at, created_at)
-    VALUES (@webhookId, @event, @jobId, @target, @body, @now, @now)`);
-  const alreadyQueued = db.prepare<{ jobId: number; event: string }, { webhook_id: number | null }>(
-    'SELECT webhook_id FROM outbox WHERE job_id = @jobId AND event = @event',
-  );
-  const deliveryById = db.prepare<[number], OutboxRow>('SELECT * FROM outbox WHERE id = ?');
-  // The oldest pending row of each queue (a webhook's, or the labels'): order within a queue holds.
-  const heads = db.prepare<[], OutboxRow>(`
-    SELECT * FROM outbox WHERE id IN (SELECT min(id) FROM outbox WHERE state = 'pending' GROUP BY coalesce(webhook_id, 0))`);
-  const ofWebhook = db.prepare<{ webhookId: number; limit: number }, OutboxRow>(
-    'SELECT * FROM outbox WHERE webhook_id = @webhookId ORDER BY id DESC LIMIT @limit',
-  );
-  const labels = db.prepare<{ limit: number }, OutboxRow>('SELECT * FROM outbox WHERE webhook_id IS NULL ORDER BY id DESC LIMIT @limit');
-  const ofAllWebhooks = db.prepare<{ limit: number }, OutboxRow>('SELECT * FROM outbox WHERE webhook_id IS NOT NULL ORDER BY id DESC LIMIT @limit');
-  // Rows are written in time order, so the newest id holds (near enough) the newest time.
-  const newest = db.prepare<[], { created_at: number }>('SELECT created_at FROM outbox ORDER BY id DESC LIMIT 1');
-  const delivered = db.prepare<{ id: number; now: number; status: number | null }>(`
-    UPDATE outbox SET state = 'delivered', attempts = attempts + 1, last_attempt_at = @now, last_status = @status,
-      last_error = NULL, delivered_at = @now WHERE id = @id AND state = 'pending'`);
-  const attemptFailed = db.prepare<{ id: number; now: number; status: number | null; error: string; next: number; state: DeliveryState }>(`
-    UPDATE outbox SET state = @state, attempts = attempts + 1, last_attempt_at = @now, last_status = @status,
-      last_error = @error, next_attempt_at = @next WHERE id = @id AND state = 'pending'`);
-  const requeue = db.prepare<{ id: number; now: number }>(
-    "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = @now WHERE id = @id AND state <> 'pending'",
-  );
-  const labelSettings = db.prepare<[], LabelSettingsRow>('SELECT enabled, template, output, backups, enabled_at FROM label_settings WHERE id = 1');
-  const saveLabels = db.prepare<LabelSettingsRow>(
-    'UPDATE label_settings SET enabled = @enabled, template = @template, output = @output, backups = @backups, enabled_at = @enabled_at WHERE id = 1',
-  );
+export function createNotifyStore(db: Queries) {
+  const outbox = () => db.selectFrom('outbox').selectAll();
+  const newestFirst = (query: ReturnType<typeof outbox>, limit: number) => query.orderBy('id', 'desc').limit(limit).execute() as Promise<OutboxRow[]>;
+  const changedOne = (result: { numUpdatedRows: bigint }) => Number(result.numUpdatedRows) === 1;
 
   return {
-    /** Runs `work` in one SQLite transaction. */
-    transaction: (work: () => void) => db.transaction(work)(),
-    addWebhook(url: string, secret: string, events: string[], now: number): WebhookRow {
-      const { lastInsertRowid } = insertWebhook.run({ url, secret, events: JSON.stringify(events), now });
-      return webhookById.get(Number(lastInsertRowid))!;
+    addWebhook: (url: string, secret: string, events: string[], now: number): Promise<WebhookRow> =>
+      db.insertInto('webhooks').values({ url, secret, events: JSON.stringify(events), created_at: now }).returningAll().executeTakeFirstOrThrow(),
+    webhook: (id: number): Promise<WebhookRow | undefined> => db.selectFrom('webhooks').selectAll().where('id', '=', id).executeTakeFirst(),
+    webhooks: (): Promise<WebhookRow[]> => db.selectFrom('webhooks').selectAll().orderBy('id').execute(),
+    /** false when there was no such webhook. Its deliveries go with it (ON DELETE CASCADE). */
+    async removeWebhook(id: number): Promise<boolean> {
+      const result = await db.deleteFrom('webhooks').where('id', '=', id).executeTakeFirst();
+      return Number(result.numDeletedRows) === 1;
     },
-    webhook: (id: number) => webhookById.get(id),
-    webhooks: () => allWebhooks.all(),
-    removeWebhook: (id: number) => deleteWebhook.run(id).changes > 0,
-    stats: (id: number) => stats.get({ id })!,
-    /** Queues one delivery; its id, or undefined when that (webhook, job, event) was queued before. */
-    enqueue(delivery: NewDelivery, now: number): number | undefined {
-      const { changes, lastInsertRowid } = insertDelivery.run({ ...delivery, now });
-      return changes > 0 ? Number(lastInsertRowid) : undefined;
+    async stats(id: number): Promise<WebhookStats> {
+      const { rows } = await sql<WebhookStats>`SELECT
+          (SELECT count(*) FROM outbox WHERE webhook_id = ${id} AND state = 'pending') AS pending,
+          (SELECT count(*) FROM outbox WHERE webhook_id = ${id} AND state = 'failed') AS failed,
+          (SELECT max(delivered_at) FROM outbox WHERE webhook_id = ${id}) AS last_delivered_at,
+          (SELECT max(last_attempt_at) FROM outbox WHERE webhook_id = ${id}) AS last_attempt_at,
+          (SELECT last_error FROM outbox WHERE webhook_id = ${id} AND last_error IS NOT NULL AND state <> 'delivered'
+            ORDER BY last_attempt_at DESC LIMIT 1) AS last_error`.execute(db);
+      return rows[0]!;
+    },
+    /**
+     * Queues one delivery; its id, or undefined when that (webhook, job, event) was queued before:
+     * the unique index outbox_once (migrations/0011) decides, so two writers racing both succeed
+     * and one row results. PostgreSQL infers a partial expression index only from the very same
+     * expressions and predicate, written out here; reprints are outside the index and may repeat.
+     */
+    async enqueue(delivery: NewDelivery, now: number): Promise<number | undefined> {
+      const { webhookId, event, jobId, target, body } = delivery;
+      const row = await db
+        .insertInto('outbox')
+        .values({ webhook_id: webhookId, event, job_id: jobId, target, body, next_attempt_at: now, created_at: now })
+        .onConflict((oc) => oc.expression(sql`coalesce(webhook_id, 0), job_id, event`).where(sql<boolean>`event <> 'label.reprint'`).doNothing())
+        .returning('id')
+        .executeTakeFirst();
+      return row?.id;
     },
     /** The webhooks (null: labels) that already have this job's event queued. */
-    queuedFor: (jobId: number, event: string) => new Set(alreadyQueued.all({ jobId, event }).map((row) => row.webhook_id)),
-    delivery: (id: number) => deliveryById.get(id),
-    heads: () => heads.all(),
-    deliveriesOf: (webhookId: number, limit: number) => ofWebhook.all({ webhookId, limit }),
-    labelDeliveries: (limit: number) => labels.all({ limit }),
+    async queuedFor(jobId: number, event: string): Promise<Set<number | null>> {
+      const rows = await db.selectFrom('outbox').select('webhook_id').where('job_id', '=', jobId).where('event', '=', event).execute();
+      return new Set(rows.map((row) => row.webhook_id));
+    },
+    delivery: (id: number) => outbox().where('id', '=', id).executeTakeFirst() as Promise<OutboxRow | undefined>,
+    /** The oldest pending row of each queue (a webhook's, or the labels'): order within a queue holds. */
+    heads: () =>
+      outbox()
+        .where('id', 'in', db.selectFrom('outbox').select((eb) => eb.fn.min<number>('id').as('id')).where('state', '=', 'pending').groupBy(sql`coalesce(webhook_id, 0)`))
+        .orderBy('id')
+        .execute() as Promise<OutboxRow[]>,
+    deliveriesOf: (webhookId: number, limit: number) => newestFirst(outbox().where('webhook_id', '=', webhookId), limit),
+    labelDeliveries: (limit: number) => newestFirst(outbox().where('webhook_id', 'is', null), limit),
     /** The newest deliveries of all webhooks, newest first. */
-    webhookDeliveries: (limit: number) => ofAllWebhooks.all({ limit }),
-    /** When the newest outbox row was written; undefined when there is none. */
-    newestQueuedAt: () => newest.get()?.created_at,
-    markDelivered: (id: number, now: number, status: number | null) => delivered.run({ id, now, status }),
-    markAttemptFailed: (id: number, outcome: { now: number; status: number | null; error: string; next: number; giveUp: boolean }) =>
-      attemptFailed.run({ id, now: outcome.now, status: outcome.status, error: outcome.error, next: outcome.next, state: outcome.giveUp ? 'failed' : 'pending' }),
-    requeue: (id: number, now: number) => requeue.run({ id, now }).changes > 0,
-    labelSettings: () => labelSettings.get()!,
-    saveLabelSettings: (settings: LabelSettingsRow) => saveLabels.run(settings),
+    webhookDeliveries: (limit: number) => newestFirst(outbox().where('webhook_id', 'is not', null), limit),
+    /** When the newest outbox row was written; undefined when there is none. Rows are written in time order, so the newest id holds (near enough) the newest time. */
+    async newestQueuedAt(): Promise<number | undefined> {
+      const row = await db.selectFrom('outbox').select('created_at').orderBy('id', 'desc').limit(1).executeTakeFirst();
+      return row?.created_at;
+    },
+    /**
+     * Moves a pending delivery's due time from `from` to `to`; false when it is no longer pending
+     * at `from` (delivered, given up, or moved by another station meanwhile). The worker claims a
+     * delivery this way before sending it, so two stations never send the same one at once.
+     */
+    reschedule: async (id: number, from: number, to: number) =>
+      changedOne(await db.updateTable('outbox').set({ next_attempt_at: to }).where('id', '=', id).where('state', '=', 'pending').where('next_attempt_at', '=', from).executeTakeFirst()),
+    markDelivered: async (id: number, now: number, status: number | null) =>
+      changedOne(
+        await db
+          .updateTable('outbox')
+          .set((eb) => ({ state: 'delivered', attempts: eb('attempts', '+', 1), last_attempt_at: now, last_status: status, last_error: null, delivered_at: now }))
+          .where('id', '=', id)
+          .where('state', '=', 'pending')
+          .executeTakeFirst(),
+      ),
+    markAttemptFailed: async (id: number, outcome: { now: number; status: number | null; error: string; next: number; giveUp: boolean }) =>
+      changedOne(
+        await db
+          .updateTable('outbox')
+          .set((eb) => ({
+            state: outcome.giveUp ? 'failed' : 'pending',
+            attempts: eb('attempts', '+', 1),
+            last_attempt_at: outcome.now,
+            last_status: outcome.status,
+            last_error: outcome.error,
+            next_attempt_at: outcome.next,
+          }))
+          .where('id', '=', id)
+          .where('state', '=', 'pending')
+          .executeTakeFirst(),
+      ),
+    /** Sends a delivered or given-up delivery again from its first attempt; false when it is pending (or gone). */
+    requeue: async (id: number, now: number) =>
+      changedOne(await db.updateTable('outbox').set({ state: 'pending', attempts: 0, next_attempt_at: now }).where('id', '=', id).where('state', '<>', 'pending').executeTakeFirst()),
+    labelSettings: (): Promise<LabelSettingsRow> => db.selectFrom('label_settings').select(LABEL_SETTINGS).where('id', '=', 1).executeTakeFirstOrThrow(),
+    /**
+     * The label settings, their row locked until the transaction this store runs in ends: a read
+     * that is about to be written back. A write that changes nothing takes the lock on both databases
+     * (SQLite has no SELECT … FOR UPDATE; its write lock covers the whole file).
+     */
+    labelSettingsForUpdate: (): Promise<LabelSettingsRow> =>
+      db.updateTable('label_settings').set((eb) => ({ enabled: eb.ref('enabled') })).where('id', '=', 1).returning(LABEL_SETTINGS).executeTakeFirstOrThrow(),
+    saveLabelSettings: async (settings: LabelSettingsRow) => {
+      await db.updateTable('label_settings').set(settings).where('id', '=', 1).execute();
+    },
   };
 }
 

@@ -1,10 +1,8 @@
-import type { DeviceStore } from '../devices/store.js';
-import type { JobService } from '../jobs/service.js';
 import type { Clock } from '../shared/clock.js';
 import { badRequest, conflict, notFound } from '../shared/errors.js';
-import { eventBody, JOB_EVENTS, type JobEvent } from './events.js';
+import { eventBody, JOB_EVENTS, type JobChange, type JobEvent } from './events.js';
 import { newSecret } from './signing.js';
-import type { NotifyStore } from './store.js';
+import type { NotifyStore, WebhookRow } from './store.js';
 import { toDeliveryView, toWebhookView, type DeliveryView, type WebhookView } from './views.js';
 
 export interface NewWebhook {
@@ -35,69 +33,80 @@ function checkEvents(events: string[] | undefined): JobEvent[] {
   return JOB_EVENTS.filter((event) => events.includes(event));
 }
 
-/** Webhooks: who gets which job events, and the outbox rows made for them. */
-export function createWebhooks(deps: { store: NotifyStore; jobs: JobService; devices: DeviceStore; clock: Clock; kick: () => void }) {
-  const { store, jobs, devices, clock, kick } = deps;
+/** The webhooks that take `event` and have no row of it for this job yet. */
+export async function awaitingEvent(store: NotifyStore, jobId: number, event: JobEvent): Promise<WebhookRow[]> {
+  const hooks = (await store.webhooks()).filter((hook) => (JSON.parse(hook.events) as string[]).includes(event));
+  if (hooks.length === 0) return [];
+  const had = await store.queuedFor(jobId, event);
+  return hooks.filter((hook) => !had.has(hook.id));
+}
 
-  function requireWebhook(id: number) {
-    const hook = store.webhook(id);
+/**
+ * Queues `event` of a job change for every webhook that takes it and has not had it yet; how many
+ * rows that made. Run it on a transaction's store: the rows are then written with whatever else
+ * that transaction holds, or not at all.
+ */
+export async function queueJobEvent(store: NotifyStore, event: JobEvent, change: JobChange, now: number): Promise<number> {
+  const { job } = change;
+  // A webhook made while a job already ran does not hear that it started (progress repeats 'running').
+  const fresh = (await awaitingEvent(store, job.id, event)).filter((hook) => !(event === 'job.started' && job.started_at !== null && hook.created_at > job.started_at));
+  if (fresh.length === 0) return 0;
+  const body = eventBody(event, change.view, change.device, now);
+  let queued = 0;
+  for (const hook of fresh) {
+    if ((await store.enqueue({ webhookId: hook.id, event, jobId: job.id, target: null, body }, now)) !== undefined) queued++;
+  }
+  return queued;
+}
+
+/** Webhooks: who gets which job events, and their deliveries. */
+export function createWebhooks(deps: { store: NotifyStore; clock: Clock; kick: () => void }) {
+  const { store, clock, kick } = deps;
+
+  async function requireWebhook(id: number) {
+    const hook = await store.webhook(id);
     if (!hook) throw notFound(`there is no webhook ${id}`);
     return hook;
   }
 
-  return {
-    /**
-     * Queues `event` of a job for every webhook that takes it and has not had it yet, in the
-     * caller's turn (one synchronous SQLite transaction): once this returns, a crash cannot lose it.
-     */
-    queueJobEvent(jobId: number, event: JobEvent) {
-      const hooks = store.webhooks().filter((hook) => (JSON.parse(hook.events) as string[]).includes(event));
-      if (hooks.length === 0) return;
-      const had = store.queuedFor(jobId, event);
-      const job = jobs.get(jobId);
-      // A webhook made while a job already ran does not hear that it started (progress repeats 'running').
-      const fresh = hooks.filter((hook) => !had.has(hook.id) && !(event === 'job.started' && job.started_at !== null && hook.created_at > job.started_at));
-      if (fresh.length === 0) return;
-      const now = clock.now();
-      const body = eventBody(event, jobs.view(job), devices.get(job.device_mac), now);
-      store.transaction(() => {
-        for (const hook of fresh) store.enqueue({ webhookId: hook.id, event, jobId, target: null, body }, now);
-      });
-      kick();
-    },
+  const withStats = async (hook: WebhookRow) => toWebhookView(hook, await store.stats(hook.id));
 
-    list: (): WebhookView[] => store.webhooks().map((hook) => toWebhookView(hook, store.stats(hook.id))),
+  return {
+    list: async (): Promise<WebhookView[]> => Promise.all((await store.webhooks()).map(withStats)),
 
     /** Makes a webhook; the only reply that ever holds its secret. */
-    add(input: NewWebhook): WebhookView & { secret: string } {
+    async add(input: NewWebhook): Promise<WebhookView & { secret: string }> {
       const url = checkUrl(input.url);
       const events = checkEvents(input.events);
       const secret = input.secret ?? newSecret();
-      const hook = store.addWebhook(url, secret, events, clock.now());
-      return { ...toWebhookView(hook, store.stats(hook.id)), secret };
+      const hook = await store.addWebhook(url, secret, events, clock.now());
+      return { ...(await withStats(hook)), secret };
     },
 
-    remove(id: number) {
-      requireWebhook(id);
-      store.removeWebhook(id);
+    async remove(id: number) {
+      if (!(await store.removeWebhook(id))) throw notFound(`there is no webhook ${id}`);
     },
 
-    deliveries(id: number, limit: number): DeliveryView[] {
-      requireWebhook(id);
-      return store.deliveriesOf(id, limit).map(toDeliveryView);
+    async deliveries(id: number, limit: number): Promise<DeliveryView[]> {
+      await requireWebhook(id);
+      return (await store.deliveriesOf(id, limit)).map(toDeliveryView);
     },
 
     /** The newest deliveries of every webhook, newest first (the dashboard's table). */
-    recentDeliveries: (limit: number): DeliveryView[] => store.webhookDeliveries(limit).map(toDeliveryView),
+    recentDeliveries: async (limit: number): Promise<DeliveryView[]> => (await store.webhookDeliveries(limit)).map(toDeliveryView),
 
     /** Sends a failed (or already delivered) delivery again, from the first attempt. */
-    retry(deliveryId: number): DeliveryView {
-      const row = store.delivery(deliveryId);
-      if (!row) throw notFound(`there is no delivery ${deliveryId}`);
-      if (row.state === 'pending') throw conflict(`delivery ${deliveryId} is still pending: it is retried by itself (next at ${new Date(row.next_attempt_at).toISOString()})`);
-      store.requeue(deliveryId, clock.now());
+    async retry(deliveryId: number): Promise<DeliveryView> {
+      // One conditional write: a delivery that is pending (or gone) is left as it is, and only then looked at.
+      if (!(await store.requeue(deliveryId, clock.now()))) {
+        const row = await store.delivery(deliveryId);
+        if (!row) throw notFound(`there is no delivery ${deliveryId}`);
+        throw conflict(`delivery ${deliveryId} is still pending: it is retried by itself (next at ${new Date(row.next_attempt_at).toISOString()})`);
+      }
       kick();
-      return toDeliveryView(store.delivery(deliveryId)!);
+      const row = await store.delivery(deliveryId);
+      if (!row) throw notFound(`there is no delivery ${deliveryId}`);
+      return toDeliveryView(row);
     },
   };
 }

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { guarded } from '../shared/background.js';
 import type { Clock } from '../shared/clock.js';
 import { parseLabelOutput, sendLabel } from './label-output.js';
 import type { NotifyStore, OutboxRow } from './store.js';
@@ -19,10 +20,13 @@ export const retryDelayMs = (attempts: number) => Math.min(MAX_RETRY_MS, FIRST_R
  * Sends what the outbox holds. Each queue (one per webhook, one for labels) goes strictly in
  * order: its oldest pending delivery is tried until it is delivered or given up, and only then
  * the next. Due times are on the injectable clock; `deliverDue()` is the one way in, which the
- * timer, new deliveries and tests all use.
+ * timer, new deliveries and tests all use. Stations sharing one database each run a worker: a
+ * delivery is claimed before it is sent (store.reschedule), so only one of them sends it.
  */
 export function createDeliveryWorker(deps: { store: NotifyStore; clock: Clock; log: Logger; timeoutMs?: number }) {
   const { store, clock, log, timeoutMs = SEND_TIMEOUT_MS } = deps;
+  // A claim outlasts any send (each is cut at timeoutMs); one whose station died runs out after it.
+  const claimMs = 2 * timeoutMs;
   const stopping = new AbortController();
   let started = false;
   let timer: NodeJS.Timeout | undefined;
@@ -38,23 +42,28 @@ export function createDeliveryWorker(deps: { store: NotifyStore; clock: Clock; l
         return { ok: false, status: null, error: (error as Error).message };
       }
     }
-    const hook = store.webhook(row.webhook_id);
+    const hook = await store.webhook(row.webhook_id);
     if (!hook) return { ok: false, status: null, error: 'the webhook was removed' };
     return postWebhook({ url: hook.url, secret: hook.secret, event: row.event, deliveryId: row.id, body: row.body }, timeoutMs, stopping.signal);
   }
 
   async function attempt(row: OutboxRow) {
+    const claimedUntil = clock.now() + claimMs;
+    if (!(await store.reschedule(row.id, row.next_attempt_at, claimedUntil))) return; // another station sends it
     const outcome = await send(row);
-    // Cut short by a stop: not an attempt; the next start sends it again.
-    if (stopping.signal.aborted) return;
+    // Cut short by a stop: not an attempt; handed back, so that the next start sends it again.
+    if (stopping.signal.aborted) {
+      await store.reschedule(row.id, claimedUntil, row.next_attempt_at);
+      return;
+    }
     const now = clock.now();
     if (outcome.ok) {
-      store.markDelivered(row.id, now, outcome.status);
+      await store.markDelivered(row.id, now, outcome.status);
       return;
     }
     const attempts = row.attempts + 1;
     const giveUp = attempts >= MAX_ATTEMPTS;
-    store.markAttemptFailed(row.id, { now, status: outcome.status, error: outcome.error, next: now + retryDelayMs(attempts), giveUp });
+    await store.markAttemptFailed(row.id, { now, status: outcome.status, error: outcome.error, next: now + retryDelayMs(attempts), giveUp });
     // Never the URL (it may carry a token) nor the secret: the webhook's id says which.
     const where = row.webhook_id === null ? { label: row.id } : { webhook: row.webhook_id, delivery: row.id };
     log.warn({ ...where, event: row.event, job: row.job_id, attempts, error: outcome.error }, giveUp ? `delivery given up after ${attempts} attempts` : 'delivery failed; it is retried');
@@ -63,43 +72,46 @@ export function createDeliveryWorker(deps: { store: NotifyStore; clock: Clock; l
   async function sendAllDue() {
     while (!stopping.signal.aborted) {
       const now = clock.now();
-      const due = store.heads().filter((row) => row.next_attempt_at <= now);
+      const due = (await store.heads()).filter((row) => row.next_attempt_at <= now);
       if (due.length === 0) return;
-      await Promise.all(due.map(attempt));
+      // Every attempt settles before the pass ends (stop() waits for the pass), even when one fails.
+      const failed = (await Promise.allSettled(due.map(attempt))).find((result) => result.status === 'rejected');
+      if (failed) throw failed.reason;
     }
   }
 
-  function schedule() {
-    clearTimeout(timer);
-    if (!started || stopping.signal.aborted) return;
-    const next = Math.min(...store.heads().map((row) => row.next_attempt_at));
-    if (next === Infinity) return; // nothing pending: a new delivery wakes the worker
-    timer = setTimeout(() => void deliverDue(), Math.min(MAX_SLEEP_MS, Math.max(0, next - clock.now())));
-    timer.unref();
+  /** How long until the next look at the outbox; undefined: nothing pending (a new delivery wakes the worker). */
+  async function sleepMs(): Promise<number | undefined> {
+    const next = Math.min(...(await store.heads()).map((row) => row.next_attempt_at));
+    return next === Infinity ? undefined : Math.min(MAX_SLEEP_MS, Math.max(0, next - clock.now()));
   }
 
-  /** Sends every delivery that is due; resolves when they have been tried (and any that came in meanwhile). */
+  const wake = guarded(log, 'sending webhook deliveries and labels', () => deliverDue());
+
+  /** Sends every delivery that is due; resolves when they have been tried (and any that came in meanwhile). Never rejects. */
   function deliverDue(): Promise<void> {
     if (pass) {
       again = true;
       return pass;
     }
     pass = (async () => {
+      // A database that fails is looked at again after the longest sleep.
+      let sleep: number | undefined = MAX_SLEEP_MS;
       try {
         do {
           again = false;
           await sendAllDue();
+          sleep = await sleepMs();
         } while (again && !stopping.signal.aborted);
       } catch (error) {
-        log.error({ err: error }, 'sending deliveries failed; tried again later');
+        if (!stopping.signal.aborted) log.error({ err: error }, 'sending deliveries failed; tried again later');
       } finally {
         pass = undefined;
-        try {
-          schedule();
-        } catch {
-          // The database is closing.
-        }
       }
+      clearTimeout(timer);
+      if (!started || stopping.signal.aborted || sleep === undefined) return;
+      timer = setTimeout(wake, sleep);
+      timer.unref();
     })();
     return pass;
   }
@@ -108,12 +120,12 @@ export function createDeliveryWorker(deps: { store: NotifyStore; clock: Clock; l
     deliverDue,
     /** A delivery was queued: send it now (once started). */
     kick() {
-      if (started && !stopping.signal.aborted) setImmediate(() => void deliverDue());
+      if (started && !stopping.signal.aborted) setImmediate(wake);
     },
     /** Sends what a previous process left pending, then keeps going. */
     start() {
       started = true;
-      void deliverDue();
+      wake();
     },
     /** Stops sending; a send cut short stays pending for the next start. */
     async stop() {

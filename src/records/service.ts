@@ -27,7 +27,7 @@ export function createRecordService(deps: { store: RecordStore; jobs: JobService
     if (devices.length === 0) return undefined;
     const macs = devices.map((device) => device.mac);
     const [jobRows, backups] = await Promise.all([store.jobsOf(macs), store.backupsOf(macs)]);
-    return toDeviceRecord(key, devices, jobRows.map((job) => jobs.view(job)), backups);
+    return toDeviceRecord(key, devices, await jobs.viewAll(jobRows), backups);
   }
   const buildAll = async (keys: RecordKey[]) => (await Promise.all(keys.map(build))).flatMap((record) => record ?? []);
 

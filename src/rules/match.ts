@@ -37,8 +37,9 @@ export function serialPatterns(rule: RuleRow): string[] {
 /**
  * Why the device does not meet the rule's match fields, in one sentence; null when it does.
  * A field the device has not reported (no serial, no model, no eMMC size) does not match.
+ * `holdsImage` (which reads the device's jobs) is asked last, only when the rule looks at it.
  */
-export function mismatch(rule: RuleRow, device: DeviceRow, holdsImage: () => HoldsImage): string | null {
+export async function mismatch(rule: RuleRow, device: DeviceRow, holdsImage: () => Promise<HoldsImage>): Promise<string | null> {
   if (rule.match_mac !== null && !macMatches(rule.match_mac, device.mac)) {
     return `MAC ${device.mac} does not match '${rule.match_mac}'`;
   }
@@ -66,7 +67,7 @@ export function mismatch(rule: RuleRow, device: DeviceRow, holdsImage: () => Hol
     }
   }
   if (rule.match_holds_image !== null) {
-    const { holds, why } = holdsImage();
+    const { holds, why } = await holdsImage();
     if (holds !== (rule.match_holds_image === 1)) return why;
   }
   return null;

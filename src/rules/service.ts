@@ -1,3 +1,4 @@
+import { isUniqueViolation } from '../db/errors.js';
 import { DEFAULT_FIRST_BOOT_HOOK, type FirstBootHook } from '../first-boot/hook-files.js';
 import type { DeviceStore } from '../devices/store.js';
 import type { JobService } from '../jobs/service.js';
@@ -6,7 +7,7 @@ import { badRequest, conflict, notFound } from '../shared/errors.js';
 import type { EventBus } from '../shared/events.js';
 import { normalizeMac } from '../shared/mac.js';
 import { describeAction, type RuleEngine, type RuleVerdict } from './engine.js';
-import type { LineSwitch } from './line.js';
+import type { LineState, LineSwitch } from './line.js';
 import { normalizeMacPattern, serialPatterns } from './match.js';
 import type { RuleBody, RulePatch } from './schemas.js';
 import type { RuleFields, RuleRow, RuleStore } from './store.js';
@@ -55,16 +56,21 @@ export interface RuleServiceDeps {
   jobs: JobService;
   clock: Clock;
   bus: EventBus;
-  /** Throws (404) when there is no profile of per-device files by that name (src/device-files/). */
+  /** Throws or rejects (404) when there is no profile of per-device files by that name (src/device-files/). */
   requireProfile?: (name: string) => unknown;
 }
+
+/** A PATCH that loses to other changes this often in a row is refused (409) rather than retried forever. */
+const UPDATE_TRIES = 5;
+
+const taken = (name: string) => conflict(`there is already a rule named '${name}'`);
 
 const bool = (value: boolean | null | undefined) => (value === null || value === undefined ? null : value ? 1 : 0);
 
 export function createRuleService(deps: RuleServiceDeps) {
   const { store, engine, line, devices, jobs, clock, bus } = deps;
 
-  function view(rule: RuleRow): RuleView {
+  async function view(rule: RuleRow): Promise<RuleView> {
     return {
       id: rule.id,
       name: rule.name,
@@ -91,18 +97,18 @@ export function createRuleService(deps: RuleServiceDeps) {
       confirm_timeout: rule.confirm_timeout,
       first_boot_hook: rule.first_boot_hook ?? DEFAULT_FIRST_BOOT_HOOK,
       does: describeAction(rule),
-      devices: store.devicesTaken(rule.id),
+      devices: await store.devicesTaken(rule.id),
     };
   }
 
-  function require(id: number): RuleRow {
-    const rule = store.get(id);
+  async function require(id: number): Promise<RuleRow> {
+    const rule = await store.get(id);
     if (!rule) throw notFound(`there is no rule ${id}`);
     return rule;
   }
 
   /** The stored columns for `body` applied over `base` (a PATCH leaves out what it does not name). */
-  function toFields(body: RulePatch, base?: RuleRow): RuleFields {
+  async function toFields(body: RulePatch, base?: RuleRow): Promise<RuleFields> {
     const pick = <K extends keyof RulePatch, T>(key: K, column: T, convert: (value: NonNullable<RulePatch[K]>) => T): T =>
       body[key] === undefined ? column : body[key] === null ? (null as T) : convert(body[key]!);
     const fields: RuleFields = {
@@ -137,10 +143,10 @@ export function createRuleService(deps: RuleServiceDeps) {
     }
     if (fields.profile !== null) {
       if (fields.action === 'backup' || fields.action === 'hold') throw badRequest(`a rule that does '${fields.action}' writes no per-device files; leave profile out`);
-      deps.requireProfile?.(fields.profile);
+      await deps.requireProfile?.(fields.profile);
     }
-    const other = store.byName(fields.name);
-    if (other && other.id !== base?.id) throw conflict(`there is already a rule named '${fields.name}'`);
+    const other = await store.byName(fields.name);
+    if (other && other.id !== base?.id) throw taken(fields.name);
     return fields;
   }
 
@@ -149,64 +155,87 @@ export function createRuleService(deps: RuleServiceDeps) {
     jobs.wakeAll();
   };
 
+  const listed = async () => Promise.all((await store.list()).map(view));
+
   return {
     view,
-    list: () => store.list().map(view),
-    get: (id: number) => view(require(id)),
-    add(body: RuleBody): RuleView {
-      const rule = store.create(toFields(body), clock.now());
+    list: listed,
+    get: async (id: number) => view(await require(id)),
+    async add(body: RuleBody): Promise<RuleView> {
+      const fields = await toFields(body);
+      // The name was free when checked; a rule added meanwhile (another request or station) may have taken it.
+      const rule = await store.create(fields, clock.now()).catch((error: unknown) => {
+        throw isUniqueViolation(error) ? taken(fields.name) : error;
+      });
       changed();
       return view(rule);
     },
-    update(id: number, patch: RulePatch): RuleView {
-      const rule = store.update(id, toFields(patch, require(id)));
-      changed();
-      return view(rule);
+    /**
+     * The patch applied over the rule as it is; written only if no one changed the rule since it
+     * was read (another request or station), else read and applied again: no change is lost.
+     */
+    async update(id: number, patch: RulePatch): Promise<RuleView> {
+      for (let tries = 1; ; tries++) {
+        const base = await require(id);
+        const fields = await toFields(patch, base);
+        const rule = await store.update(id, fields, base).catch((error: unknown) => {
+          throw isUniqueViolation(error) ? taken(fields.name) : error;
+        });
+        if (rule) {
+          changed();
+          return view(rule);
+        }
+        if (tries === UPDATE_TRIES) throw conflict(`rule ${id} kept changing while this change was made; try again`);
+      }
     },
-    remove(id: number): RuleView {
-      const shown = view(require(id));
-      store.remove(id);
+    async remove(id: number): Promise<RuleView> {
+      const shown = await view(await require(id));
+      if (!(await store.remove(id))) throw notFound(`there is no rule ${id}`);
       changed();
       return shown;
     },
-    move(id: number, position: number): RuleView[] {
-      require(id);
-      store.move(id, position);
+    async move(id: number, position: number): Promise<RuleView[]> {
+      if (!(await store.move(id, position))) throw notFound(`there is no rule ${id}`);
       changed();
-      return store.list().map(view);
+      return listed();
     },
     /** Which rule would act on the device now, and why each other one would not. */
-    test(macInput: string): { mac: string; paused: boolean; active_job: number | null; acting: string | null; rules: RuleVerdict[] } {
+    async test(macInput: string): Promise<{ mac: string; paused: boolean; active_job: number | null; acting: string | null; rules: RuleVerdict[] }> {
       const mac = normalizeMac(macInput);
-      const device = devices.get(mac);
+      const device = await devices.get(mac);
       if (!device) throw notFound(`no device with MAC ${mac} has registered`);
-      const verdicts = engine.verdictsFor(device, 'poll');
+      const verdicts = await engine.verdictsFor(device, 'poll');
       const acting = verdicts.find((verdict) => verdict.decides && verdict.acts);
-      return { mac, paused: line.paused(), active_job: jobs.activeFor(mac)?.id ?? null, acting: acting?.rule.name ?? null, rules: verdicts };
+      return { mac, paused: line.paused(), active_job: (await jobs.activeFor(mac))?.id ?? null, acting: acting?.rule.name ?? null, rules: verdicts };
     },
     /** Devices held by a rule: they wait for a person. */
-    held: () => store.held().map((row) => ({ mac: row.device_mac, rule: { id: row.rule_id, name: row.rule_name }, reason: row.reason, since: new Date(row.updated_at).toISOString() })),
+    held: async () =>
+      (await store.held()).map((row) => ({ mac: row.device_mac, rule: { id: row.rule_id, name: row.rule_name }, reason: row.reason, since: new Date(row.updated_at).toISOString() })),
     /** Holds by any rule on this device, for its row on the Devices page. */
-    holdOf(mac: string): { rule: string; reason: string | null } | null {
-      const held = store.statesOf(mac).find((row) => row.state === 'held');
-      return held ? { rule: store.get(held.rule_id)!.name, reason: held.reason } : null;
+    async holdOf(mac: string): Promise<{ rule: string; reason: string | null } | null> {
+      const [held] = await store.held(mac);
+      return held ? { rule: held.rule_name, reason: held.reason } : null;
     },
     /** Forgets what the rule did with the device: it may act on it again (a person released it). */
-    release(id: number, macInput: string) {
-      const rule = require(id);
+    async release(id: number, macInput: string): Promise<void> {
+      const rule = await require(id);
       const mac = normalizeMac(macInput);
-      if (!store.release(id, mac)) throw notFound(`rule '${rule.name}' has done nothing with device ${mac}`);
+      if (!(await store.release(id, mac))) throw notFound(`rule '${rule.name}' has done nothing with device ${mac}`);
       bus.emit('device.changed', { mac });
       changed();
     },
-    line: () => line.state(),
-    pause() {
-      line.pause(clock.now());
+    /** The switch as the database has it (another station may have flipped it). */
+    async line(): Promise<LineState> {
+      await line.refresh();
+      return line.state();
+    },
+    async pause(): Promise<LineState> {
+      await line.pause(clock.now());
       changed();
       return line.state();
     },
-    resume() {
-      line.resume();
+    async resume(): Promise<LineState> {
+      await line.resume();
       changed(); // parked polls ask again: queued rule work is handed out, new work ordered
       return line.state();
     },

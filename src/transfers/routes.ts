@@ -29,19 +29,19 @@ export const transferRoutes: FastifyPluginAsyncTypebox<TransferRoutesOptions> = 
     mac: request.query.mac,
     ip: request.ip,
   });
-  const summary = (id: number) => {
-    const job = jobs.view(jobs.get(id));
+  const summary = async (id: number) => {
+    const job = await jobs.view(await jobs.get(id));
     return { job: job.id, state: job.state, error: job.error, sha256: job.sha256 };
   };
 
   /** A file the job's device downloads (Range, HEAD); cancelling the job cuts the transfer. */
-  const fileRoute = (url: string, what: 'image' | 'chunks', fileFor: (access: DeviceJobAccess) => { job: JobRow; file: FileToSend }) =>
+  const fileRoute = (url: string, what: 'image' | 'chunks', fileFor: (access: DeviceJobAccess) => Promise<{ job: JobRow; file: FileToSend }>) =>
     app.route({
       method: ['GET', 'HEAD'],
       url,
       schema: { params: JobParams, querystring: TokenQuery },
       handler: async (request, reply) => {
-        const { job, file } = fileFor(access(request));
+        const { job, file } = await fileFor(access(request));
         const transfer = sendFile(request, reply, file);
         if (transfer) transfers.trackStream(job, { stream: transfer, socket: request.raw.socket, range: sentRange(reply, file.size) }, what);
         return reply;
@@ -51,9 +51,10 @@ export const transferRoutes: FastifyPluginAsyncTypebox<TransferRoutesOptions> = 
   fileRoute('/api/device-jobs/:job/image', 'image', (device) => transfers.imageFor(device));
   fileRoute('/api/device-jobs/:job/chunks', 'chunks', (device) => transfers.chunksFor(device));
 
-  app.get('/api/device-jobs/:job/manifest', { schema: { params: JobParams, querystring: TokenQuery } }, async (request, reply) =>
-    reply.type('text/plain; charset=utf-8').send(transfers.manifestFor(access(request))),
-  );
+  app.get('/api/device-jobs/:job/manifest', { schema: { params: JobParams, querystring: TokenQuery } }, async (request, reply) => {
+    const manifest = await transfers.manifestFor(access(request));
+    return reply.type('text/plain; charset=utf-8').send(manifest);
+  });
 
   // Upload bodies are streamed to disk by the handler, never parsed or buffered here.
   app.register(async (raw) => {
@@ -70,13 +71,13 @@ export const transferRoutes: FastifyPluginAsyncTypebox<TransferRoutesOptions> = 
           declaredSha256: typeof sha === 'string' ? sha : undefined,
           checksumFollows: request.headers['x-checksum-follows'] === 'sha256',
         });
-        return { received_bytes: result.bytes, received_sha256: result.sha256, backup_id: result.stored?.id ?? null, ...summary(request.params.job) };
+        return { received_bytes: result.bytes, received_sha256: result.sha256, backup_id: result.stored?.id ?? null, ...(await summary(request.params.job)) };
       },
     });
   });
 
   app.post('/api/device-jobs/:job/progress', { schema: { params: JobParams, querystring: TokenQuery, body: ProgressBody } }, async (request) => {
-    const job = transfers.progress(access(request), request.body);
+    const job = await transfers.progress(access(request), request.body);
     return { job: job.id, state: job.state };
   });
 

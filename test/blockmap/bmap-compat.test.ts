@@ -73,7 +73,7 @@ async function deployWithBmap(t: TestContext, env: Record<string, string>, order
   assert.equal(view.block_map.source, 'bmap');
   await server.server.services.caches.idle();
   const { blockMaps, images } = server.server.services;
-  const chunks = blockMaps.chunks(images.requireImage('os').block_map_id!);
+  const chunks = await blockMaps.chunks((await images.requireImage('os')).block_map_id!);
   assert.ok(chunks.every((chunk) => chunk.offset + chunk.length <= source.gap.start || chunk.offset >= source.gap.end), 'no chunk covers the scribbled gap');
 
   const emmc = join(tempDir(t), 'emmc.img');
@@ -119,12 +119,12 @@ test('maps an earlier version made from bmaps are checked once at start: a map t
   await upload('stale');
   await upload('sound');
   await server.server.services.caches.idle();
-  const { db, images } = server.server.services;
-  const mapOf = (name: string) => images.requireImage(name).block_map_id!;
-  const soundMap = mapOf('sound');
+  const { database, images } = server.server.services;
+  const mapOf = async (name: string) => (await images.requireImage(name)).block_map_id!;
+  const soundMap = await mapOf('sound');
   // What an earlier version recorded: a chunk hashed over a gap taken as zeros, unlike the file's bytes.
-  db.prepare('UPDATE block_map_chunks SET sha256 = ? WHERE map_id = ? AND idx = 1').run('0'.repeat(64), mapOf('stale'));
-  db.prepare('UPDATE block_maps SET needs_recheck = 1').run();
+  await database.db.updateTable('block_map_chunks').set({ sha256: '0'.repeat(64) }).where('map_id', '=', await mapOf('stale')).where('idx', '=', 1).execute();
+  await database.db.updateTable('block_maps').set({ needs_recheck: 1 }).execute();
 
   await server.restart();
   const view = await waitFor('the stale map to be replaced', async () => {
@@ -133,11 +133,12 @@ test('maps an earlier version made from bmaps are checked once at start: a map t
   });
   assert.equal(view.broken, null);
   const after = server.server.services;
-  assert.equal(after.images.requireImage('sound').block_map_id, soundMap, 'a map that matches its file is kept');
-  await waitFor('the sound map to be marked checked', () => after.blockMaps.get(soundMap)?.needs_recheck === 0 || undefined);
-  const replaced = after.blockMaps.get(after.images.requireImage('stale').block_map_id!)!;
-  const file = readFileSync(after.images.pathOf(after.images.requireImage('stale')));
-  for (const chunk of after.blockMaps.chunks(replaced.id)) {
+  assert.equal((await after.images.requireImage('sound')).block_map_id, soundMap, 'a map that matches its file is kept');
+  await waitFor('the sound map to be marked checked', async () => (await after.blockMaps.get(soundMap))?.needs_recheck === 0 || undefined);
+  const stale = await after.images.requireImage('stale');
+  const replaced = (await after.blockMaps.get(stale.block_map_id!))!;
+  const file = readFileSync(after.images.pathOf(stale));
+  for (const chunk of await after.blockMaps.chunks(replaced.id)) {
     assert.equal(createHash('sha256').update(file.subarray(chunk.offset, chunk.offset + chunk.length)).digest('hex'), chunk.sha256, `chunk ${chunk.idx} hashes as its bytes`);
   }
 });

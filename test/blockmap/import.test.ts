@@ -42,7 +42,7 @@ test('.img, .img.gz, .img.xz and .img.zst import to the same raw image, sha256 a
   assert.equal(map.source, 'zeros');
   assert.ok(map.mapped_bytes > 1024 * 1024 && map.mapped_bytes < raw.length / 2, `mapped ${map.mapped_bytes} of ${raw.length}`);
 
-  const stored = server.server.services.images.requireImage('zst');
+  const stored = await server.server.services.images.requireImage('zst');
   const onDisk = statSync(server.server.services.images.pathOf(stored));
   assert.equal(onDisk.size, raw.length);
   assert.ok(onDisk.blocks * 512 < raw.length / 2, 'zero MiBs are holes in the stored file');
@@ -63,11 +63,11 @@ test('every mapped chunk is compressed once into the cache, as frames that decod
   assert.ok(view.block_map.compression.bytes < view.block_map.mapped_bytes / 2, 'compressed well below the mapped size');
 
   const { blockMaps } = server.server.services;
-  const imageRow = server.server.services.images.requireImage('os');
-  const map = blockMaps.get(imageRow.block_map_id!)!;
+  const imageRow = await server.server.services.images.requireImage('os');
+  const map = (await blockMaps.get(imageRow.block_map_id!))!;
   const cache = readFileSync(join(server.dataDir, map.cache_file!));
   const raw = readFileSync(image);
-  for (const chunk of blockMaps.chunks(map.id)) {
+  for (const chunk of await blockMaps.chunks(map.id)) {
     const frame = cache.subarray(chunk.zoffset!, chunk.zoffset! + chunk.zlength!);
     assert.deepEqual(decompress(frame), raw.subarray(chunk.offset, chunk.offset + chunk.length), `chunk ${chunk.idx}`);
   }

@@ -162,13 +162,13 @@ test('cm4prov admin password reads the password from stdin and stores only a scr
   const short = await runCliWithInput(['admin', 'password'], env, 'short\n');
   assert.equal(short.code, 2);
   assert.match(short.stderr, /at least 8 characters; nothing changed/);
-  assert.equal(server.server.services.passwords.isSet(), false);
+  assert.equal(await server.server.services.passwords.isSet(), false);
 
   const set = await runCliWithInput(['admin', 'password'], env, 'line-3 bench password\n');
   assert.equal(set.code, 0, set.stderr);
   const database = join(server.dataDir, 'cm4prov.sqlite');
   assert.ok(set.stdout.startsWith(`Admin password set in ${database} (data folder ${server.dataDir}, from CM4PROV_DATA_DIR).`), set.stdout);
-  const stored = server.server.services.passwords.hash()!;
+  const stored = (await server.server.services.passwords.hash())!;
   assert.match(stored, /^scrypt\$32768\$8\$1\$/);
   assert.ok(!stored.includes('bench'), 'not stored in clear');
   assert.equal(await server.server.services.passwords.check('line-3 bench password'), true);

@@ -185,7 +185,7 @@ test('deploy --wait-boot exits 1 with "not confirmed" and says netboot is back o
 
   // Past the deadline by the server's clock; the watchdog (every 5 s) or this call ends the wait.
   clock.advance(31_000);
-  server.server.services.firstBoot.expireDue();
+  await server.server.services.firstBoot.expireDue();
   assert.equal(await waiting.exited, 1, waiting.output());
   assert.match(
     waiting.output(),

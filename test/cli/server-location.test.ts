@@ -60,7 +60,7 @@ test("admin password on a database it may not write says so before asking for a 
   );
   assert.equal(asNobody.status, 2, asNobody.stderr);
   assert.equal(asNobody.stderr, `cm4prov: cannot write ${join(server.dataDir, 'cm4prov.sqlite')} (from --data-dir): run this as the server's user or root\n`);
-  assert.equal(server.server.services.passwords.isSet(), false);
+  assert.equal(await server.server.services.passwords.isSet(), false);
 });
 
 test("admin commands find the token in the settings file's data folder and the URL from its port (0.0.0.0 → 127.0.0.1)", async (t) => {

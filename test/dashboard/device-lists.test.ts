@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
 import { launchBrowser, logIn } from '../helpers/browser.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { insertRows } from '../helpers/rows.js';
 
 const PASSWORD = 'bounded-lists-only';
 const MANY = 20_000;
@@ -10,12 +11,11 @@ const rowsIn = (html: string) => html.match(/<tr id="device-/g)?.length ?? 0;
 
 /** 20,000 devices straight into the database, first seen a second apart an hour ago. */
 function insertDevices(server: TestServer, count: number) {
-  const { db } = server.server.services;
-  const insert = db.prepare(`INSERT INTO devices (mac, ip, serial, model, first_seen_at, last_seen_at, registered_at) VALUES (?, ?, ?, ?, ?, ?, ?)`);
   const start = Date.now() - 3_600_000;
-  db.transaction(() => {
-    for (let n = 1; n <= count; n++) insert.run(macOf(n), `10.0.${(n >> 8) & 255}.${n & 255}`, `serial-${n}`, 'CM4', start + n, start + n, start + n);
-  })();
+  return insertRows(server.server.services.database.db, 'devices', Array.from({ length: count }, (_, i) => {
+    const n = i + 1;
+    return { mac: macOf(n), ip: `10.0.${(n >> 8) & 255}.${n & 255}`, serial: `serial-${n}`, model: 'CM4', first_seen_at: start + n, last_seen_at: start + n, registered_at: start + n };
+  }));
 }
 
 async function logInOverHttp(server: TestServer): Promise<string> {
@@ -56,7 +56,7 @@ async function openStream(t: TestContext, server: TestServer, cookie: string, qu
 
 test('the Devices page shows one page of 20,000 devices with the total, pages on by cursor, and its search narrows the list', async (t) => {
   const server = await startTestServer(t, {}, { adminPassword: PASSWORD });
-  insertDevices(server, MANY);
+  await insertDevices(server, MANY);
   const cookie = await logInOverHttp(server);
 
   const first = await getPage(server, cookie, '/');
@@ -86,7 +86,7 @@ test('the Devices page shows one page of 20,000 devices with the total, pages on
 
 test('the devices stream starts with at most a page, changes off the page render nothing, and a new device beyond the page is only counted', async (t) => {
   const server = await startTestServer(t, {}, { adminPassword: PASSWORD });
-  insertDevices(server, MANY);
+  await insertDevices(server, MANY);
   const cookie = await logInOverHttp(server);
 
   const next = await openStream(t, server, cookie, 'view=devices');
@@ -120,12 +120,10 @@ test('the devices stream starts with at most a page, changes off the page render
 
 test('History shows 100 jobs at a time with the total; the jobs API pages with total and next', async (t) => {
   const server = await startTestServer(t, {}, { adminPassword: PASSWORD });
-  insertDevices(server, 10);
-  const { db } = server.server.services;
-  const insert = db.prepare(`INSERT INTO jobs (device_mac, kind, state, token, created_at) VALUES (?, 'backup', 'cancelled', 'x', ?)`);
-  db.transaction(() => {
-    for (let n = 1; n <= 250; n++) insert.run(macOf((n % 10) + 1), Date.now() - n);
-  })();
+  await insertDevices(server, 10);
+  await insertRows(server.server.services.database.db, 'jobs', Array.from({ length: 250 }, (_, i) => (
+    { device_mac: macOf(((i + 1) % 10) + 1), kind: 'backup', state: 'cancelled', token: 'x', created_at: Date.now() - (i + 1) }
+  )));
   const cookie = await logInOverHttp(server);
   const history = await getPage(server, cookie, '/history');
   assert.equal(history.match(/<tr id="job-/g)?.length, 100);
@@ -151,7 +149,7 @@ test('History shows 100 jobs at a time with the total; the jobs API pages with t
 
 test('typing in the search box narrows the Devices page in place, with a URL to come back to', async (t) => {
   const server = await startTestServer(t, {}, { adminPassword: PASSWORD });
-  insertDevices(server, MANY);
+  await insertDevices(server, MANY);
   const browser = await launchBrowser();
   t.after(() => browser.close());
   const page = await browser.newPage();

@@ -211,7 +211,7 @@ test('the Rules form round-trips the first boot; a rule deploy nobody confirms i
 
   // No call: the deadline passes on the server's clock, and the watchdog's check runs.
   clock.advance(121_000);
-  server.server.services.firstBoot.expireDue();
+  await server.server.services.firstBoot.expireDue();
   const flag = row.locator('[data-first-boot="not_confirmed"]');
   await flag.waitFor({ timeout: 10_000 });
   assert.equal(

@@ -37,9 +37,10 @@ test('work for a device whose client is not polling can be ordered, but the dial
   clock.advance(120_000); // past STALE_AFTER_MS (90 s) for SILENT only
   await registerDevice(server, FRESH);
   // Seen by DHCP/TFTP only: no client has registered.
-  server.server.services.db
-    .prepare('INSERT INTO devices (mac, ip, first_seen_at, last_seen_at, boot_stage, boot_stage_at) VALUES (?, ?, ?, ?, ?, ?)')
-    .run(NETBOOT_ONLY, '10.20.50.120', clock.now(), clock.now(), 'loaded kernel8.img', clock.now());
+  await server.server.services.database.db
+    .insertInto('devices')
+    .values({ mac: NETBOOT_ONLY, ip: '10.20.50.120', first_seen_at: clock.now(), last_seen_at: clock.now(), boot_stage: 'loaded kernel8.img', boot_stage_at: clock.now() })
+    .execute();
   const silentSeenAt = (await server.admin('GET', `/api/devices/${SILENT}`)).body.last_seen_at;
   const page = await openPage(t, server);
 

@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
@@ -208,7 +209,7 @@ test('a device not heard from for 90 s is shown as stale, and comes back when it
   const page = await openPage(t, server);
   const row = page.locator(ROW);
   assert.equal(await row.getAttribute('data-state'), 'ready');
-  server.server.services.db.prepare('UPDATE devices SET last_seen_at = last_seen_at - 120000').run();
+  await sql`UPDATE devices SET last_seen_at = last_seen_at - 120000`.execute(server.server.services.database.db);
   await page.locator(`${ROW}[data-state="stale"]`).waitFor({ timeout: 10_000 });
   assert.match((await row.textContent()) ?? '', /Stale/);
   await server.device('GET', `/api/device-action-poll?mac=${MAC}`);

@@ -125,15 +125,15 @@ test('append: refused at save when a cmdline.txt addition is not one line or a t
   );
 
   const { deviceFiles, jobs } = server.server.services;
-  const job = jobs.get(second.body.id);
+  const job = await jobs.get(second.body.id);
   const whole = `0:${sha256('console=x quiet\n')}:16,1:${sha256('Welcome\nx')}:9,2:${sha256('a')}`;
-  assert.equal(deviceFiles.reportProblem(job, whole), null);
+  assert.equal(await deviceFiles.reportProblem(job, whole), null);
   assert.equal(
-    deviceFiles.reportProblem(job, `0:${sha256('quiet')},1:${sha256('x')}:1,2:${sha256('a')}`),
+    await deviceFiles.reportProblem(job, `0:${sha256('quiet')},1:${sha256('x')}:1,2:${sha256('a')}`),
     'per-device file /cmdline.txt (partition 1) was appended to, but the device did not report the length of the file it read back',
   );
   assert.equal(
-    deviceFiles.reportProblem(job, `0:${sha256('quie')}:4,1:${sha256('x')}:1,2:${sha256('a')}`),
+    await deviceFiles.reportProblem(job, `0:${sha256('quie')}:4,1:${sha256('x')}:1,2:${sha256('a')}`),
     'per-device file /cmdline.txt (partition 1) reads back as 4 bytes, fewer than the 5 bytes appended to it',
   );
 });

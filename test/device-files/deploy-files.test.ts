@@ -90,8 +90,8 @@ test('a deploy with a profile: the files on the target FAT and ext4 partitions (
   // The Wi-Fi key is in no answer of the admin API, and its content left the database with the job.
   const views = JSON.stringify([job, (await server.admin('GET', '/api/device-table')).body, (await server.admin('GET', '/api/jobs')).body]);
   assert.ok(!views.includes(WIFI_KEY), 'the secret is not shown');
-  const stored = server.server.services.db.prepare('SELECT count(*) AS n FROM job_files WHERE job_id = ? AND content IS NOT NULL').get(jobId) as { n: number };
-  assert.equal(stored.n, 0, 'file contents are dropped once the job ended');
+  const stored = await server.server.services.database.db.selectFrom('job_files').select('idx').where('job_id', '=', jobId).where('content', 'is not', null).execute();
+  assert.deepEqual(stored, [], 'file contents are dropped once the job ended');
 
   // The device's record lists the files of the job by hash too.
   const record = (await server.admin('GET', `/api/records/${SERIAL}`)).body;

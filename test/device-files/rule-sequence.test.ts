@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import Database from 'better-sqlite3';
 import { migrate } from '../../src/db/open.js';
 import { createRuleStore } from '../../src/rules/store.js';
+import { testOnBothDatabases } from '../helpers/databases.js';
 import { runClient } from '../helpers/device-client.js';
 import { makeFakeEmmc } from '../helpers/files.js';
 import { startTestServer } from '../helpers/server.js';
@@ -48,27 +49,24 @@ test('{{rule_sequence}}: a rule numbers the devices it takes on 1, 2 in the file
   assert.deepEqual(jobs.map((job) => [job.state, job.ordered_by.kind]), [['ok', 'rule'], ['ok', 'rule']]);
 });
 
-test('a device keeps its rule number across retries; a released device taken on again gets the next number, never a used one', (t) => {
-  const db = new Database(':memory:');
-  t.after(() => db.close());
-  migrate(db);
-  const store = createRuleStore(db);
+testOnBothDatabases('a device keeps its rule number across retries; a released device taken on again gets the next number, never a used one', async (_t, database) => {
+  const store = createRuleStore(database.db);
   const fields = {
     name: 'line', enabled: 1, match_mac: null, match_serial: null, match_model: null, min_emmc_bytes: null, max_emmc_bytes: null,
     match_holds_image: null, action: 'deploy' as const, image: null, after_success: null, full_match: 0, max_devices: null, retries: 2,
     provision_again: 0, finish: null, profile: null, confirm_boot: 0, confirm_timeout: null, first_boot_hook: null,
   };
-  const rule = store.create(fields, 0);
+  const rule = await store.create(fields, 0);
   const save = (mac: string, sequence: number) => store.saveState({ rule_id: rule.id, device_mac: mac, state: 'working', attempts: 1, last_job_id: null, reason: null, updated_at: 0, sequence });
 
-  save('a', store.numberFor(rule.id, 'a'));
-  save('b', store.numberFor(rule.id, 'b'));
-  assert.equal(store.numberFor(rule.id, 'a'), 1, 'a retry of the first device renders 1 again');
-  store.saveState({ rule_id: rule.id, device_mac: 'a', state: 'held', attempts: 3, last_job_id: null, reason: 'x', updated_at: 1 });
-  assert.equal(store.stateOf(rule.id, 'a')!.sequence, 1, 'a save without a number keeps the one given');
-  assert.ok(store.release(rule.id, 'a'));
-  assert.equal(store.numberFor(rule.id, 'a'), 3, 'taken on again after release: the next number');
-  assert.equal(store.devicesTaken(rule.id), 1, 'the limit still counts the devices the rule remembers');
+  await save('a', await store.numberFor(rule.id, 'a'));
+  await save('b', await store.numberFor(rule.id, 'b'));
+  assert.equal(await store.numberFor(rule.id, 'a'), 1, 'a retry of the first device renders 1 again');
+  await store.saveState({ rule_id: rule.id, device_mac: 'a', state: 'held', attempts: 3, last_job_id: null, reason: 'x', updated_at: 1 });
+  assert.equal((await store.stateOf(rule.id, 'a'))!.sequence, 1, 'a save without a number keeps the one given');
+  assert.ok(await store.release(rule.id, 'a'));
+  assert.equal(await store.numberFor(rule.id, 'a'), 3, 'taken on again after release: the next number');
+  assert.equal(await store.devicesTaken(rule.id), 1, 'the limit still counts the devices the rule remembers');
 });
 
 test('migration 0016 numbers the devices rules took on before it, in the order they were stored', (t) => {

@@ -27,12 +27,12 @@ test('a client that exits while its poll is parked shows as not polling at once,
   });
   assert.equal(gone.stale, false, 'well within the 90 s after which a device is stale');
   const services = server.server.services;
-  const view = services.devices.view(services.devices.get(MAC));
+  const view = await services.devices.view(await services.devices.get(MAC));
   const row = String(deviceRow(view, Date.now()));
   assert.match(row, />Not polling</);
   assert.match(row, /Client hung up its poll/);
   assert.doesNotMatch(row, /Waiting for work/);
-  const dialog = String(deployDialog(view, services.images.list(), 'emmc', Date.now()));
+  const dialog = String(deployDialog(view, await services.images.list(), 'emmc', Date.now()));
   assert.match(dialog, /data-poll-warning/);
   assert.match(dialog, /its client is not polling/);
 
@@ -40,5 +40,5 @@ test('a client that exits while its poll is parked shows as not polling at once,
   await second.waitForOutput(/waiting for the operator/);
   const back = (await server.admin('GET', `/api/devices/${MAC}`)).body;
   assert.equal(back.client_hung_up_at, null, 'heard from again');
-  assert.match(String(deviceRow(services.devices.view(services.devices.get(MAC)), Date.now())), /Waiting for work/);
+  assert.match(String(deviceRow(await services.devices.view(await services.devices.get(MAC)), Date.now())), /Waiting for work/);
 });

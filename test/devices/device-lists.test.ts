@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { insertRows } from '../helpers/rows.js';
 
 const MANY = 20_000;
 const DAY_MS = 24 * 3600_000;
@@ -10,15 +11,14 @@ const macOf = (n: number) => `dc:a6:32:${[(n >> 16) & 255, (n >> 8) & 255, n & 2
 
 /** Many devices at once, straight into the database (registering 20,000 over HTTP would take minutes). */
 function insertDevices(server: TestServer, count: number, firstSeen: number) {
-  const { db } = server.server.services;
-  const insert = db.prepare(`INSERT INTO devices (mac, ip, serial, model, storage_bytes, first_seen_at, last_seen_at, registered_at)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?)`);
-  db.transaction(() => {
-    for (let n = 1; n <= count; n++) {
-      const at = firstSeen + n;
-      insert.run(macOf(n), `10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}`, `10000000${n.toString(16).padStart(8, '0')}`, n % 2 ? 'CM4 Rev 1.1' : 'CM4 Lite', 32e9, at, at, at);
-    }
-  })();
+  return insertRows(server.server.services.database.db, 'devices', Array.from({ length: count }, (_, i) => {
+    const n = i + 1;
+    const at = firstSeen + n;
+    return {
+      mac: macOf(n), ip: `10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}`, serial: `10000000${n.toString(16).padStart(8, '0')}`,
+      model: n % 2 ? 'CM4 Rev 1.1' : 'CM4 Lite', storage_bytes: 32e9, first_seen_at: at, last_seen_at: at, registered_at: at,
+    };
+  }));
 }
 
 /** A clock the test moves by hand. */
@@ -29,7 +29,7 @@ function manualClock(start = Date.UTC(2026, 0, 5, 9)) {
 
 test('GET /api/devices pages through 20,000 devices: total and next walk them all once, in a stable order', async (t) => {
   const server = await startTestServer(t);
-  insertDevices(server, MANY, Date.now() - 3_600_000);
+  await insertDevices(server, MANY, Date.now() - 3_600_000);
   const seen = new Set<string>();
   let cursor: string | null = null;
   let pages = 0;
@@ -58,7 +58,7 @@ test('GET /api/devices pages through 20,000 devices: total and next walk them al
 
 test('device search finds a MAC by any part in any notation, an IP, a serial and a model; state filters; bad paging gets a 400', async (t) => {
   const server = await startTestServer(t);
-  insertDevices(server, MANY, Date.now() - 3_600_000);
+  await insertDevices(server, MANY, Date.now() - 3_600_000);
   const target = macOf(0x4a1f); // dc:a6:32:00:4a:1f
   const search = async (query: string) => (await server.admin('GET', `/api/devices?${query}`)).body;
 
@@ -121,12 +121,12 @@ test('one address may add 20 new devices a minute: the 21st gets a 429 with a se
 test('the age-out sweep forgets a device with no history unseen for 7 days, and keeps those with a job, a netboot choice or a recent visit', async (t) => {
   const clock = manualClock();
   const server = await startTestServer(t, {}, { clock });
-  const [unknown, withJob, netbootOff, recent] = [1, 2, 3, 4].map(macOf);
+  const [unknown, withJob, netbootOff, recent] = [1, 2, 3, 4].map(macOf) as [string, string, string, string];
   for (const mac of [unknown, withJob, netbootOff, recent]) {
     assert.equal((await server.device('POST', '/api/register-device', { mac })).status, 200);
   }
-  const { db, devices } = server.server.services;
-  db.prepare('INSERT INTO boot_events (mac, at, kind, ip, file) VALUES (?, ?, ?, ?, ?)').run(unknown, clock.now(), 'tftp', '10.0.0.9', 'start4.elf');
+  const { database, devices } = server.server.services;
+  await database.db.insertInto('boot_events').values({ mac: unknown, at: clock.now(), kind: 'tftp', ip: '10.0.0.9', file: 'start4.elf' }).execute();
   const job = await server.admin('POST', `/api/devices/${withJob}/backup`);
   assert.equal(job.status, 201);
   assert.equal((await server.admin('POST', `/api/jobs/${job.body.id}/cancel`)).status, 200, 'ended: history, not work');
@@ -140,6 +140,6 @@ test('the age-out sweep forgets a device with no history unseen for 7 days, and 
 
   assert.equal((await server.admin('GET', `/api/devices/${unknown}`)).status, 404, 'forgotten');
   for (const kept of [withJob, netbootOff, recent]) assert.equal((await server.admin('GET', `/api/devices/${kept}`)).status, 200, kept);
-  assert.equal((db.prepare('SELECT count(*) AS n FROM boot_events WHERE mac = ?').get(unknown) as { n: number }).n, 0, 'its boot events went with it');
+  assert.deepEqual(await database.db.selectFrom('boot_events').select('id').where('mac', '=', unknown).execute(), [], 'its boot events went with it');
   assert.equal((await server.admin('GET', `/api/jobs/${job.body.id}`)).body.device_mac, withJob, 'the job still names its device');
 });

@@ -193,7 +193,7 @@ test('backup: an upload the server stops reading ends after STALL_TIMEOUT and is
   assert.equal(await client.exited, 0, client.output());
   const job = await jobOf(server, jobId);
   assert.equal(job.state, 'ok', job.error);
-  assert.equal(server.server.services.backups.get(job.backup_id).sha256, emmcSha);
+  assert.equal((await server.server.services.backups.get(job.backup_id)).sha256, emmcSha);
   assert.equal(proxy.faulted.length, 2);
   // The shell's dd stops reading; cm4prov-io may have read this small eMMC whole into its buffers.
   assert.match(client.output(), new RegExp(`backup upload failed \\(the upload stopped moving: (no byte was read from .*|nothing more went into the upload) for ${STALL_TIMEOUT} s.*\\); retrying`));

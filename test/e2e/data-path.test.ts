@@ -25,7 +25,7 @@ async function serverWithImage(t: TestContext, faults: Fault[] = []) {
   assert.equal(added.status, 201, await added.text());
   await server.server.services.caches.idle();
   const view = (await server.admin('GET', '/api/images/os')).body;
-  const blockMap = server.server.services.blockMaps.get(server.server.services.images.requireImage('os').block_map_id!)!;
+  const blockMap = (await server.server.services.blockMaps.get((await server.server.services.images.requireImage('os')).block_map_id!))!;
   return { proxy, server, image, view, cacheBytes: blockMap.cache_bytes! };
 }
 
@@ -81,7 +81,7 @@ for (const path of ['cm4prov-io', 'dd and sha256sum'] as const) {
     assert.equal(job.transfer.encoding, 'zstd');
     const sha = await sha256OfFile(emmc);
     assert.equal(job.sha256, sha, 'the device read the whole eMMC');
-    assert.equal(server.server.services.backups.get(job.backup_id).sha256, sha, 'the server stored what the device read');
+    assert.equal((await server.server.services.backups.get(job.backup_id)).sha256, sha, 'the server stored what the device read');
   });
 }
 

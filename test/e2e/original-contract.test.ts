@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -64,9 +65,9 @@ const jobEnded = (server: TestServer, id: number) =>
   });
 
 /** The grace a silent client gets after the last byte went out, moved into the past instead of waited for. */
-function graceHasPassed(server: TestServer, jobId: number) {
+async function graceHasPassed(server: TestServer, jobId: number) {
   const { services } = server.server;
-  services.db.prepare('UPDATE jobs SET image_sent_at = image_sent_at - 61000, last_activity_at = last_activity_at - 61000 WHERE id = ?').run(jobId);
+  await sql`UPDATE jobs SET image_sent_at = image_sent_at - 61000, last_activity_at = last_activity_at - 61000 WHERE id = ${jobId}`.execute(services.database.db);
   return services.jobs.failStalled();
 }
 
@@ -105,7 +106,7 @@ test('an original-contract deploy ends unconfirmed once the whole image was sent
   assert.equal(sent.state, 'running', 'still open: a client may yet report');
   assert.equal(sent.verification, null);
 
-  assert.deepEqual(graceHasPassed(server, ordered.id).map((ended) => ended.id), [ordered.id]);
+  assert.deepEqual((await graceHasPassed(server, ordered.id)).map((ended) => ended.id), [ordered.id]);
   const ended = await job(server, ordered.id);
   assert.equal(ended.state, 'unconfirmed');
   assert.equal(ended.verification.scope, 'sent');

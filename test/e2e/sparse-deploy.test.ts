@@ -84,7 +84,7 @@ test('full match: the whole target is checked against the image with one hash', 
 test('a chunk stream cut in the middle resumes at the first chunk that does not verify, not at byte 0', async (t) => {
   const server = await startTestServer(t);
   const image = await ext4Image(t, server);
-  const cache = server.server.services.blockMaps.get(server.server.services.images.requireImage('os').block_map_id!)!;
+  const cache = (await server.server.services.blockMaps.get((await server.server.services.images.requireImage('os')).block_map_id!))!;
   const proxy = await startCuttingProxy(t, new URL(server.url), /\/chunks\?/, Math.floor(cache.cache_bytes! / 2));
   const emmc = join(tempDir(t), 'emmc.img');
   await makeFakeEmmc(emmc, EMMC_BYTES);
@@ -96,7 +96,7 @@ test('a chunk stream cut in the middle resumes at the first chunk that does not 
   assert.match(client.output(), /chunk stream cut at range (\d+) of \d+ .*resuming from it/);
   const resumedAt = Number(/chunk stream cut at range (\d+)/.exec(client.output())![1]);
   assert.ok(resumedAt > 0, 'not from the first chunk');
-  const frames = server.server.services.blockMaps.chunks(cache.id);
+  const frames = await server.server.services.blockMaps.chunks(cache.id);
   assert.deepEqual(proxy.ranges, [`bytes=0-`, `bytes=${frames[resumedAt]!.zoffset}-`], 'the second request starts at that chunk');
   await targetHoldsImage(emmc, image);
 });
@@ -104,13 +104,13 @@ test('a chunk stream cut in the middle resumes at the first chunk that does not 
 test('a chunk that arrives whole but reads back wrong fails the job, naming the range', async (t) => {
   const server = await startTestServer(t);
   await ext4Image(t, server);
-  const stored = server.server.services.images.requireImage('os');
-  const chunk = server.server.services.blockMaps.chunks(stored.block_map_id!)[1]!;
+  const stored = await server.server.services.images.requireImage('os');
+  const chunk = (await server.server.services.blockMaps.chunks(stored.block_map_id!))[1]!;
   // The map and the bytes disagree (a map recorded wrong, or bytes that changed where the cheap
   // file check cannot see): the device writes the bytes it is sent, reads them back, and must
   // refuse the chunk. Changing the file itself is refused earlier, at the order (images/integrity).
   const expected = 'ab'.repeat(32);
-  server.server.services.db.prepare('UPDATE block_map_chunks SET sha256 = ? WHERE map_id = ? AND idx = 1').run(expected, stored.block_map_id);
+  await server.server.services.database.db.updateTable('block_map_chunks').set({ sha256: expected }).where('map_id', '=', stored.block_map_id!).where('idx', '=', 1).execute();
   const { client, code, job } = await deploy(t, server, { PATH_WITHOUT_ZSTD: '1' });
   assert.equal(code, 1, client.output());
   assert.equal(job.state, 'failed');
@@ -143,7 +143,7 @@ test('a backup travels zstd-compressed, is stored sparse with a block map, and d
   assert.equal(job.state, 'ok', job.error);
   assert.equal(job.transfer.encoding, 'zstd', 'compressed on the device');
   assert.match(first.output(), /backup of .* \(\d+ bytes, zstd on the wire\)/);
-  const stored = server.server.services.backups.get(job.backup_id);
+  const stored = await server.server.services.backups.get(job.backup_id);
   assert.equal(stored.sha256, sourceSha);
   const onDisk = statSync(server.server.services.backups.pathOf(stored));
   assert.ok(onDisk.blocks * 512 < EMMC_BYTES / 4, 'stored sparse: the empty eMMC takes little disk');

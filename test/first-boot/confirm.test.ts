@@ -13,6 +13,10 @@ async function orderConfirmed(server: Awaited<ReturnType<typeof startTestServer>
   return ordered.body;
 }
 
+/** The rendered content of the job's first file (kept while the job is active). */
+const jobFile = (server: Awaited<ReturnType<typeof startTestServer>>, jobId: number) =>
+  server.server.services.database.db.selectFrom('job_files').select('content').where('job_id', '=', jobId).where('idx', '=', 0).executeTakeFirstOrThrow();
+
 test('first boot: a real deploy ends ok · awaiting first boot; a wrong token is 404, the right one confirms once, a reuse is 409', async (t) => {
   const dir = scratch(t);
   const server = await startTestServer(t);
@@ -27,9 +31,9 @@ test('first boot: a real deploy ends ok · awaiting first boot; a wrong token is
   assert.equal(ended.first_boot.state, 'awaiting');
   assert.equal(ended.first_boot.summary, 'awaiting first boot');
   assert.equal(Date.parse(ended.first_boot.deadline_at) - Date.parse(ended.ended_at), 600_000);
-  const stored = server.server.services.db.prepare('SELECT boot_token_hash FROM jobs WHERE id = ?').get(ordered.id) as { boot_token_hash: string };
+  const stored = await server.server.services.database.db.selectFrom('jobs').select('boot_token_hash').where('id', '=', ordered.id).executeTakeFirstOrThrow();
   assert.notEqual(stored.boot_token_hash, token, 'only a hash of the token is kept');
-  assert.match(stored.boot_token_hash, /^[0-9a-f]{64}$/);
+  assert.match(stored.boot_token_hash!, /^[0-9a-f]{64}$/);
 
   const wrong = await server.device('POST', '/api/first-boot', firstBootCall(`${token.slice(0, -1)}A`, MAC));
   assert.equal(wrong.status, 404);
@@ -62,8 +66,8 @@ test('first boot: the token of a job cancelled while queued is refused with its 
   await prepareLine(server, dir);
   const ordered = await orderConfirmed(server, MAC);
   // The rendered file is the only place the token exists; it is kept only while the job is active.
-  const file = server.server.services.db.prepare('SELECT content FROM job_files WHERE job_id = ? AND idx = 0').get(ordered.id) as { content: Buffer };
-  const token = file.content.toString().trim();
+  const file = await jobFile(server, ordered.id);
+  const token = file.content!.toString().trim();
   const early = await server.device('POST', '/api/first-boot', firstBootCall(token, MAC));
   assert.equal(early.status, 409);
   assert.equal(early.body.message, `job ${ordered.id} is still queued; its first boot can be confirmed only after it ends ok`);
@@ -82,8 +86,8 @@ test('first boot: {{first_boot_url}} is where the device\'s client reached the s
   await server.device('POST', '/api/register-device', { mac: MAC, storage_bytes: 64 * 1024 * 1024 });
   const ordered = await server.admin('POST', `/api/devices/${MAC}/deploy`, { image: 'os', profile: 'url', confirm_boot: true });
   assert.equal(ordered.status, 201, JSON.stringify(ordered.body));
-  const file = server.server.services.db.prepare('SELECT content FROM job_files WHERE job_id = ? AND idx = 0').get(ordered.body.id) as { content: Buffer };
-  assert.equal(file.content.toString(), `${server.url}/api/first-boot\n`, 'no --public-url: the host its client used');
+  const file = await jobFile(server, ordered.body.id);
+  assert.equal(file.content!.toString(), `${server.url}/api/first-boot\n`, 'no --public-url: the host its client used');
   assert.equal((await server.admin('POST', `/api/jobs/${ordered.body.id}/cancel`)).status, 200);
   const noConfirm = await server.admin('POST', `/api/devices/${MAC}/deploy`, { image: 'os', profile: 'boot' });
   assert.equal(noConfirm.status, 400);
@@ -98,8 +102,8 @@ test('first boot: with --public-url the callback URL is rendered into the files'
   await server.device('POST', '/api/register-device', { mac: MAC, storage_bytes: 64 * 1024 * 1024 });
   const ordered = await server.admin('POST', `/api/devices/${MAC}/deploy`, { image: 'os', profile: 'url', confirm_boot: true });
   assert.equal(ordered.status, 201, JSON.stringify(ordered.body));
-  const file = server.server.services.db.prepare('SELECT content FROM job_files WHERE job_id = ? AND idx = 0').get(ordered.body.id) as { content: Buffer };
-  assert.equal(file.content.toString(), 'http://10.20.50.1:8080/api/first-boot\n', '--public-url wins over the host the client used');
+  const file = await jobFile(server, ordered.body.id);
+  assert.equal(file.content!.toString(), 'http://10.20.50.1:8080/api/first-boot\n', '--public-url wins over the host the client used');
 });
 
 test('first boot: no call within the timeout → not confirmed, netboot switched back on, a late call refused', async (t) => {
@@ -113,10 +117,10 @@ test('first boot: no call within the timeout → not confirmed, netboot switched
   assert.equal((await server.admin('GET', `/api/devices/${MAC}`)).body.netboot.enabled, false, 'after an ok deploy the device boots its eMMC');
 
   clock.advance(119_000);
-  assert.deepEqual(firstBoot.expireDue(), [], 'still within the 2 minutes');
+  assert.deepEqual(await firstBoot.expireDue(), [], 'still within the 2 minutes');
   clock.advance(2_000);
-  assert.deepEqual(firstBoot.expireDue().map((job) => job.id), [ordered.id]);
-  assert.deepEqual(firstBoot.expireDue(), [], 'once');
+  assert.deepEqual((await firstBoot.expireDue()).map((job) => job.id), [ordered.id]);
+  assert.deepEqual(await firstBoot.expireDue(), [], 'once');
 
   const job = (await server.admin('GET', `/api/jobs/${ordered.id}`)).body;
   assert.deepEqual([job.state, job.first_boot.state, job.first_boot.summary], ['ok', 'not_confirmed', 'not confirmed: no first-boot call within 2 min']);
@@ -143,7 +147,7 @@ test('first boot: a newer job for the device supersedes an awaited first boot, s
   assert.equal((await server.admin('POST', `/api/devices/${MAC}/netboot`, { enabled: false })).status, 200);
 
   clock.advance(61_000);
-  assert.deepEqual(server.server.services.firstBoot.expireDue(), [], 'nothing is awaited any more');
+  assert.deepEqual(await server.server.services.firstBoot.expireDue(), [], 'nothing is awaited any more');
   assert.equal((await server.admin('GET', `/api/devices/${MAC}`)).body.netboot.enabled, false, "the old deadline did not switch netboot on");
   const late = await server.device('POST', '/api/first-boot', firstBootCall(token, MAC));
   assert.equal(late.status, 409);

@@ -48,7 +48,7 @@ test('webhooks get job.confirmed and job.not_confirmed with the first boot in th
   const confirmed = await server.device('POST', '/api/first-boot', firstBootCall(tokenIn(deployed[CONFIRMED]!.emmc), CONFIRMED));
   assert.equal(confirmed.status, 200, confirmed.text);
   clock.advance(61_000);
-  assert.deepEqual(firstBoot.expireDue().map((job) => job.id), [deployed[SILENT]!.job]);
+  assert.deepEqual((await firstBoot.expireDue()).map((job) => job.id), [deployed[SILENT]!.job]);
   await notify.deliverDue();
   const events = await waitFor('four deliveries', () => (receiver.accepted().length >= 4 ? receiver.accepted() : undefined));
   assert.deepEqual(

@@ -28,14 +28,14 @@ test('rule with confirm_boot (the default) and retries 1: not confirmed twice â†
 
   // No call within 10 min: a failed attempt â†’ the rule orders the retry at once.
   clock.advance(601_000);
-  firstBoot.expireDue();
+  await firstBoot.expireDue();
   const afterFirst = await jobsOf(A);
   assert.deepEqual(afterFirst.map((job) => [job.state, job.first_boot.state]), [['queued', 'not_yet'], ['ok', 'not_confirmed']]);
   assert.equal((await server.admin('GET', `/api/devices/${A}`)).body.netboot.enabled, true);
 
   await deployWithClient(t, server, dir, A);
   clock.advance(601_000);
-  firstBoot.expireDue();
+  await firstBoot.expireDue();
   const second = (await jobsOf(A))[0]!;
   assert.equal(second.first_boot.state, 'not_confirmed');
   const device = (await server.admin('GET', `/api/devices/${A}`)).body;

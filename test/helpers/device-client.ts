@@ -10,6 +10,7 @@ export const CLIENT_SCRIPT = resolve(import.meta.dirname, '../../device/provisio
 
 const toolsDirs = new Map<boolean, string>();
 const BUSYBOX = execFileSync('sh', ['-c', 'command -v busybox']).toString().trim();
+const IPROUTE2 = execFileSync('sh', ['-c', 'command -v ip']).toString().trim();
 
 /**
  * A PATH holding only busybox applets, curl and zstd: what the netboot initramfs has. A client
@@ -58,12 +59,16 @@ export interface ClientOptions {
   target: string;
   mac: string;
   env?: Record<string, string>;
+  /** Runs it inside this network namespace (a device on a test's own LAN), else beside the test. */
+  namespace?: string;
 }
 
 /** Runs the real device/provisioning-client.sh under `busybox sh` with a file as its eMMC. */
 export function runClient(t: TestContext, options: ClientOptions): ClientRun {
   const { PATH_WITHOUT_ZSTD, WITH_FILE_TOOLS, ...env } = options.env ?? {};
-  const child = spawn(BUSYBOX, ['sh', CLIENT_SCRIPT], {
+  // The host's ip (iproute2) by its path: the client's PATH holds busybox's, which has no netns.
+  const [command, args] = options.namespace ? [IPROUTE2, ['netns', 'exec', options.namespace, BUSYBOX, 'sh', CLIENT_SCRIPT]] : [BUSYBOX, ['sh', CLIENT_SCRIPT]];
+  const child = spawn(command, args, {
     detached: true, // its own process group, so a kill reaches curl and dd too
     env: {
       // PATH_WITHOUT_ZSTD=1: an initramfs without zstd, hence without cm4prov-io (it links libzstd).

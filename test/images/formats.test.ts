@@ -19,9 +19,9 @@ async function upload(server: TestServer, name: string, body: Buffer) {
   return { status: response.status, body: (await response.json()) as any };
 }
 
-const storedBytes = (server: TestServer, name: string) => {
+const storedBytes = async (server: TestServer, name: string) => {
   const { images } = server.server.services;
-  return readFileSync(images.pathOf(images.requireImage(name)));
+  return readFileSync(images.pathOf(await images.requireImage(name)));
 };
 
 /** Nothing of a refused upload is left: no image, no stored file, no spooled or partial file. */
@@ -61,7 +61,7 @@ test('.bz2, .lz4 (frame and legacy) and a zip holding one image import to the ra
     assert.equal(added.status, 201, `${name}: ${JSON.stringify(added.body)}`);
     assert.equal(added.body.size, 3 * 1024 * 1024 + 777, name);
     assert.equal(added.body.sha256, rawSha, name);
-    assert.ok(storedBytes(server, name).equals(readFileSync(image)), `${name}: the stored file is the raw image`);
+    assert.ok((await storedBytes(server, name)).equals(readFileSync(image)), `${name}: the stored file is the raw image`);
   }
   assert.deepEqual(readdirSync(join(server.dataDir, 'tmp')), [], 'the spooled zips are gone');
 });
@@ -131,7 +131,7 @@ test('a body that matches no known signature is stored as it is: raw bytes', asy
     const added = await upload(server, name, body);
     assert.equal(added.status, 201, `${name}: ${JSON.stringify(added.body)}`);
     assert.equal(added.body.sha256, sha256(body), name);
-    assert.ok(storedBytes(server, name).equals(body), name);
+    assert.ok((await storedBytes(server, name)).equals(body), name);
   }
 });
 
@@ -180,7 +180,7 @@ test('an empty upload is refused; 1 to 5 bytes (and sizes around the sniffed hea
     assert.equal(added.status, 201, `${length}: ${JSON.stringify(added.body)}`);
     assert.equal(added.body.size, length);
     assert.equal(added.body.sha256, sha256(body));
-    assert.ok(storedBytes(server, `tiny-${length}`).equals(body), `${length} bytes stored exactly`);
+    assert.ok((await storedBytes(server, `tiny-${length}`)).equals(body), `${length} bytes stored exactly`);
   }
 
   // And a device deploying the 3-byte image downloads exactly those 3 bytes.
@@ -190,7 +190,7 @@ test('an empty upload is refused; 1 to 5 bytes (and sizes around the sniffed hea
   const job = await poll(server);
   const download = await fetch(job.url);
   assert.equal(download.status, 200);
-  assert.ok(Buffer.from(await download.arrayBuffer()).equals(storedBytes(server, 'tiny-3')));
+  assert.ok(Buffer.from(await download.arrayBuffer()).equals(await storedBytes(server, 'tiny-3')));
 });
 
 test('an empty golden.img is refused and not imported; replaced by 3 bytes, those are published exactly', async (t) => {
@@ -210,5 +210,5 @@ test('an empty golden.img is refused and not imported; replaced by 3 bytes, thos
   const [image] = (await server.admin('GET', '/api/images')).body.images;
   assert.equal(image?.name, 'golden');
   assert.equal(image.size, 3, 'three bytes that begin like an xz magic are still raw bytes');
-  assert.ok(storedBytes(server, 'golden').equals(Buffer.from([0xfd, 0x37, 0x7a])));
+  assert.ok((await storedBytes(server, 'golden')).equals(Buffer.from([0xfd, 0x37, 0x7a])));
 });

@@ -11,9 +11,9 @@ import { startTestServer, tempDir, type TestServer } from '../helpers/server.js'
 
 const MiB = 1024 * 1024;
 
-const fileOf = (server: TestServer, name: string) => {
+const fileOf = async (server: TestServer, name: string) => {
   const { images } = server.server.services;
-  return images.pathOf(images.requireImage(name));
+  return images.pathOf(await images.requireImage(name));
 };
 const viewOf = async (server: TestServer, name: string) => (await server.admin('GET', `/api/images/${name}`)).body;
 const deploy = (server: TestServer, image: string) => server.admin('POST', `/api/devices/${MAC}/deploy`, { image });
@@ -35,7 +35,7 @@ test('an image file deleted behind the server is marked broken at restart, refus
   await registerDevice(server);
   await addImage(t, server, 'gone', 300_000, { makeDefault: true });
   await addImage(t, server, 'kept', 300_000);
-  rmSync(fileOf(server, 'gone'));
+  rmSync(await fileOf(server, 'gone'));
   await server.restart();
 
   const gone = await viewOf(server, 'gone');
@@ -48,10 +48,10 @@ test('an image file deleted behind the server is marked broken at restart, refus
   assert.equal(byDefault.status, 409, 'the default image is checked too');
   assert.doesNotMatch(refused.body.message, new RegExp(server.dataDir), 'no server path in the message');
 
-  const rows = String(imageRows(server.server.services.images.list(), []));
+  const rows = String(imageRows(await server.server.services.images.list(), []));
   assert.match(rows, /gone <span class="badge badge-default">default<\/span> <span class="badge badge-failed">broken<\/span><span class="error-text">Not deployable: its file is missing from the data folder\.<\/span>/);
   const { services } = server.server;
-  const dialog = String(deployDialog(services.devices.view(services.devices.get(MAC)), services.images.list(), 'emmc', Date.now()));
+  const dialog = String(deployDialog(await services.devices.view(await services.devices.get(MAC)), await services.images.list(), 'emmc', Date.now()));
   assert.match(dialog, /<option value="gone" disabled>gone: broken: its file is missing from the data folder<\/option>/, 'the Deploy dialog shows it, disabled, with why');
   assert.match(dialog, /<option value="kept"[^>]*selected>kept<\/option>/, 'and offers the intact one');
   const listed = await runCli(['image', 'list'], { CM4PROV_SERVER: server.url, CM4PROV_DATA_DIR: server.dataDir });
@@ -69,8 +69,8 @@ test('a file changed in its first MiB (size and mtime kept) or truncated is caug
   await registerDevice(server);
   await addImage(t, server, 'changed', 3 * MiB);
   await addImage(t, server, 'truncated', 3 * MiB);
-  flipByte(fileOf(server, 'changed'), 1000, true);
-  truncateSync(fileOf(server, 'truncated'), 2 * MiB);
+  flipByte(await fileOf(server, 'changed'), 1000, true);
+  truncateSync(await fileOf(server, 'truncated'), 2 * MiB);
 
   const changed = await deploy(server, 'changed');
   assert.equal(changed.status, 409);
@@ -91,8 +91,8 @@ test('a new mtime makes the whole file be hashed again: intact clears, changed i
   await addImage(t, server, 'touched', 3 * MiB);
   await addImage(t, server, 'middle', 3 * MiB);
   const later = new Date(Date.now() + 60_000);
-  utimesSync(fileOf(server, 'touched'), later, later);
-  flipByte(fileOf(server, 'middle'), 1.5 * MiB, false); // neither the first nor the last MiB
+  utimesSync(await fileOf(server, 'touched'), later, later);
+  flipByte(await fileOf(server, 'middle'), 1.5 * MiB, false); // neither the first nor the last MiB
 
   for (const name of ['touched', 'middle']) {
     const refused = await deploy(server, name);
@@ -110,7 +110,7 @@ test('a file put back after it went missing is intact again', async (t) => {
   const server = await startTestServer(t);
   await registerDevice(server);
   await addImage(t, server, 'away', 500_000);
-  const path = fileOf(server, 'away');
+  const path = await fileOf(server, 'away');
   renameSync(path, `${path}.moved`);
   await server.restart();
   assert.match((await viewOf(server, 'away')).broken, /missing/);
@@ -125,7 +125,7 @@ test('the device download of a file deleted or cut after the order is a 409 with
   const image = await addImage(t, server, 'base', 2 * MiB);
   assert.equal((await deploy(server, 'base')).status, 201);
   const job = await poll(server);
-  const path = fileOf(server, 'base');
+  const path = await fileOf(server, 'base');
 
   truncateSync(path, MiB);
   for (const method of ['GET', 'HEAD']) {
@@ -158,7 +158,7 @@ test('golden.img deleted leaves its library copy deployable; the copy deleted ma
   assert.equal(ordered.status, 201);
   await server.admin('POST', `/api/jobs/${ordered.body.id}/cancel`);
 
-  rmSync(fileOf(server, 'golden'));
+  rmSync(await fileOf(server, 'golden'));
   await server.restart();
   assert.equal((await viewOf(server, 'golden')).broken, 'its file is missing from the data folder');
   assert.equal((await deploy(server, 'golden')).status, 409);
@@ -169,12 +169,12 @@ test('images stored before these checks get their baseline once their whole sha2
   await registerDevice(server);
   await addImage(t, server, 'old-intact', 3 * MiB);
   await addImage(t, server, 'old-changed', 3 * MiB);
-  flipByte(fileOf(server, 'old-changed'), 1.5 * MiB, true);
-  server.server.services.db.prepare('UPDATE images SET file_identity = NULL, edges_sha256 = NULL').run();
+  flipByte(await fileOf(server, 'old-changed'), 1.5 * MiB, true);
+  await server.server.services.database.db.updateTable('images').set({ file_identity: null, edges_sha256: null }).execute();
   await server.restart();
   await server.server.services.images.integrityIdle();
 
-  const rows = server.server.services.db.prepare('SELECT name, edges_sha256, broken FROM images ORDER BY name').all() as any[];
+  const rows = await server.server.services.database.db.selectFrom('images').select(['name', 'edges_sha256', 'broken']).orderBy('name').execute();
   assert.deepEqual(
     rows.map((row) => [row.name, row.edges_sha256 !== null, row.broken]),
     [
@@ -192,7 +192,7 @@ test('a queued deploy whose image file went missing before the device polled is 
   await addImage(t, server, 'raspios', 300_000, { makeDefault: true });
   const ordered = await deploy(server, 'raspios');
   assert.equal(ordered.status, 201);
-  rmSync(fileOf(server, 'raspios'));
+  rmSync(await fileOf(server, 'raspios'));
   assert.deepEqual(await poll(server), { action: 'none' }, 'the device is given nothing to write');
   const job = (await server.admin('GET', `/api/jobs/${ordered.body.id}`)).body;
   assert.equal(job.state, 'failed');

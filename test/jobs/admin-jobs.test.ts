@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { addImage, MAC, poll, registerDevice } from '../helpers/fixtures.js';
@@ -78,8 +79,8 @@ test('a running job with no word from its device for the stall timeout fails, sa
   await poll(server);
   const { services } = server.server;
   // Move the job's last sign of life into the past rather than waiting 10 minutes.
-  services.db.prepare('UPDATE jobs SET last_activity_at = last_activity_at - ? WHERE id = ?').run(11 * 60 * 1000, ordered.body.id);
-  const failed = services.jobs.failStalled();
+  await sql`UPDATE jobs SET last_activity_at = last_activity_at - ${11 * 60 * 1000} WHERE id = ${ordered.body.id}`.execute(services.database.db);
+  const failed = await services.jobs.failStalled();
   assert.deepEqual(failed.map((job) => job.id), [ordered.body.id]);
   const job = (await server.admin('GET', `/api/jobs/${ordered.body.id}`)).body;
   assert.equal(job.state, 'failed');

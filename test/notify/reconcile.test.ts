@@ -16,12 +16,11 @@ const deliveriesOf = async (server: TestServer, hookId: number) => (await server
  * What a crash between a job's change and its outbox rows leaves: the job row changed, nothing
  * told on the bus, so no outbox row. Written straight into the database, as the job store would.
  */
-function changeJobBehindNotify(server: TestServer, jobId: number, state: 'cancelled' | 'ok', now: number) {
-  const { db } = server.server.services;
-  const changed = db
-    .prepare(`UPDATE jobs SET state = @state, started_at = CASE WHEN @state = 'ok' THEN @now ELSE started_at END, ended_at = @now WHERE id = @id`)
-    .run({ id: jobId, state, now });
-  assert.equal(changed.changes, 1);
+async function changeJobBehindNotify(server: TestServer, jobId: number, state: 'cancelled' | 'ok', now: number) {
+  const { db } = server.server.services.database;
+  const started = state === 'ok' ? { started_at: now } : {};
+  const changed = await db.updateTable('jobs').set({ state, ...started, ended_at: now }).where('id', '=', jobId).executeTakeFirst();
+  assert.equal(Number(changed.numUpdatedRows), 1);
 }
 
 /** Restarts the server and waits for the first delivery pass after it. */
@@ -41,7 +40,7 @@ test('a job change whose outbox row a crash kept out is queued at the next start
 
   clock.advance(1_000);
   const endedAt = clock.now();
-  changeJobBehindNotify(server, job.id, 'cancelled', endedAt);
+  await changeJobBehindNotify(server, job.id, 'cancelled', endedAt);
   clock.advance(1_000);
   await server.server.services.notify.deliverDue();
   assert.equal((await deliveriesOf(server, id)).length, 1, 'the change made no outbox row (the crash window)');
@@ -69,14 +68,14 @@ test("a label missed by a crash is printed at the next start, but only for jobs 
   await registerDevice(server);
   await registerDevice(server, MAC_2);
   const before = (await server.admin('POST', `/api/devices/${MAC}/backup`)).body;
-  changeJobBehindNotify(server, before.id, 'ok', clock.now());
+  await changeJobBehindNotify(server, before.id, 'ok', clock.now());
 
   clock.advance(1_000);
   assert.equal((await server.admin('POST', '/api/labels', { template: '^XA^FDjob {{job_id}}^FS^XZ', output: spool, backups: true })).status, 200);
   const { id } = (await server.admin('POST', '/api/webhooks', { url: receiver.url, events: ['job.ok'] })).body;
   const after = (await server.admin('POST', `/api/devices/${MAC_2}/backup`)).body;
   clock.advance(1_000);
-  changeJobBehindNotify(server, after.id, 'ok', clock.now());
+  await changeJobBehindNotify(server, after.id, 'ok', clock.now());
   await server.server.services.notify.deliverDue();
   assert.deepEqual([readdirSync(spool).length, receiver.received.length], [0, 0], 'nothing was queued by the changes themselves');
 
@@ -98,7 +97,7 @@ test('reconciliation looks back only to the newest outbox row less the margin', 
   await registerDevice(server);
   await registerDevice(server, MAC_2);
   const old = (await server.admin('POST', `/api/devices/${MAC}/backup`)).body;
-  changeJobBehindNotify(server, old.id, 'cancelled', clock.now());
+  await changeJobBehindNotify(server, old.id, 'cancelled', clock.now());
   clock.advance(RECONCILE_MARGIN_MS + 1_000);
   const recent = (await server.admin('POST', `/api/devices/${MAC_2}/backup`)).body;
 

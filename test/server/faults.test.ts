@@ -212,10 +212,10 @@ test('an upload that goes silent no longer holds its job: the stall timeout ends
   upload.write(Buffer.alloc(1024 * 1024, 1));
   await waitFor('the server to take the first MiB', async () => (await server.admin('GET', `/api/jobs/${ordered.id}`)).body.phase === 'uploading' || undefined);
   const { jobs } = server.server.services;
-  assert.deepEqual(jobs.failStalled(), [], 'alive while it has just moved');
+  assert.deepEqual((await jobs.failStalled()), [], 'alive while it has just moved');
 
   clock.advance(11 * 60 * 1000); // no byte for 11 minutes; the stall timeout is 10
-  assert.deepEqual(jobs.failStalled().map((job) => job.id), [ordered.id]);
+  assert.deepEqual((await jobs.failStalled()).map((job) => job.id), [ordered.id]);
   const job = (await server.admin('GET', `/api/jobs/${ordered.id}`)).body;
   assert.equal(job.state, 'failed');
   assert.match(job.error, /no word from the device for 660 s/);
@@ -236,7 +236,7 @@ test('progress reports that move nothing are not a sign of progress', async (t) 
     assert.equal((await report(4096)).status, 200, 'the same position, reported again');
   }
   const { jobs } = server.server.services;
-  assert.deepEqual(jobs.failStalled().map((job) => job.id), [ordered.id], 'stuck at one position for 11 minutes: stalled');
+  assert.deepEqual((await jobs.failStalled()).map((job) => job.id), [ordered.id], 'stuck at one position for 11 minutes: stalled');
 });
 
 test("a device's word that an attempt failed and another follows is a sign of life, and shows on the job", async (t) => {
@@ -250,11 +250,11 @@ test("a device's word that an attempt failed and another follows is a sign of li
     clock.advance(9 * 60 * 1000); // each attempt fails after 9 minutes: within the 10-minute stall timeout
     const problem = `attempt ${attempt} of 5: backup upload failed (curl exit 56); starting again`;
     assert.equal((await server.device('POST', pathOf(order.progress_url), { bytes_done: 0, phase: 'uploading', problem })).status, 200);
-    assert.deepEqual(jobs.failStalled(), []);
+    assert.deepEqual((await jobs.failStalled()), []);
     assert.equal((await server.admin('GET', `/api/jobs/${ordered.id}`)).body.error, problem, 'the job shows why it is slow');
   }
   clock.advance(11 * 60 * 1000);
-  const [stalled] = jobs.failStalled();
+  const [stalled] = await jobs.failStalled();
   assert.match(stalled?.error ?? '', /^no word from the device for 660 s \(last problem: attempt 3 of 5: backup upload failed/);
 });
 
@@ -315,10 +315,10 @@ test('a silent upload outlives the idle limit while its job is alive (zstd over 
   // Several idle limits pass with no body byte; the job heard from its device just now.
   await new Promise((resolve) => setTimeout(resolve, 1500));
   assert.equal(ended, undefined, 'not cut while the job is alive');
-  assert.deepEqual(server.server.services.jobs.failStalled(), [], 'and the job is alive');
+  assert.deepEqual((await server.server.services.jobs.failStalled()), [], 'and the job is alive');
   // Eleven minutes without a word (the stall timeout is ten): the job fails, and its upload is cut.
   clock.advance(11 * 60 * 1000);
-  assert.deepEqual(server.server.services.jobs.failStalled().map((job) => job.id), [ordered.id]);
+  assert.deepEqual((await server.server.services.jobs.failStalled()).map((job) => job.id), [ordered.id]);
   await waitFor('the silent upload to be cut', () => ended);
   assert.match(ended!, /^cut/);
 });

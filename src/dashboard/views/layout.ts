@@ -108,3 +108,26 @@ ${head('Log in', options.assetVersion)}
 </body>
 </html>`;
 }
+
+/**
+ * What a browser is shown when this station cannot answer (its database is out of reach): the
+ * sentence, and a reload every few seconds, so the page comes back by itself when the station
+ * does. No assets: serving them may be what fails.
+ */
+export function unavailablePage(message: string, retrySeconds: number): SafeHtml {
+  return html`<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="refresh" content="${retrySeconds}">
+<title>Station unavailable · cm4-provisioning</title>
+</head>
+<body style="font-family: system-ui, sans-serif; max-width: 40rem; margin: 3rem auto; line-height: 1.5">
+<main>
+  <h1>This station cannot answer right now</h1>
+  <p role="alert">${message.replace(/^the server/, 'The server')}.</p>
+  <p>Devices are told to try again, so none is given a wrong action. This page reloads every ${retrySeconds} seconds and shows the dashboard again once the station is back.</p>
+</main>
+</body>
+</html>`;
+}

@@ -5,14 +5,16 @@ import { html, type SafeHtml } from '../html.js';
 import { timeoutWords } from '../../first-boot/view.js';
 import { DEFAULT_CONFIRM_MINUTES, FINISH_CHOICES, HOOK_CHOICES, hookOptions, profileOptions, type ProfileChoice } from './devices.js';
 
+type HeldDevice = Awaited<ReturnType<RuleService['held']>>[number];
+
 export type RuleVerb = 'enable' | 'disable' | 'up' | 'down' | 'delete' | 'pause' | 'resume';
 export const RULE_VERBS: readonly RuleVerb[] = ['enable', 'disable', 'up', 'down', 'delete', 'pause', 'resume'];
 
 /** What a button on the Rules page does, through the same service as the admin API. */
-export function applyRuleVerb(rules: RuleService, verb: RuleVerb, id: number | undefined) {
+export async function applyRuleVerb(rules: RuleService, verb: RuleVerb, id: number | undefined): Promise<unknown> {
   if (verb === 'pause') return rules.pause();
   if (verb === 'resume') return rules.resume();
-  const rule = rules.get(id ?? 0);
+  const rule = await rules.get(id ?? 0);
   if (verb === 'enable' || verb === 'disable') return rules.update(rule.id, { enabled: verb === 'enable' });
   if (verb === 'delete') return rules.remove(rule.id);
   return rules.move(rule.id, verb === 'up' ? rule.position - 1 : rule.position + 1);
@@ -91,7 +93,7 @@ function lineSwitch(line: LineState): SafeHtml {
 }
 
 /** The part of the page the buttons redraw. */
-export function rulesBody(rules: RuleView[], line: LineState, held: ReturnType<RuleService['held']>): SafeHtml {
+export function rulesBody(rules: RuleView[], line: LineState, held: HeldDevice[]): SafeHtml {
   return html`<div id="rules-body">
 ${lineSwitch(line)}
 <div class="table-wrap">
@@ -188,7 +190,7 @@ function addRuleForm(choices: RuleChoices): SafeHtml {
 </section>`;
 }
 
-export function rulesPage(rules: RuleView[], line: LineState, held: ReturnType<RuleService['held']>, choices: RuleChoices): SafeHtml {
+export function rulesPage(rules: RuleView[], line: LineState, held: HeldDevice[], choices: RuleChoices): SafeHtml {
   return html`<h1>Rules</h1>
 <p>Tried in order; the first that matches a device acts. <code>cm4prov rules test MAC</code> shows which rule would act on a device, and why the others would not.</p>
 ${rulesBody(rules, line, held)}
