@@ -35,7 +35,10 @@ export interface OurServer {
  * `cm4prov serve` exactly as an operator runs it (bin/cm4prov.js, its own process), inside the
  * lab's server namespace, with a raised open-files limit for the long-poll benchmark.
  */
-export async function startOurServer(lab: Lab, options: { dataDir: string; runDir: string; cleanup: Cleanup; name: string }): Promise<OurServer> {
+export async function startOurServer(
+  lab: Lab,
+  options: { dataDir: string; runDir: string; cleanup: Cleanup; name: string; /** postgres://…: run on PostgreSQL (else SQLite) */ database?: string },
+): Promise<OurServer> {
   const logFile = join(options.runDir, `${options.name}.log`);
   const log = openSync(logFile, 'a');
   const args = [
@@ -43,6 +46,7 @@ export async function startOurServer(lab: Lab, options: { dataDir: string; runDi
     'sh', '-c', 'ulimit -n 65536 2>/dev/null || true; exec "$@"', 'sh',
     process.execPath, CLI, 'serve', '--host', '0.0.0.0', '--port', String(SERVER_PORT), '--data-dir', options.dataDir,
     '--log-level', 'warn', '--job-stall-timeout', '3600', '--max-connections-per-address', '0', '--device-registration-limit', '0',
+    ...(options.database ? ['--database', options.database, '--station', options.name] : []),
   ];
   const child = startProcess(lab.exec(lab.serverNs)[0]!, args, { stdio: ['ignore', log, log] });
   closeSync(log);

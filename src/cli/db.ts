@@ -17,9 +17,10 @@ export function registerDbCommands(program: Command, cli: CliSurroundings) {
     .description("copy this station's SQLite data (devices, jobs, records, rules, images and backups as metadata, users, webhooks) into an empty PostgreSQL, for several stations to share")
     .requiredOption('--to <url>', 'the PostgreSQL database: postgres://user:password@host/db (created empty beforehand)')
     .option('--dry-run', 'count what would be copied; write nothing (works while the server runs)')
+    .option('--station <name>', "the station this data becomes (default: the server's own setting, else the host name)")
     .option('--data-dir <dir>', LOCATION_HELP.dataDir)
     .option('--config <file>', LOCATION_HELP.config)
-    .action(async (options: { to: string; dryRun?: boolean; dataDir?: string; config?: string }) => {
+    .action(async (options: { to: string; dryRun?: boolean; station?: string; dataDir?: string; config?: string }) => {
       try {
         if (databaseDialect(options.to) !== 'postgres') throw new Error('--to takes a postgres:// URL');
       } catch (error) {

@@ -11,6 +11,7 @@ export interface CliSurroundings {
 export interface LocationOptions {
   dataDir?: string;
   tftpRoot?: string;
+  station?: string;
   config?: string;
 }
 
@@ -22,7 +23,7 @@ export interface LocationOptions {
 export function locate(options: LocationOptions, cli: CliSurroundings): Settings {
   const settings = usage(() =>
     readSettings({
-      flags: { dataDir: options.dataDir, tftpRoot: options.tftpRoot },
+      flags: { dataDir: options.dataDir, tftpRoot: options.tftpRoot, station: options.station },
       configFile: options.config,
       env: cli.env,
       defaultConfigFile: cli.defaultConfigFile,

@@ -26,7 +26,7 @@ test('db migrate: refused while the server runs, a dry run counts, the copy move
   await registerDevice(station);
   await addImage(t, station, 'raspios', 64 * 1024, { makeDefault: true });
   const url = await testDatabaseUrl(t);
-  const env = { CM4PROV_DATA_DIR: station.dataDir, CM4PROV_STATION: 'line-1' };
+  const env = { CM4PROV_DATA_DIR: station.dataDir };
 
   const running = await runCli(['db', 'migrate', '--to', url], env);
   assert.equal(running.code, 1, running.stderr);
@@ -40,7 +40,10 @@ test('db migrate: refused while the server runs, a dry run counts, the copy move
   assert.equal(await countJobs(url), null, 'the dry run did not even migrate the schema');
 
   await station.close();
-  const copied = await runCli(['db', 'migrate', '--to', url], env);
+  const badName = await runCli(['db', 'migrate', '--to', url, '--station', 'line 1'], env);
+  assert.equal(badName.code, 2);
+  assert.match(badName.stderr, /Invalid --station: 'line 1' is not a station name/);
+  const copied = await runCli(['db', 'migrate', '--to', url, '--station', 'line-1'], env);
   assert.equal(copied.code, 0, copied.stderr);
   assert.match(copied.stdout, /Copied \d+ rows in \d+ tables into .*; this station's devices, jobs and backups are named 'line-1'\./);
   assert.match(copied.stdout, /Next: start the server with --database .* --station line-1\./);

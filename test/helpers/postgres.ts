@@ -51,7 +51,8 @@ export function sharedTestPostgres(): TestPostgres {
   return shared;
 }
 
-function launchPostgres(database: string): TestPostgres & { remove(): void } {
+/** A PostgreSQL server of its own in a temp folder, for tests and benchmarks; `remove` stops it and deletes the folder. */
+export function launchPostgres(database: string): TestPostgres & { remove(): void } {
   const bin = postgresBin();
   const dir = mkdtempSync(join(tmpdir(), 'cm4prov-pg-'));
   chmodSync(dir, 0o700);
