@@ -1,35 +1,17 @@
 import { join } from 'node:path';
-import type { Logger } from 'pino';
-import type { CacheBuilder } from '../blockmap/cache-builder.js';
-import type { BlockMapStore } from '../blockmap/store.js';
-import type { Queries } from '../db/database.js';
 import type { ImageLibrary } from '../images/library.js';
-import type { TransferRegistry } from '../jobs/transfers.js';
-import type { Clock } from '../shared/clock.js';
 import { notFound } from '../shared/errors.js';
-import type { EventBus } from '../shared/events.js';
 import { removeIfPresent } from '../shared/files.js';
 import { formatBytes } from '../shared/format.js';
 import { normalizeMac } from '../shared/mac.js';
-import { createBackupIntake, type BackupJobs } from './intake.js';
-import type { BackupCompleteness, BackupRow, BackupStore } from './store.js';
+import { createBackupIntake, type IntakeDeps } from './intake.js';
+import type { BackupCompleteness, BackupRow } from './store.js';
 
 export type { UploadOptions } from './intake.js';
 
-export interface BackupServiceDeps {
-  /** The query layer: a backup's row and its job's end are written in one transaction on it. */
-  db: Queries;
-  blockMaps: BlockMapStore;
-  caches: Pick<CacheBuilder, 'enqueue'>;
+export interface BackupServiceDeps extends IntakeDeps {
   /** Where a backup goes when the operator turns it into an image. */
   images: Pick<ImageLibrary, 'adoptVerifiedFile' | 'view'>;
-  store: BackupStore;
-  jobs: BackupJobs;
-  transfers: TransferRegistry;
-  dataDir: string;
-  clock: Clock;
-  bus: EventBus;
-  log: Logger;
 }
 
 export interface BackupView {

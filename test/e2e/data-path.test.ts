@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import { runClient } from '../helpers/device-client.js';
-import { makeExt4Image } from '../helpers/ext4.js';
-import { startFaultProxy, type Fault } from '../helpers/fault-proxy.js';
+import type { Fault } from '../helpers/fault-proxy.js';
 import { makeFakeEmmc, sha256OfFile } from '../helpers/files.js';
 import { MAC } from '../helpers/fixtures.js';
+import { serverWithChunkedImage } from '../helpers/chunk-stream-server.js';
 import { startTestServer, tempDir } from '../helpers/server.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -14,27 +14,13 @@ import { waitFor } from '../helpers/wait.js';
 // or an initramfs built without the cross compiler). Both must deploy, resume and back up alike.
 
 const EMMC_BYTES = 96 * 1024 * 1024;
-const CHUNKS = /^\/api\/device-jobs\/\d+\/chunks\?/;
-
-async function serverWithImage(t: TestContext, faults: Fault[] = []) {
-  const proxy = await startFaultProxy(t, faults, { path: CHUNKS });
-  const server = await startTestServer(t, { publicUrl: proxy.url });
-  proxy.forwardTo(server.url);
-  const { image } = makeExt4Image(tempDir(t), 64);
-  const added = await fetch(`${server.url}/api/images?name=os&default=true`, { method: 'POST', headers: { authorization: `Bearer ${server.token}` }, body: readFileSync(image) });
-  assert.equal(added.status, 201, await added.text());
-  await server.server.services.caches.idle();
-  const view = (await server.admin('GET', '/api/images/os')).body;
-  const blockMap = (await server.server.services.blockMaps.get((await server.server.services.images.requireImage('os')).block_map_id!))!;
-  return { proxy, server, image, view, cacheBytes: blockMap.cache_bytes! };
-}
 
 for (const path of ['cm4prov-io', 'dd and sha256sum'] as const) {
   const env: Record<string, string> = path === 'cm4prov-io' ? {} : { IO_HELPER: 'none' };
 
   test(`${path}: a zstd chunk stream that stalls halfway resumes at the first unverified chunk; the job ends ok with its phases`, async (t) => {
     const faults: Fault[] = []; // read by the proxy per request: the stall point is known once the image is in
-    const { proxy, server, view, cacheBytes } = await serverWithImage(t, faults);
+    const { proxy, server, view, cacheBytes } = await serverWithChunkedImage(t, faults);
     faults.push({ stallAfter: Math.floor(cacheBytes / 2) });
     const emmc = join(tempDir(t), 'emmc.img');
     await makeFakeEmmc(emmc, EMMC_BYTES);
@@ -67,7 +53,7 @@ for (const path of ['cm4prov-io', 'dd and sha256sum'] as const) {
   });
 
   test(`${path}: a zstd backup of an eMMC holding an OS is stored with the eMMC's own sha256`, async (t) => {
-    const { server, image } = await serverWithImage(t);
+    const { server, image } = await serverWithChunkedImage(t);
     const emmc = join(tempDir(t), 'emmc.img');
     await makeFakeEmmc(emmc, EMMC_BYTES);
     writeFileSync(emmc, readFileSync(image), { flag: 'r+' });

@@ -1,36 +1,24 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { runClient } from '../helpers/device-client.js';
-import { makeExt4Image } from '../helpers/ext4.js';
-import { startFaultProxy, type Fault } from '../helpers/fault-proxy.js';
+import { serverWithChunkedImage } from '../helpers/chunk-stream-server.js';
+import type { Fault } from '../helpers/fault-proxy.js';
 import { makeFakeEmmc, sha256OfFile } from '../helpers/files.js';
 import { MAC } from '../helpers/fixtures.js';
 import { startTestPostgres } from '../helpers/postgres.js';
-import { startTestServer, tempDir } from '../helpers/server.js';
+import { tempDir } from '../helpers/server.js';
 import { waitFor } from '../helpers/wait.js';
 
 // Issue 15, health: a station that loses PostgreSQL answers devices "try again" (never a wrong
 // action), says so to a person opening its dashboard, and carries on by itself once the database
 // is back; the deploy that was running ends ok, once.
 
-const CHUNKS = /^\/api\/device-jobs\/\d+\/chunks\?/;
-
 test('PostgreSQL stopped in the middle of a deploy: devices are told to try again, the dashboard says why, and the deploy ends ok once it is back', async (t) => {
   const postgres = startTestPostgres(t);
   const faults: Fault[] = [];
-  const proxy = await startFaultProxy(t, faults, { path: CHUNKS });
-  const server = await startTestServer(t, { publicUrl: proxy.url, database: postgres.url, station: 'line-1' });
-  proxy.forwardTo(server.url);
-  const { image } = makeExt4Image(tempDir(t), 64);
-  const added = await fetch(`${server.url}/api/images?name=os&default=true`, { method: 'POST', headers: { authorization: `Bearer ${server.token}` }, body: readFileSync(image) });
-  assert.equal(added.status, 201, await added.text());
-  await server.server.services.caches.idle();
-  const view = (await server.admin('GET', '/api/images/os')).body;
-  const { services } = server.server;
-  const blockMap = (await services.blockMaps.get((await services.images.requireImage('os')).block_map_id!))!;
-  faults.push({ stallAfter: Math.floor(blockMap.cache_bytes! / 2) });
+  const { proxy, server, view, cacheBytes } = await serverWithChunkedImage(t, faults, { database: postgres.url, station: 'line-1' });
+  faults.push({ stallAfter: Math.floor(cacheBytes / 2) });
   const emmc = join(tempDir(t), 'emmc.img');
   await makeFakeEmmc(emmc, 96 * 1024 * 1024);
   const client = runClient(t, { server: server.url, target: emmc, mac: MAC, env: { STALL_TIMEOUT: '600' } });
