@@ -110,8 +110,10 @@ async function startAsTheUnit(t: TestContext, root: CleanRoot, lab: NetbootLab, 
     await exited;
   });
   const output = () => `${stdout}${stderr}`;
+  // Started: it answers, and it has logged that it is ready (after dnsmasq and its watchers are up).
   const answers = () => {
     if (child.exitCode !== null) throw new Error(`the server exited with ${child.exitCode}`);
+    if (!stdout.includes('cm4-provisioning server ready')) return false;
     return fetch(`http://${lab.adminAddress}:5000/api/netboot`).then((r) => r.status === 401, () => false);
   };
   await waitFor('the packaged server to answer', answers, 60_000, 200)
