@@ -130,7 +130,7 @@ export function createServices(options: ServiceOptions) {
     station: config.station,
     registrationLimit: { perAddress: config.deviceRegistrationLimit, windowMs: 60_000 },
     forgetUnknownAfterMs: config.forgetUnknownDevicesAfter * 86_400_000,
-    holdOf: (mac) => rules.holdOf(mac),
+    holdsOf: (macs) => rules.holdsOf(macs),
   });
   const identity = createIdentityCheck({ leases: netboot.leaseBook, clock, log: log.child({ module: 'devices' }) });
   const backups = createBackupService({

@@ -80,19 +80,16 @@ ${noDevicesNote(query, shown.size, true)}${devicePager(query, nextCursor(), true
   async function renderDirty(): Promise<SafeHtml[]> {
     const macs = [...dirty];
     dirty.clear(); // changes that come in while these render are the next flush's
-    const rows = new Map((await devices.rowsOf(macs)).map((row) => [row.mac, row]));
-    return Promise.all(
-      macs.map(async (mac) => {
-        const row = rows.get(mac);
-        if (!row) {
-          shown.delete(mac); // forgotten by the age-out sweep
-          return html`<tr id="device-${macId(mac)}" hx-swap-oob="delete"></tr>`;
-        }
-        const device = await devices.view(row);
-        remember(device);
-        return deviceRow(device, clock.now(), true);
-      }),
-    );
+    const views = new Map((await devices.viewAll(await devices.rowsOf(macs))).map((device) => [device.mac, device]));
+    return macs.map((mac) => {
+      const device = views.get(mac);
+      if (!device) {
+        shown.delete(mac); // forgotten by the age-out sweep
+        return html`<tr id="device-${macId(mac)}" hx-swap-oob="delete"></tr>`;
+      }
+      remember(device);
+      return deviceRow(device, clock.now(), true);
+    });
   }
 
   /**

@@ -67,7 +67,7 @@ export interface DeviceServiceDeps {
   /** This server's name among the stations sharing the database: a client's device is its now. */
   station?: string;
   /** The rule holding the device for a person, if any. */
-  holdOf?: (mac: string) => RuleHold | null | Promise<RuleHold | null>;
+  holdsOf?: (macs: string[]) => Promise<Map<string, RuleHold>>;
 }
 
 type RuleHold = { rule: string; reason: string | null };
@@ -84,12 +84,19 @@ export function createDeviceService(deps: DeviceServiceDeps) {
     return at !== undefined && at >= device.last_seen_at ? at : null;
   };
 
-  async function view(device: DeviceRow): Promise<DeviceView> {
+  /** Views of a page of devices: their latest jobs, rule holds and images in a few queries, not a few per device. */
+  async function viewAll(devices: DeviceRow[]): Promise<DeviceView[]> {
+    const macs = devices.map((device) => device.mac);
+    const [latest, holds] = await Promise.all([jobs.latestForEach(macs), deps.holdsOf?.(macs)]);
+    const views = await jobs.viewAll(latest);
+    const latestViews = new Map(latest.map((job, index) => [job.device_mac, views[index]!]));
+    return devices.map((device) => view(device, latestViews.get(device.mac) ?? null, holds?.get(device.mac) ?? null));
+  }
+
+  function view(device: DeviceRow, latestView: JobView | null, ruleHold: RuleHold | null): DeviceView {
     // A device has at most one active job, and no job can be ordered after it while it is
-    // active: the active job, if any, is the latest. One indexed lookup per device.
-    const [latest, ruleHold] = await Promise.all([jobs.latestFor(device.mac), deps.holdOf?.(device.mac)]);
-    const latestView = latest ? await jobs.view(latest) : null;
-    const active = latest?.state === 'queued' || latest?.state === 'running';
+    // active: the active job, if any, is the latest.
+    const active = latestView?.state === 'queued' || latestView?.state === 'running';
     return {
       mac: device.mac,
       ip: device.ip,
@@ -103,7 +110,7 @@ export function createDeviceService(deps: DeviceServiceDeps) {
       stale: clock.now() - device.last_seen_at > STALE_AFTER_MS,
       registered: device.registered_at !== null,
       station: device.station,
-      rule_hold: ruleHold ?? null,
+      rule_hold: ruleHold,
       client_hung_up_at: hungUpAt(device) === null ? null : new Date(hungUpAt(device)!).toISOString(),
       netboot: {
         enabled: device.netboot_enabled === 1,
@@ -123,18 +130,20 @@ export function createDeviceService(deps: DeviceServiceDeps) {
   }
 
   return {
-    view,
+    /** One device's view (its latest job, its rule hold). */
+    view: async (device: DeviceRow) => (await viewAll([device]))[0]!,
+    viewAll,
     /** One page of devices that match, in a stable order; `next` continues it. */
     async page(query: DeviceQuery) {
       const [{ rows, next }, counts] = await Promise.all([store.page(query, staleBefore()), store.counts(query, staleBefore())]);
-      return { devices: await Promise.all(rows.map(view)), next, ...counts };
+      return { devices: await viewAll(rows), next, ...counts };
     },
     /** Like page(), without counting: for a page that only tops itself up. */
-    rows: async (query: DeviceQuery) => Promise.all((await store.page(query, staleBefore())).rows.map(view)),
+    rows: async (query: DeviceQuery) => viewAll((await store.page(query, staleBefore())).rows),
     count: (query: Omit<DeviceQuery, 'limit'>) => store.count(query, staleBefore()),
     countSince: (query: Omit<DeviceQuery, 'limit'>, since: number) => store.countSince(query, staleBefore(), since),
     /** Views of just these devices (those that exist), e.g. the holders of DHCP leases. */
-    viewsOf: async (macs: string[]) => Promise.all((await store.rowsOf(macs)).map(view)),
+    viewsOf: async (macs: string[]) => viewAll(await store.rowsOf(macs)),
     /** The devices among `macs` that still exist, as rows (cheap: no job lookups). */
     rowsOf: (macs: string[]) => store.rowsOf(macs),
     isStale: (device: DeviceRow) => device.last_seen_at < staleBefore(),

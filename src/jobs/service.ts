@@ -355,6 +355,7 @@ export function createJobService(deps: JobServiceDeps) {
     /** Jobs queued, started or ended at or after `since` (ms), by the time of their last change. */
     changedSince: (since: number) => store.changedSince(since),
     latestFor: (mac: string) => store.latestFor(mac),
+    latestForEach: (macs: string[]) => store.latestForEach(macs),
 
     async orderDeploy(macInput: string, imageName?: string, options: OrderOptions = {}): Promise<JobRow> {
       const device = await requireDevice(macInput);

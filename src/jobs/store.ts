@@ -177,6 +177,15 @@ export function createJobStore(db: Queries) {
       db.selectFrom('jobs').selectAll().where('device_mac', '=', mac).where('state', 'in', ACTIVE_STATES).executeTakeFirst() as Promise<JobRow | undefined>,
     latestFor: (mac: string) =>
       db.selectFrom('jobs').selectAll().where('device_mac', '=', mac).orderBy('id', 'desc').limit(1).executeTakeFirst() as Promise<JobRow | undefined>,
+    /** The latest job of each of these devices that has one (one query, for a page of devices). */
+    latestForEach: (macs: string[]) =>
+      macs.length === 0
+        ? Promise.resolve([] as JobRow[])
+        : (db
+            .selectFrom('jobs')
+            .selectAll()
+            .where('id', 'in', (eb) => eb.selectFrom('jobs').select((inner) => inner.fn.max('id').as('id')).where('device_mac', 'in', macs).groupBy('device_mac'))
+            .execute() as Promise<JobRow[]>),
     running: () => db.selectFrom('jobs').selectAll().where('state', '=', 'running').orderBy('id').execute() as Promise<JobRow[]>,
     /**
      * queued → running, taken by the device at `ip`; false if the job was no longer queued. One

@@ -211,10 +211,11 @@ export function createRuleService(deps: RuleServiceDeps) {
     /** Devices held by a rule: they wait for a person. */
     held: async () =>
       (await store.held()).map((row) => ({ mac: row.device_mac, rule: { id: row.rule_id, name: row.rule_name }, reason: row.reason, since: new Date(row.updated_at).toISOString() })),
-    /** Holds by any rule on this device, for its row on the Devices page. */
-    async holdOf(mac: string): Promise<{ rule: string; reason: string | null } | null> {
-      const [held] = await store.held(mac);
-      return held ? { rule: held.rule_name, reason: held.reason } : null;
+    /** The latest hold by any rule on each of these devices, for their rows on the Devices page (one query). */
+    async holdsOf(macs: string[]): Promise<Map<string, { rule: string; reason: string | null }>> {
+      const holds = new Map<string, { rule: string; reason: string | null }>();
+      for (const held of await store.held(macs)) if (!holds.has(held.device_mac)) holds.set(held.device_mac, { rule: held.rule_name, reason: held.reason });
+      return holds;
     },
     /** Forgets what the rule did with the device: it may act on it again (a person released it). */
     async release(id: number, macInput: string): Promise<void> {

@@ -137,15 +137,19 @@ export function createRuleStore(db: Queries) {
     stateOf,
     statesOf: (mac: string) =>
       db.selectFrom('rule_devices').selectAll().where('device_mac', '=', mac).orderBy('updated_at', 'desc').orderBy('rule_id').execute() as Promise<RuleDeviceRow[]>,
-    /** Devices held by a rule, the latest first (only `mac`'s when given), with the rule's name. */
-    held(mac?: string): Promise<Array<RuleDeviceRow & { rule_name: string }>> {
+    /** Devices held by a rule, the latest first (only `mac`'s, or those of the MACs given), with the rule's name. */
+    held(mac?: string | string[]): Promise<Array<RuleDeviceRow & { rule_name: string }>> {
       let query = db
         .selectFrom('rule_devices')
         .innerJoin('rules', 'rules.id', 'rule_devices.rule_id')
         .selectAll('rule_devices')
         .select('rules.name as rule_name')
         .where('rule_devices.state', '=', 'held');
-      if (mac !== undefined) query = query.where('rule_devices.device_mac', '=', mac);
+      if (typeof mac === 'string') query = query.where('rule_devices.device_mac', '=', mac);
+      if (Array.isArray(mac)) {
+        if (mac.length === 0) return Promise.resolve([]);
+        query = query.where('rule_devices.device_mac', 'in', mac);
+      }
       return query.orderBy('rule_devices.updated_at', 'desc').orderBy('rule_devices.device_mac').orderBy('rule_devices.rule_id').execute() as Promise<Array<RuleDeviceRow & { rule_name: string }>>;
     },
     /** How many devices the rule has taken on (working, provisioned or held): what its limit counts. */

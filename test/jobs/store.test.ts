@@ -96,6 +96,13 @@ testOnBothDatabases('lists newest first with filters, a cursor and totals; jobs 
   assert.deepEqual([cancelled.rows.map((job) => job.id), cancelled.total], [[ids[1]], 1]);
   assert.deepEqual((await store.changedSince(2001)).map((job) => job.id), [ids[1]], 'by the time of the last change');
   assert.deepEqual((await store.running()).length, 0);
+  const second = await store.create(order('dc:a6:32:00:00:01'), 1500);
+  assert.deepEqual(
+    (await store.latestForEach(['dc:a6:32:00:00:01', 'dc:a6:32:00:00:02', 'dc:a6:32:99:99:99'])).map((job) => job.id).sort((x, y) => x - y),
+    [ids[1]!, second.id].sort((x, y) => x - y),
+    "each device's latest job, one query; a device without jobs has none",
+  );
+  assert.deepEqual(await store.latestForEach([]), []);
 
   await database.db.insertInto('images').values({ id: 5, name: 'os', file: 'os.img', size: 1, sha256: 'b'.repeat(64), source: 'upload', created_at: 1 }).execute();
   await database.db.updateTable('jobs').set({ image_id: 5 }).where('id', '=', ids[2]!).execute();
