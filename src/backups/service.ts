@@ -3,10 +3,11 @@ import type { Logger } from 'pino';
 import type { CacheBuilder } from '../blockmap/cache-builder.js';
 import type { BlockMapStore } from '../blockmap/store.js';
 import type { Queries } from '../db/database.js';
+import type { FileToSend } from '../http/send-file.js';
 import type { ImageLibrary } from '../images/library.js';
 import type { TransferRegistry } from '../jobs/transfers.js';
 import type { Clock } from '../shared/clock.js';
-import { notFound } from '../shared/errors.js';
+import { conflict, notFound } from '../shared/errors.js';
 import type { EventBus } from '../shared/events.js';
 import { removeIfPresent } from '../shared/files.js';
 import { formatBytes } from '../shared/format.js';
@@ -30,6 +31,8 @@ export interface BackupServiceDeps {
   clock: Clock;
   bus: EventBus;
   log: Logger;
+  /** This station: a backup received by another one is on that one's disk. */
+  station?: string;
 }
 
 export interface BackupView {
@@ -87,6 +90,16 @@ export function createBackupService(deps: BackupServiceDeps) {
     return backup;
   }
 
+  /** The station whose disk holds the backup, when it is not this one (null: it is here). */
+  const elsewhere = (backup: BackupRow) => (backup.station !== null && deps.station !== undefined && backup.station !== deps.station ? backup.station : null);
+
+  const fileOf = (backup: BackupRow): FileToSend => ({
+    path: join(dataDir, backup.file),
+    size: backup.size,
+    etag: `sha256:${backup.sha256}`,
+    downloadName: `backup-${backup.device_mac.replaceAll(':', '')}-${backup.id}.img`,
+  });
+
   return {
     ...intake,
     view,
@@ -101,6 +114,19 @@ export function createBackupService(deps: BackupServiceDeps) {
     },
     get,
     pathOf: (backup: BackupRow) => join(dataDir, backup.file),
+    /** A download: the file here, or the station that holds it (its station route serves it). */
+    async download(id: number): Promise<{ file: FileToSend } | { station: string; path: string; downloadName: string }> {
+      const backup = await get(id);
+      const station = elsewhere(backup);
+      return station === null ? { file: fileOf(backup) } : { station, path: `/api/station/backups/${id}`, downloadName: fileOf(backup).downloadName! };
+    },
+    /** A backup whose file is on this station, for another station's request. */
+    async localFile(id: number): Promise<FileToSend> {
+      const backup = await get(id);
+      const station = elsewhere(backup);
+      if (station !== null) throw conflict(`backup ${id} is on station ${station}, not on ${deps.station}`);
+      return fileOf(backup);
+    },
 
     /**
      * Makes a backup deployable to other devices, as an image named `name`. The image is a hard
@@ -109,6 +135,8 @@ export function createBackupService(deps: BackupServiceDeps) {
      */
     async promoteToImage(id: number, name: string) {
       const backup = await get(id);
+      const station = elsewhere(backup);
+      if (station !== null) throw conflict(`backup ${id} is on station ${station}: promote it there (its file is on that station's disk)`);
       const image = await images.adoptVerifiedFile(join(dataDir, backup.file), {
         name,
         size: backup.size,
