@@ -31,7 +31,7 @@ export interface FetchedCopy {
 const CUTS_WITHOUT_PROGRESS = 3;
 /** Unmapped gaps closer than this are fetched in one request (the chunk between is skipped). */
 const GAP_MERGE_BYTES = 1024 * 1024;
-const ZEROS = Buffer.alloc(64 * 1024);
+const ZEROS = Buffer.alloc(1024 * 1024);
 
 /**
  * The bytes a station fetches of an image: its mapped chunks, and for a map made from a bmap
@@ -55,7 +55,9 @@ function isZero(data: Buffer): boolean {
  * Fetches another station's copy of an image: its zstd chunk stream (the frames devices get,
  * Range from the first frame still missing), each frame decoded and hashed against the map and
  * written at its chunk's offset, the frames kept as this station's cache file; then the gaps
- * of a bmap's map as raw bytes; then the whole file hashed against the image's sha256.
+ * of a bmap's map as raw bytes; then the whole file hashed against the image's sha256. With a
+ * map of zeros everything outside the chunks is zeros, so the whole file is hashed as the chunks
+ * come, in order, and not read again.
  */
 export async function fetchCopy(job: CopyJob, deps: { client: StationClient; dataDir: string; signal: AbortSignal; onProgress: (bytes: number) => void }): Promise<FetchedCopy> {
   const { image, map, chunks } = job;
@@ -70,12 +72,13 @@ export async function fetchCopy(job: CopyJob, deps: { client: StationClient; dat
     await imageFile.truncate(image.size); // holes until written: the file stays sparse
     let done = 0;
     const progress = (bytes: number) => deps.onProgress((done += bytes));
-    await fetchFrames(job, { image: imageFile, cache: cacheFile }, deps, progress);
+    const inOrder = map.source === 'zeros' ? inOrderHash() : undefined;
+    await fetchFrames(job, { image: imageFile, cache: cacheFile }, deps, progress, inOrder);
     if (map.source === 'bmap') await fetchGaps(job, imageFile, deps, progress);
     await Promise.all([imageFile.sync(), cacheFile.sync()]);
     await Promise.all([imageFile.close(), cacheFile.close()]);
     [imageFile, cacheFile] = [undefined, undefined];
-    const whole = await sha256OfFile(fetched.imagePath, deps.signal);
+    const whole = inOrder ? inOrder.digest(image.size) : await sha256OfFile(fetched.imagePath, deps.signal);
     if (whole !== image.sha256) throw new CopyError(`the copy from ${job.peer.name} hashes to ${whole}, not to the image's sha256 ${image.sha256}`);
     return fetched;
   } catch (error) {
@@ -96,13 +99,40 @@ function checkFramesContiguous(chunks: ChunkRow[], cacheBytes: number) {
   if (at !== cacheBytes) throw new CopyError(`the map's frames end at byte ${at} of a ${cacheBytes}-byte cache`);
 }
 
-async function fetchFrames(job: CopyJob, files: { image: FileHandle; cache: FileHandle }, deps: { client: StationClient; signal: AbortSignal }, progress: (bytes: number) => void) {
+/** sha256 of a file written in order of offset, whatever lies between the pieces being zeros. */
+function inOrderHash() {
+  const hash = createHash('sha256');
+  let at = 0;
+  const zerosTo = (offset: number) => {
+    for (; at < offset; at += Math.min(ZEROS.length, offset - at)) hash.update(ZEROS.subarray(0, Math.min(ZEROS.length, offset - at)));
+  };
+  return {
+    push(offset: number, data: Buffer) {
+      zerosTo(offset);
+      hash.update(data);
+      at += data.length;
+    },
+    digest(size: number) {
+      zerosTo(size);
+      return hash.digest('hex');
+    },
+  };
+}
+
+async function fetchFrames(
+  job: CopyJob,
+  files: { image: FileHandle; cache: FileHandle },
+  deps: { client: StationClient; signal: AbortSignal },
+  progress: (bytes: number) => void,
+  inOrder: ReturnType<typeof inOrderHash> | undefined,
+) {
   const { image, map, chunks, peer } = job;
-  const frame = Buffer.allocUnsafe(Math.max(1, ...chunks.map((chunk) => chunk.zlength!)));
+  let frame = Buffer.alloc(0);
   let next = 0;
   let cuts = 0;
+  // One frame's writes in flight while the next is decoded and hashed (the disk works meanwhile).
+  let writing: Promise<unknown> = Promise.resolve();
   const take = async (chunk: ChunkRow, bytes: Buffer) => {
-    await files.cache.write(bytes, 0, bytes.length, chunk.zoffset!);
     let decoded: Buffer;
     try {
       decoded = decompress(bytes);
@@ -112,7 +142,10 @@ async function fetchFrames(job: CopyJob, files: { image: FileHandle; cache: File
     if (decoded.length !== chunk.length || sha256(decoded) !== chunk.sha256) {
       throw new CopyError(`chunk ${chunk.idx} (at byte ${chunk.offset}) from ${peer.name} does not hash to the map's sha256: the copy there is damaged`);
     }
-    await files.image.write(decoded, 0, decoded.length, chunk.offset);
+    inOrder?.push(chunk.offset, decoded);
+    await writing;
+    writing = Promise.all([files.cache.write(bytes, 0, bytes.length, chunk.zoffset!), files.image.write(decoded, 0, decoded.length, chunk.offset)]);
+    writing.catch(() => undefined); // surfaces at the next await of it
     progress(chunk.length);
   };
   while (next < chunks.length) {
@@ -128,6 +161,7 @@ async function fetchFrames(job: CopyJob, files: { image: FileHandle; cache: File
         for (let at = 0; at < piece.length; ) {
           const chunk = chunks[next];
           if (!chunk) throw new CopyError(`station ${peer.name} sent more than the map's frames`);
+          if (filled === 0) frame = Buffer.allocUnsafe(chunk.zlength!); // its own: written while the next one fills
           const n = Math.min(chunk.zlength! - filled, piece.length - at);
           frame.set(piece.subarray(at, at + n), filled);
           filled += n;
@@ -147,6 +181,7 @@ async function fetchFrames(job: CopyJob, files: { image: FileHandle; cache: File
       if (cuts >= CUTS_WITHOUT_PROGRESS) throw new CopyError(`the chunk stream from ${peer.name} broke off at chunk ${next}: ${(error as Error).message}`);
     }
   }
+  await writing;
 }
 
 /** The ranges outside every chunk, and the requests that fetch them (near ones together). */
