@@ -67,6 +67,8 @@ export function createServices(options: ServiceOptions) {
   // What views and parked polls follow: this station's events, and the other stations' too.
   const stationEvents = channel ? relayStationEvents({ local: bus, channel, log: log.child({ module: 'stations' }) }) : singleStationEvents(bus);
   const transfersInFlight = createTransferRegistry(clock);
+  let secret: string | undefined; // the stations' shared secret, read at start (recover)
+  const stationClient = createStationClient({ station: config.station, secret: () => secret });
 
   const jobStore = createJobStore(database.db);
   const line = createLineSwitch(database.db);
@@ -78,7 +80,6 @@ export function createServices(options: ServiceOptions) {
   const shared = database.dialect === 'postgres';
   const copyStore = createImageCopyStore(database.db);
   let fetcher: CopyFetcher | undefined;
-  let secret: string | undefined; // read at start (recover), shared by the stations
   const caches = createCacheBuilder({
     store: blockMaps,
     dataDir,
@@ -161,6 +162,7 @@ export function createServices(options: ServiceOptions) {
     bus,
     log: log.child({ module: 'backups' }),
     station: config.station,
+    fromStation: (name, path, what, options) => stations.fromStation(name, path, what, options),
   });
   const transfers = createTransferService({ jobs, images, backups, transfers: transfersInFlight, log: log.child({ module: 'transfers' }) });
   const records = createRecordService({ store: createRecordStore(database.db), jobs });
@@ -179,9 +181,9 @@ export function createServices(options: ServiceOptions) {
     channelState: () => channel?.state() ?? 'single',
     parkedPolls: () => jobs.waitingPolls(),
     clock,
+    client: stationClient,
   });
 
-  const stationClient = createStationClient({ station: config.station, secret: () => secret });
   fetcher = shared
     ? createCopyFetcher({
         copies: copyStore,

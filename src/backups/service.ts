@@ -33,7 +33,12 @@ export interface BackupServiceDeps {
   log: Logger;
   /** This station: a backup received by another one is on that one's disk. */
   station?: string;
+  /** Asks the station that holds a backup for it (stations/service.ts fromStation). */
+  fromStation?: (station: string, path: string, what: string, options: { method?: 'GET' | 'HEAD'; headers?: Record<string, string>; signal?: AbortSignal }) => Promise<Response>;
 }
+
+/** What a download answers with: the file on this station, or the answer of the station that holds it. */
+export type BackupDownload = { file: FileToSend } | { relayed: Response; downloadName: string };
 
 export interface BackupView {
   id: number;
@@ -114,11 +119,18 @@ export function createBackupService(deps: BackupServiceDeps) {
     },
     get,
     pathOf: (backup: BackupRow) => join(dataDir, backup.file),
-    /** A download: the file here, or the station that holds it (its station route serves it). */
-    async download(id: number): Promise<{ file: FileToSend } | { station: string; path: string; downloadName: string }> {
+    /**
+     * A download, from any station: the file when it is here, else streamed from the station
+     * that received it (Range, If-Range and the method passed on), so an operator gets any
+     * backup wherever they are logged in.
+     */
+    async download(id: number, request: { method: 'GET' | 'HEAD'; headers: Record<string, string>; signal?: AbortSignal }): Promise<BackupDownload> {
       const backup = await get(id);
       const station = elsewhere(backup);
-      return station === null ? { file: fileOf(backup) } : { station, path: `/api/station/backups/${id}`, downloadName: fileOf(backup).downloadName! };
+      const file = fileOf(backup);
+      if (station === null || !deps.fromStation) return { file };
+      const relayed = await deps.fromStation(station, `/api/station/backups/${id}`, `backup ${id}`, request);
+      return { relayed, downloadName: file.downloadName! };
     },
     /** A backup whose file is on this station, for another station's request. */
     async localFile(id: number): Promise<FileToSend> {

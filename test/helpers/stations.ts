@@ -1,4 +1,4 @@
-import type { ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -82,11 +82,8 @@ export function linkStations(t: TestContext, first: NetbootLab, second: NetbootL
   const [near, far] = [`cm4l-${id}`, `cm4m-${id}`];
   t.after(() => {
     for (const [ns, end] of [[first.serverNs, near], [second.serverNs, far]] as const) {
-      try {
-        ip('-n', ns, 'link', 'del', end);
-      } catch {
-        // Gone with its namespace, or with its peer.
-      }
+      // Usually gone already, with its namespace or its peer: quietly.
+      spawnSync('ip', ['-n', ns, 'link', 'del', end], { stdio: 'ignore' });
     }
   });
   ip('link', 'add', near, 'type', 'veth', 'peer', 'name', far);

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { openSync, readFileSync, readdirSync, closeSync, readSync, writeSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { closeSync, openSync, readFileSync, readdirSync, readSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import pg from 'pg';
@@ -62,7 +63,7 @@ function pollOnce(lab: NetbootLab) {
   return JSON.parse(inNamespace(lab.deviceNs, 'curl', ['-sS', '--max-time', '20', `http://10.20.50.1:5000/api/device-action-poll?mac=${MAC}&wait=0&features=sparse,zstd`])) as { action: string };
 }
 
-test('an image uploaded on A is fetched by B over the station link, checked, and deployed on B; a deploy ordered on B before its copy is complete waits for it', async (t) => {
+test('an image uploaded on A is fetched by B over the station link, checked, and deployed on B; a deploy ordered on B before its copy is complete waits for it; a backup taken on B downloads through A', async (t) => {
   if (!requireRoot(t)) return;
   const { labB, link, a, b } = await twoStations(t);
   const seen = (await a.admin('GET', '/api/stations')).body;
@@ -114,6 +115,38 @@ test('an image uploaded on A is fetched by B over the station link, checked, and
   assert.equal(job.station, 'line-b');
   assert.equal(job.sha256, os.sha256);
   assert.equal(await sha256OfFile(emmc, os.size), os.sha256, 'the eMMC holds the image');
+
+  // A backup taken on B (the device polls B) is downloaded through A's admin API, whole and by Range.
+  const backupJob = await a.admin('POST', `/api/devices/${MAC}/backup`);
+  assert.equal(backupJob.status, 201, JSON.stringify(backupJob.body));
+  const backedUp = await waitFor('the backup on B', async () => {
+    const now = (await a.admin('GET', `/api/jobs/${backupJob.body.id}`)).body;
+    return ['ok', 'failed'].includes(now.state) ? now : undefined;
+  }, 120_000);
+  assert.equal(backedUp.state, 'ok', backedUp.error);
+  assert.equal(backedUp.station, 'line-b');
+  const backup = (await a.admin('GET', `/api/backups/${backedUp.backup_id}`)).body;
+  const stored = (readdirSync(join(b!.dataDir, 'backups'), { recursive: true }) as string[]).filter((name) => name.endsWith(`-job${backupJob.body.id}.img`));
+  assert.equal(stored.length, 1, 'the file is on B');
+  const onDiskOfB = readFileSync(join(b!.dataDir, 'backups', stored[0]!));
+  const download = (headers: Record<string, string> = {}) => fetch(`${a.base}/api/backups/${backup.id}/download`, { headers: { authorization: `Bearer ${a.token}`, ...headers } });
+  const whole = await download();
+  assert.equal(whole.status, 200);
+  const body = Buffer.from(await whole.arrayBuffer());
+  assert.equal(body.length, backup.size);
+  assert.ok(body.equals(onDiskOfB), "byte for byte B's file");
+  assert.equal(createHash('sha256').update(body).digest('hex'), backup.sha256);
+  assert.equal(whole.headers.get('content-disposition'), `attachment; filename="backup-dca632000001-${backup.id}.img"`);
+  const part = await download({ range: 'bytes=1000-1999' });
+  assert.equal(part.status, 206);
+  assert.equal(part.headers.get('content-range'), `bytes 1000-1999/${backup.size}`);
+  assert.ok(Buffer.from(await part.arrayBuffer()).equals(body.subarray(1000, 2000)));
+
+  client.kill();
+  await b!.stop();
+  const ownerDown = await download();
+  assert.equal(ownerDown.status, 503);
+  assert.match(((await ownerDown.json()) as { message: string }).message, new RegExp(`^backup ${backup.id} is on station line-b, which (cannot be reached|is down)`));
 });
 
 test("a chunk damaged in A's copy fails B's fetch, naming the chunk; B never completes a bad copy, and fetches it once A's copy is whole again", async (t) => {
