@@ -66,7 +66,7 @@ export function createCopyFetcher(deps: CopyFetcherDeps) {
       else {
         const peers = await copies.sourcesOf(image.id, station, now - STATION_DOWN_AFTER_MS);
         if (peers.length === 0) {
-          notes.set(image.id, 'no station that has it is up');
+          notes.set(image.id, 'no station that has it is up with a --station-url');
           continue;
         }
         notes.delete(image.id);
