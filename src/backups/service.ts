@@ -38,7 +38,7 @@ export interface BackupServiceDeps {
 }
 
 /** What a download answers with: the file on this station, or the answer of the station that holds it. */
-export type BackupDownload = { file: FileToSend } | { relayed: Response; downloadName: string };
+export type BackupDownload = { file: FileToSend } | { relayed: Response };
 
 export interface BackupView {
   id: number;
@@ -127,10 +127,8 @@ export function createBackupService(deps: BackupServiceDeps) {
     async download(id: number, request: { method: 'GET' | 'HEAD'; headers: Record<string, string>; signal?: AbortSignal }): Promise<BackupDownload> {
       const backup = await get(id);
       const station = elsewhere(backup);
-      const file = fileOf(backup);
-      if (station === null || !deps.fromStation) return { file };
-      const relayed = await deps.fromStation(station, `/api/station/backups/${id}`, `backup ${id}`, request);
-      return { relayed, downloadName: file.downloadName! };
+      if (station === null || !deps.fromStation) return { file: fileOf(backup) };
+      return { relayed: await deps.fromStation(station, `/api/station/backups/${id}`, `backup ${id}`, request) };
     },
     /** A backup whose file is on this station, for another station's request. */
     async localFile(id: number): Promise<FileToSend> {
