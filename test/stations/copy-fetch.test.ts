@@ -8,6 +8,7 @@ import { imageRows } from '../../src/dashboard/views/images.js';
 import { gapRequests } from '../../src/stations/copy-fetch.js';
 import { STATION_SECRET_HEADER } from '../../src/stations/secret.js';
 import { legacyBmap } from '../blockmap/bmaptool.js';
+import { startFaultProxy, type Fault } from '../helpers/fault-proxy.js';
 import { freePort } from '../helpers/ports.js';
 import { startTestPostgres } from '../helpers/postgres.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
@@ -143,4 +144,33 @@ test("station routes answer only the other stations, only from a complete copy; 
   const refused = await ask(alone, '/api/station/images/1/chunks', { [STATION_SECRET_HEADER]: secret });
   assert.equal(refused.status, 403);
   assert.match(((await refused.json()) as { message: string }).message, /shares no database with other stations/);
+});
+
+test('a station stopped in the middle of a fetch leaves nothing in images/ or tmp/, says so on the copy, and fetches it whole once started again', async (t) => {
+  const postgres = startTestPostgres(t);
+  // A is reached through a proxy that stalls its chunk stream halfway, the first time.
+  const faults: Fault[] = [];
+  const proxy = await startFaultProxy(t, faults, { path: /^\/api\/station\/images\/\d+\/chunks$/ });
+  const a = await startTestServer(t, { database: postgres.url, station: 'line-a', stationUrl: proxy.url });
+  proxy.forwardTo(a.url);
+  const image = randomBytes(12 * MiB);
+  const added = await fetch(`${a.url}/api/images?name=os`, { method: 'POST', headers: { authorization: `Bearer ${a.token}` }, body: image });
+  assert.equal(added.status, 201);
+  await a.server.services.caches.idle();
+  const map = (await a.server.services.blockMaps.get((await a.server.services.images.requireImage('os')).block_map_id!))!;
+  faults.push({ stallAfter: Math.floor(map.cache_bytes! / 2) });
+
+  const b = await station(t, 'line-b', postgres.url);
+  const temps = () => readdirSync(join(b.dataDir, 'tmp')).filter((name) => name.startsWith('copy-'));
+  await waitFor('the fetch stalled halfway', () => proxy.faulted.length === 1 && temps().length === 2);
+  await b.close();
+  assert.deepEqual(temps(), [], 'its temp files are removed');
+  assert.deepEqual(readdirSync(join(b.dataDir, 'images')), [], 'no half image in images/');
+  const stopped = (await copiesOf(a, 'os')).find((copy) => copy.station === 'line-b')!;
+  assert.deepEqual([stopped.state, stopped.error], ['failed', 'the station stopped in the middle of the fetch; it starts over when it is back']);
+
+  await b.restart();
+  await waitFor("line-b's copy, complete", async () => (await copiesOf(a, 'os')).find((copy) => copy.station === 'line-b')?.state === 'complete');
+  assert.equal(proxy.faulted.length, 2, 'fetched again, from the start');
+  assert.equal(sha256(readFileSync(join(b.dataDir, (await b.server.services.images.requireImage('os')).file))), sha256(image));
 });
