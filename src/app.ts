@@ -10,7 +10,7 @@ import { crossOriginGuard } from './http/cross-origin-guard.js';
 import { deviceNetworkGuard } from './http/device-network.js';
 import { errorReply, redactUrl } from './http/error-reply.js';
 import { unavailablePage } from './dashboard/views/layout.js';
-import { stationAdminRoutes } from './stations/index.js';
+import { requireStation, stationAdminRoutes, stationPeerRoutes } from './stations/index.js';
 import { wholeNumberKeyword } from './http/whole-number.js';
 import type { AppError } from './shared/errors.js';
 import { imageAdminRoutes } from './images/routes.js';
@@ -75,6 +75,12 @@ export async function buildApp({ services, log }: AppOptions): Promise<FastifyIn
     await deviceApi.register(transferRoutes, { transfers: services.transfers, jobs: services.jobs });
     await deviceApi.register(deviceFilesRoutes, { deviceFiles: services.deviceFiles, jobs: services.jobs });
     await deviceApi.register(firstBootRoutes, { firstBoot: services.firstBoot });
+  });
+
+  // Other stations sharing the database: their secret, not the admin token (stations/secret.ts).
+  await app.register(async (peerApi) => {
+    peerApi.addHook('onRequest', requireStation(services.stationSecret));
+    await peerApi.register(stationPeerRoutes, { copies: services.copyServing, backupFile: (id) => services.backups.localFile(id) });
   });
 
   await app.register(async (adminApi) => {

@@ -33,6 +33,7 @@ export const ConfigSchema = Type.Object({
   forgetUnknownDevicesAfter: Type.Integer({ minimum: 0, description: 'days after which a device with no job, backup or setting of its own is forgotten; 0: never' }),
   database: Type.Optional(Type.String({ description: 'postgres://… shared by several stations; absent: SQLite in the data folder' })),
   station: Type.String({ description: "this server's name among the stations that share one database" }),
+  stationUrl: Type.Optional(Type.String({ description: 'where the other stations reach this one over the factory network, e.g. http://10.0.0.11:5000' })),
 });
 export type Config = Static<typeof ConfigSchema>;
 export type LogLevel = Config['logLevel'];
@@ -77,6 +78,7 @@ const OPTIONS = {
   forgetUnknownDevicesAfter: { parse: wholeNumber('days', '0: never'), fallback: 7 },
   database: { parse: parseDatabaseUrl, fallback: undefined },
   station: { parse: parseStationName, fallback: stationNameOf(hostname()) },
+  stationUrl: { parse: parsePublicUrl, fallback: undefined },
 } satisfies { [K in keyof Config]-?: OptionSpec<Config[K]> };
 
 export type ConfigKey = keyof typeof OPTIONS;

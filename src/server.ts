@@ -89,6 +89,7 @@ export async function startServer(
 
   await services.golden.start();
   await services.netboot.start();
+  await services.fetcher?.start();
   const watchdog = setInterval(guarded(log, 'ending stalled jobs', async () => {
     await services.stations.heartbeat();
     await services.jobs.failStalled();
@@ -122,6 +123,7 @@ export async function startServer(
       closing ??= (async () => {
         clearInterval(watchdog);
         clearInterval(sweeper);
+        await services.fetcher?.stop(); // a fetch cut here leaves nothing in images/ and starts over next time
         await services.golden.stop();
         await services.netboot.stop();
         await app.close();

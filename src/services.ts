@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { createAdminAuth } from './admin/auth.js';
@@ -12,7 +13,10 @@ import { createBackupStore } from './backups/store.js';
 import type { Config } from './config.js';
 import type { StationDatabase } from './db/database.js';
 import type { Channel } from './db/pg-channel.js';
-import { createStationService, createStationStore, relayStationEvents, singleStationEvents } from './stations/index.js';
+import {
+  createCopyFetcher, createCopyServing, createStationClient, createStationService, createStationStore, relayStationEvents, singleStationEvents, stationSecret,
+  type CopyFetcher,
+} from './stations/index.js';
 import { createLiveViews } from './dashboard/live.js';
 import { createDeviceService } from './devices/service.js';
 import { createIdentityCheck } from './devices/identity.js';
@@ -20,7 +24,9 @@ import { createNetbootService } from './netboot/service.js';
 import { resolveNetbootSettings, type InterfaceProbe } from './netboot/settings.js';
 import { createDeviceStore } from './devices/store.js';
 import { createGoldenWatcher } from './images/golden.js';
+import { createImageCopyStore } from './images/copies-store.js';
 import { createImageLibrary } from './images/library.js';
+import { aloneCopy, sharedCopy } from './images/local-copy.js';
 import { recheckBmapMaps } from './images/recheck-maps.js';
 import { createImageStore } from './images/store.js';
 import { createJobService } from './jobs/service.js';
@@ -61,12 +67,19 @@ export function createServices(options: ServiceOptions) {
   // What views and parked polls follow: this station's events, and the other stations' too.
   const stationEvents = channel ? relayStationEvents({ local: bus, channel, log: log.child({ module: 'stations' }) }) : singleStationEvents(bus);
   const transfersInFlight = createTransferRegistry(clock);
+  let secret: string | undefined; // the stations' shared secret, read at start (recover)
+  const stationClient = createStationClient({ station: config.station, secret: () => secret });
 
   const jobStore = createJobStore(database.db);
   const line = createLineSwitch(database.db);
   const deviceStore = createDeviceStore(database.db);
   const imageStore = createImageStore(database.db);
   const blockMaps = createBlockMapStore(database.db);
+  // Several stations on one PostgreSQL: each holds its own copy of every image, fetched from
+  // the others (stations/copy-fetcher.ts); alone (SQLite), every image's file is its own.
+  const shared = database.dialect === 'postgres';
+  const copyStore = createImageCopyStore(database.db);
+  let fetcher: CopyFetcher | undefined;
   const caches = createCacheBuilder({
     store: blockMaps,
     dataDir,
@@ -82,6 +95,9 @@ export function createServices(options: ServiceOptions) {
     bus,
     log: log.child({ module: 'images' }),
     imageInUse: jobStore.imageInUse,
+    station: config.station,
+    copies: copyStore,
+    local: shared ? sharedCopy({ copies: copyStore, images: imageStore, station: config.station, note: (id) => fetcher?.noteOf(id) }) : aloneCopy,
   });
   const deviceFiles = createDeviceFilesService({ store: createDeviceFilesStore(database.db), clock, bus, log: log.child({ module: 'device-files' }) });
   const firstBoot = createFirstBootService({
@@ -145,6 +161,8 @@ export function createServices(options: ServiceOptions) {
     clock,
     bus,
     log: log.child({ module: 'backups' }),
+    station: config.station,
+    fromStation: (name, path, what, options) => stations.fromStation(name, path, what, options),
   });
   const transfers = createTransferService({ jobs, images, backups, transfers: transfersInFlight, log: log.child({ module: 'transfers' }) });
   const records = createRecordService({ store: createRecordStore(database.db), jobs });
@@ -158,12 +176,30 @@ export function createServices(options: ServiceOptions) {
   const stations = createStationService({
     store: createStationStore(database.db),
     station: config.station,
-    url: null,
+    url: config.stationUrl ?? null,
     dialect: database.dialect,
     channelState: () => channel?.state() ?? 'single',
     parkedPolls: () => jobs.waitingPolls(),
     clock,
+    client: stationClient,
   });
+
+  fetcher = shared
+    ? createCopyFetcher({
+        copies: copyStore,
+        images: imageStore,
+        blockMaps,
+        client: stationClient,
+        station: config.station,
+        dataDir,
+        clock,
+        bus,
+        log: log.child({ module: 'copies' }),
+        // Deploys parked here for the copy can go now.
+        onComplete: () => jobs.wakeAll(),
+      })
+    : undefined;
+  const copyServing = createCopyServing({ images: imageStore, copies: copyStore, blockMaps, station: config.station, dataDir });
 
   /** What follows from a job's change, done before the change is announced (jobs/service.ts). */
   async function followJobChange(job: JobRow) {
@@ -181,6 +217,10 @@ export function createServices(options: ServiceOptions) {
   // Another station's order for a device parked here wakes its poll; another station's rule or
   // line change makes every parked device ask again (as this station's own changes do).
   stationEvents.onRemote('job.changed', ({ mac, state }) => state === 'queued' && jobs.wake(mac));
+  // An image added (or compressed, or copied) on another station may be one to fetch.
+  stationEvents.onRemote('image.changed', () => fetcher?.trigger());
+  // And one removed there: this station's copy of it goes too, once no deploy here needs it.
+  stationEvents.onRemote('image.changed', guarded(log, 'removing files of images removed on another station', () => images.sweepRetired()));
   stationEvents.onRemote('rules.changed', guarded(log, 'following another station\'s rules', async () => {
     await line.refresh();
     jobs.wakeAll();
@@ -195,6 +235,7 @@ export function createServices(options: ServiceOptions) {
     log.info('in touch with the other stations again');
     await line.refresh();
     jobs.wakeAll();
+    fetcher?.trigger();
   }));
   // So does a deploy whose first boot never called back (src/first-boot/): its next power cycle
   // or reboot brings it back to provisioning.
@@ -230,21 +271,29 @@ export function createServices(options: ServiceOptions) {
     live,
     blockMaps,
     caches,
+    /** Fetches this station's image copies from the others (PostgreSQL only); server.ts starts and stops it. */
+    fetcher,
+    copyServing,
+    stationClient,
+    /** The secret stations prove themselves with; undefined while this one is alone (SQLite). */
+    stationSecret: () => secret,
     /** Start-up housekeeping: what a previous process left half-done; a first admin password. */
     async recover(initialAdminPassword?: string) {
       await stations.announce();
+      if (shared) secret = await stationSecret(database.db);
       await line.refresh(); // whether the line is paused: read once, then kept in memory (rules/line.ts)
       await images.checkFiles(); // image files deleted or changed while the server was down: marked broken
       // Compressed caches that a previous run did not finish, and maps for images older than maps.
       for (const mapId of await blockMaps.needingCache()) {
         const file = await blockMaps.fileFor(mapId);
-        if (file) caches.enqueue({ mapId, rawPath: join(dataDir, file) });
+        // Compressed where the file is: another station's image or backup is not here.
+        if (file && existsSync(join(dataDir, file))) caches.enqueue({ mapId, rawPath: join(dataDir, file) });
       }
       // In the background: maps for images older than maps, and a one-time check of maps an
       // earlier version made from bmaps (images/recheck-maps.ts).
       guarded(log, 'mapping images', async () => {
         await images.mapOldImages();
-        await recheckBmapMaps({ store: imageStore, blockMaps, caches, pathOf: images.pathOf, clock, bus, log: log.child({ module: 'images' }) });
+        await recheckBmapMaps({ store: imageStore, blockMaps, caches, pathOf: images.pathOf, isLocal: images.isLocal, clock, bus, log: log.child({ module: 'images' }) });
       })();
       if (initialAdminPassword && !(await passwords.isSet())) {
         await passwords.set(initialAdminPassword);

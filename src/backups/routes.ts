@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
+import { sendRelayed } from '../http/relayed-reply.js';
 import { sendFile } from '../http/send-file.js';
 import { WholeNumber } from '../http/whole-number.js';
 import { BACKUP_PAGE_SIZE, MAX_BACKUP_PAGE, type BackupService } from './service.js';
@@ -10,6 +11,9 @@ const ListQuery = Type.Object({
   limit: Type.Optional(WholeNumber({ minimum: 1, maximum: MAX_BACKUP_PAGE, description: `default ${BACKUP_PAGE_SIZE}` })),
   cursor: Type.Optional(WholeNumber({ minimum: 1, description: "the `next` of the page before" })),
 });
+
+/** What a download from another station passes on of the request: which bytes, and of which version. */
+const PASSED_ON = ['range', 'if-range', 'if-none-match'] as const;
 
 /** Stored backups (admin token required): list, download (streamed, resumable), delete. */
 export const backupAdminRoutes: FastifyPluginAsyncTypebox<{ backups: BackupService }> = async (app, { backups }) => {
@@ -25,9 +29,12 @@ export const backupAdminRoutes: FastifyPluginAsyncTypebox<{ backups: BackupServi
     url: '/api/backups/:id/download',
     schema: { params: IdParams },
     handler: async (request, reply) => {
-      const backup = await backups.get(request.params.id);
-      const name = `backup-${backup.device_mac.replaceAll(':', '')}-${backup.id}.img`;
-      sendFile(request, reply, { path: backups.pathOf(backup), size: backup.size, etag: `sha256:${backup.sha256}`, downloadName: name });
+      const cut = new AbortController();
+      reply.raw.once('close', () => cut.abort()); // the requester went: so does the request to the other station
+      const headers = Object.fromEntries(PASSED_ON.flatMap((name) => (typeof request.headers[name] === 'string' ? [[name, request.headers[name]]] : [])));
+      const download = await backups.download(request.params.id, { method: request.method === 'HEAD' ? 'HEAD' : 'GET', headers, signal: cut.signal });
+      if ('relayed' in download) return sendRelayed(reply, download.relayed);
+      sendFile(request, reply, download.file);
       return reply;
     },
   });

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
+import type { FileToSend } from '../http/send-file.js';
 import type { ImageLibrary } from '../images/library.js';
-import { notFound } from '../shared/errors.js';
+import { conflict, notFound } from '../shared/errors.js';
 import { removeIfPresent } from '../shared/files.js';
 import { formatBytes } from '../shared/format.js';
 import { normalizeMac } from '../shared/mac.js';
@@ -12,7 +13,14 @@ export type { UploadOptions } from './intake.js';
 export interface BackupServiceDeps extends IntakeDeps {
   /** Where a backup goes when the operator turns it into an image. */
   images: Pick<ImageLibrary, 'adoptVerifiedFile' | 'view'>;
+  /** This station: a backup received by another one is on that one's disk. */
+  station?: string;
+  /** Asks the station that holds a backup for it (stations/service.ts fromStation). */
+  fromStation?: (station: string, path: string, what: string, options: { method?: 'GET' | 'HEAD'; headers?: Record<string, string>; signal?: AbortSignal }) => Promise<Response>;
 }
+
+/** What a download answers with: the file on this station, or the answer of the station that holds it. */
+export type BackupDownload = { file: FileToSend } | { relayed: Response };
 
 export interface BackupView {
   id: number;
@@ -69,6 +77,16 @@ export function createBackupService(deps: BackupServiceDeps) {
     return backup;
   }
 
+  /** The station whose disk holds the backup, when it is not this one (null: it is here). */
+  const elsewhere = (backup: BackupRow) => (backup.station !== null && deps.station !== undefined && backup.station !== deps.station ? backup.station : null);
+
+  const fileOf = (backup: BackupRow): FileToSend => ({
+    path: join(dataDir, backup.file),
+    size: backup.size,
+    etag: `sha256:${backup.sha256}`,
+    downloadName: `backup-${backup.device_mac.replaceAll(':', '')}-${backup.id}.img`,
+  });
+
   return {
     ...intake,
     view,
@@ -83,6 +101,24 @@ export function createBackupService(deps: BackupServiceDeps) {
     },
     get,
     pathOf: (backup: BackupRow) => join(dataDir, backup.file),
+    /**
+     * A download, from any station: the file when it is here, else streamed from the station
+     * that received it (Range, If-Range and the method passed on), so an operator gets any
+     * backup wherever they are logged in.
+     */
+    async download(id: number, request: { method: 'GET' | 'HEAD'; headers: Record<string, string>; signal?: AbortSignal }): Promise<BackupDownload> {
+      const backup = await get(id);
+      const station = elsewhere(backup);
+      if (station === null || !deps.fromStation) return { file: fileOf(backup) };
+      return { relayed: await deps.fromStation(station, `/api/station/backups/${id}`, `backup ${id}`, request) };
+    },
+    /** A backup whose file is on this station, for another station's request. */
+    async localFile(id: number): Promise<FileToSend> {
+      const backup = await get(id);
+      const station = elsewhere(backup);
+      if (station !== null) throw conflict(`backup ${id} is on station ${station}, not on ${deps.station}`);
+      return fileOf(backup);
+    },
 
     /**
      * Makes a backup deployable to other devices, as an image named `name`. The image is a hard
@@ -91,6 +127,8 @@ export function createBackupService(deps: BackupServiceDeps) {
      */
     async promoteToImage(id: number, name: string) {
       const backup = await get(id);
+      const station = elsewhere(backup);
+      if (station !== null) throw conflict(`backup ${id} is on station ${station}: promote it there (its file is on that station's disk)`);
       const image = await images.adoptVerifiedFile(join(dataDir, backup.file), {
         name,
         size: backup.size,

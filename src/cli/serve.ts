@@ -31,6 +31,7 @@ const FLAG_HELP: Record<ConfigKey, string> = {
   forgetUnknownDevicesAfter: 'days after which a device that never had a job or backup, and was not seen, is forgotten (default 7; 0: never)',
   database: 'postgres://user:password@host/db: one PostgreSQL shared by several stations (default: SQLite in the data folder)',
   station: "this server's name among stations sharing a database; its devices, image copies and backups are known by it (default: the host name)",
+  stationUrl: 'where the other stations reach this one, e.g. http://10.0.0.11:5000: they fetch image copies and backups from it (announced in the database)',
 };
 
 export function registerServeCommand(program: Command, cli: CliSurroundings) {

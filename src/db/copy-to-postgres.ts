@@ -46,11 +46,11 @@ export async function copySqliteToPostgres(sqlite: Db, client: pg.ClientBase, op
       for (const table of [...tables].reverse()) if (seeded.get(table)! > 0) await client.query(`DELETE FROM ${table}`);
       for (const table of tables) await copyTable(sqlite, client, table);
       await continueIdentities(client, tables);
-      if (options.station) await nameStation(client, options.station);
       for (const { table, rows } of counts) {
         const copied = Number((await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${table}`)).rows[0]!.n);
         if (copied !== rows) throw new Error(`${table}: ${rows} rows read, ${copied} in PostgreSQL`);
       }
+      if (options.station) await nameStation(client, options.station);
       await client.query('COMMIT');
     } catch (error) {
       await client.query('ROLLBACK');
@@ -113,6 +113,14 @@ async function nameStation(client: pg.ClientBase, station: string) {
   await client.query('UPDATE devices SET station = $1 WHERE registered_at IS NOT NULL', [station]);
   await client.query('UPDATE jobs SET station = $1 WHERE started_at IS NOT NULL', [station]);
   await client.query('UPDATE backups SET station = $1', [station]);
+  // Every image file in its data folder is its copy (alone, it recorded copies under whatever
+  // name it ran as, or none for images older than copies); its identity is the image row's then.
+  await client.query('DELETE FROM image_copies');
+  await client.query(
+    `INSERT INTO image_copies (image_id, station, state, bytes_done, bytes_total, file_identity, updated_at)
+     SELECT id, $1, 'complete', size, size, file_identity, created_at FROM images WHERE file_removed = 0`,
+    [station],
+  );
 }
 
 /** An identity column given explicit ids does not move its sequence: set it past the highest id. */

@@ -87,6 +87,18 @@ export interface DevicesTable {
   station: string | null;
 }
 
+export interface ImageCopiesTable {
+  image_id: number;
+  station: string;
+  state: string;
+  bytes_done: Generated<number>;
+  bytes_total: number | null;
+  source_station: string | null;
+  error: string | null;
+  file_identity: string | null;
+  updated_at: number;
+}
+
 export interface ImagesTable {
   id: Generated<number>;
   name: string;
@@ -272,6 +284,7 @@ export interface Schema {
   device_table_meta: DeviceTableMetaTable;
   device_table_rows: DeviceTableRowsTable;
   devices: DevicesTable;
+  image_copies: ImageCopiesTable;
   images: ImagesTable;
   job_files: JobFilesTable;
   jobs: JobsTable;

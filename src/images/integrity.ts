@@ -64,11 +64,23 @@ async function sha256OfFile(path: string): Promise<string> {
   return hash.digest('hex');
 }
 
+/**
+ * Where this station keeps what its own file looked like when it was last known intact. The
+ * inode and mtime differ from disk to disk: alone, the image row holds them; with several
+ * stations, each station's copy row does (images/local-copy.ts).
+ */
+export interface FileBaseline {
+  identityOf(image: ImageRow): Promise<string | null>;
+  save(image: ImageRow, facts: FileFacts): Promise<void>;
+}
+
 export interface IntegrityDeps {
   store: ImageStore;
   pathOf: (image: ImageRow) => string;
   bus: EventBus;
   log: Logger;
+  /** The image row's, unless given. */
+  baseline?: FileBaseline;
 }
 
 /**
@@ -77,7 +89,7 @@ export interface IntegrityDeps {
  * Size and the first and last MiB are checked every time; a new inode or mtime with those intact
  * means "changed somewhere, maybe": the whole sha256 is checked again in the background.
  */
-export function createIntegrityChecker({ store, pathOf, bus, log }: IntegrityDeps) {
+export function createIntegrityChecker({ store, pathOf, bus, log, baseline = rowBaseline(store) }: IntegrityDeps) {
   const verifying = new Map<number, Promise<void>>();
   /** Per image, the identity whose whole sha256 was found wrong: no use hashing it again. */
   const failed = new Map<number, string>();
@@ -92,8 +104,9 @@ export function createIntegrityChecker({ store, pathOf, bus, log }: IntegrityDep
     bus.emit('image.changed', { name: image.name });
   }
 
-  function verdict(image: ImageRow): string | null {
+  async function verdict(image: ImageRow): Promise<string | null> {
     if (image.size === 0) return 'it is empty (0 bytes): there is nothing to deploy';
+    const identity = await baseline.identityOf(image);
     const examined = examineFile(pathOf(image), image.size);
     if ('problem' in examined) return examined.problem;
     const { facts } = examined;
@@ -103,7 +116,7 @@ export function createIntegrityChecker({ store, pathOf, bus, log }: IntegrityDep
       return image.broken;
     }
     if (facts.edgesSha256 !== image.edges_sha256) return 'its file was changed: its first or last MiB differ from what was imported';
-    if (facts.identity === image.file_identity) return null;
+    if (facts.identity === identity) return null;
     verifyWhole(image, facts);
     return CHECKING;
   }
@@ -121,7 +134,7 @@ export function createIntegrityChecker({ store, pathOf, bus, log }: IntegrityDep
         failed.set(image.id, after.facts.identity);
         return mark(current, MISMATCH);
       }
-      await store.setBaseline(image.id, after.facts.identity, after.facts.edgesSha256);
+      await baseline.save(current, after.facts);
       failed.delete(image.id);
       await mark(current, null);
     })()
@@ -132,19 +145,13 @@ export function createIntegrityChecker({ store, pathOf, bus, log }: IntegrityDep
 
   /** Checks one image's file now; returns why it is broken, or null. */
   async function check(image: ImageRow): Promise<string | null> {
-    const reason = verdict(image);
+    const reason = await verdict(image);
     await mark(image, reason);
     return reason;
   }
 
   return {
     check,
-    /** At start: every image in the library. */
-    async checkAll(): Promise<number> {
-      let broken = 0;
-      for (const image of await store.list()) if ((await check(image)) !== null) broken += 1;
-      return broken;
-    },
     /** Why the image's file cannot be deployed now, or null; `checking`: a re-hash is under way, ask again later. */
     async problemOf(image: ImageRow): Promise<{ reason: string; checking: boolean } | null> {
       const reason = await check(image);
@@ -165,3 +172,11 @@ export function createIntegrityChecker({ store, pathOf, bus, log }: IntegrityDep
 }
 
 export type IntegrityChecker = ReturnType<typeof createIntegrityChecker>;
+
+/** A station alone: its file's identity is the image row's. */
+function rowBaseline(store: ImageStore): FileBaseline {
+  return {
+    identityOf: async (image) => image.file_identity,
+    save: (image, facts) => store.setBaseline(image.id, facts.identity, facts.edgesSha256),
+  };
+}

@@ -15,7 +15,9 @@ import type { CacheBuilder } from '../blockmap/cache-builder.js';
 import { consumeDecoded, DecodeError, decodeImage } from '../blockmap/decode.js';
 import { writeBlockImage } from '../blockmap/image-writer.js';
 import type { BlockMapStore } from '../blockmap/store.js';
+import type { ImageCopyStore } from './copies-store.js';
 import { baselineOf, createIntegrityChecker } from './integrity.js';
+import { aloneCopy, type LocalCopy } from './local-copy.js';
 import type { ImageRow, ImageSource, ImageStore, NewImage } from './store.js';
 
 /** The library name under which the data dir's golden.img is published. */
@@ -37,6 +39,16 @@ export interface ImageView {
   broken: string | null;
   /** What a device must write: the ranges that hold data (the rest it may leave discarded). */
   block_map: BlockMapView | null;
+  /** Each station's copy of its file (several stations on one PostgreSQL; issue 15). */
+  copies: CopyView[];
+}
+
+export interface CopyView {
+  station: string;
+  state: 'fetching' | 'complete' | 'failed';
+  bytes_done: number;
+  bytes_total: number | null;
+  error: string | null;
 }
 
 export interface BlockMapView {
@@ -73,6 +85,12 @@ export interface ImageLibraryDeps {
   log: Logger;
   /** True while a queued or running job needs the image's bytes. */
   imageInUse: (imageId: number) => Promise<boolean>;
+  /** This station: an image added here has its copy recorded complete with its row. */
+  station?: string;
+  /** Every station's copies, for the views and the sweep of retired files. */
+  copies?: ImageCopyStore;
+  /** Whether this station holds an image's file yet; alone, it holds them all. */
+  local?: LocalCopy;
 }
 
 export interface AddImageOptions {
@@ -88,12 +106,14 @@ export interface AddImageOptions {
 }
 
 export function createImageLibrary(deps: ImageLibraryDeps) {
-  const { store, blockMaps, caches, dataDir, clock, bus, log, imageInUse } = deps;
+  const { store, blockMaps, caches, dataDir, clock, bus, log, imageInUse, station, copies, local = aloneCopy } = deps;
   const imports = new Map<string, ImportProgress>();
   /** bmaps uploaded ahead of their image (two requests: the XML, then the image naming it). */
   const pendingBmaps = new Map<string, { bmap: Bmap; expires: number }>();
   const absolute = (image: Pick<ImageRow, 'file'>) => join(dataDir, image.file);
-  const integrity = createIntegrityChecker({ store, pathOf: absolute, bus, log });
+  const integrity = createIntegrityChecker({ store, pathOf: absolute, bus, log, baseline: local.baseline });
+  /** Whether this station's copy is complete: only then is its file read, checked or sent. */
+  const isLocal = async (image: ImageRow) => (await local.waiting(image)) === null;
 
   async function viewWith(image: ImageRow, defaultName: string | undefined): Promise<ImageView> {
     return {
@@ -108,6 +128,7 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
       in_use: await imageInUse(image.id),
       broken: image.broken,
       block_map: image.block_map_id === null ? null : await mapView(image.block_map_id),
+      copies: (await copies?.ofImage(image.id))?.map(({ station, state, bytes_done, bytes_total, error }) => ({ station, state, bytes_done, bytes_total, error })) ?? [],
     };
   }
 
@@ -230,7 +251,7 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
    * gets the same sentence as an early refusal.
    */
   async function addRow(image: NewImage, replacing?: number): Promise<ImageRow> {
-    const added = await store.add(image, clock.now(), replacing);
+    const added = await store.add(image, clock.now(), replacing, station);
     if (!added) throw conflict(`an image named '${image.name}' already exists`);
     return added;
   }
@@ -247,12 +268,18 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
     }
   }
 
-  /** Deletes the files of retired images that no active job still streams (the deletions go on in the background). */
+  /**
+   * Deletes the files of retired images that no active job still streams (the deletions go on in
+   * the background). Each station deletes its own copy's: a row of it stays until it has.
+   */
   async function sweepRetired() {
-    for (const image of await store.retiredWithFiles()) {
+    const retired = new Map((await store.retiredWithFiles()).map((image) => [image.id, image]));
+    if (copies && station !== undefined) for (const image of await copies.retiredAt(station)) retired.set(image.id, image);
+    for (const image of retired.values()) {
       if (await imageInUse(image.id)) continue;
       removeIfPresent(absolute(image))
         .then(() => store.markFileRemoved(image.id))
+        .then(() => (station === undefined ? undefined : copies?.remove(image.id, station)))
         .catch((error: Error) => log.warn({ image: image.name, err: error }, 'could not remove a retired image file'));
     }
   }
@@ -322,6 +349,7 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
   /** Images stored before block maps existed get theirs, in the background, once. */
   async function mapOldImages() {
     for (const image of await store.withoutBlockMap()) {
+      if (!(await isLocal(image))) continue; // mapped where its file is
       try {
         const scanned = await writeBlockImage(createReadStream(absolute(image), { highWaterMark: STREAM_CHUNK_BYTES }), null);
         const mapId = await blockMaps.add(scanned, clock.now());
@@ -391,7 +419,9 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
     },
     /**
      * The image a deploy uses: the one named, else the default, else a sentence saying what to
-     * do; its file checked first (assertDeployable).
+     * do. Its stored file is checked first (there, its size, its first and last MiB, its inode
+     * and mtime; a millisecond or so): a 409 names the image and the reason unless it is intact,
+     * and a broken one is marked (ImageView.broken) and logged once.
      */
     async resolveForDeploy(name: string | undefined): Promise<ImageRow> {
       const fallback = name || (await effectiveDefaultName());
@@ -399,18 +429,26 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
         throw conflict("there is no image to deploy: add one (cm4prov image add FILE --default) or put golden.img in the server's data folder");
       }
       const image = await requireImage(fallback);
-      await integrity.assertDeployable(image);
+      // Not on this station yet: its deploy is accepted and waits here for the copy.
+      if (await isLocal(image)) await integrity.assertDeployable(image);
       return image;
     },
     /**
-     * Checks an image's stored file (there, its size, its first and last MiB, its inode and
-     * mtime; a millisecond or so, read synchronously) and throws a 409 naming the image and the
-     * reason unless it is intact; a broken one is marked (ImageView.broken) and logged once.
+     * Why a deploy of the image cannot be handed out here now, or null. `checking`: it waits
+     * (a re-hash under way, or this station's copy not complete yet); ask again later.
      */
-    assertDeployable: (image: ImageRow) => integrity.assertDeployable(image),
-    fileProblem: (image: ImageRow) => integrity.problemOf(image),
-    /** At start: checks every image's file; returns how many are broken. */
-    checkFiles: () => integrity.checkAll(),
+    async fileProblem(image: ImageRow): Promise<{ reason: string; checking: boolean } | null> {
+      const waiting = await local.waiting(image);
+      if (waiting) return { reason: `not on this station yet: ${waiting}`, checking: true };
+      return integrity.problemOf(image);
+    },
+    isLocal,
+    /** At start: checks the file of every image this station holds; returns how many are broken. */
+    async checkFiles(): Promise<number> {
+      let broken = 0;
+      for (const image of await store.list()) if ((await isLocal(image)) && (await integrity.check(image)) !== null) broken += 1;
+      return broken;
+    },
     /** Resolves when background re-hashes of changed files have finished. */
     integrityIdle: () => integrity.idle(),
     async setDefault(name: string) {

@@ -16,6 +16,8 @@ export interface MapRecheckDeps {
   blockMaps: BlockMapStore;
   caches: CacheBuilder;
   pathOf: (image: ImageRow) => string;
+  /** Whether this station holds the image's file (several stations: the ones with it check it). */
+  isLocal?: (image: ImageRow) => Promise<boolean>;
   clock: Clock;
   bus: EventBus;
   log: Logger;
@@ -48,7 +50,7 @@ export async function recheckBmapMaps(deps: MapRecheckDeps): Promise<number> {
   let replaced = 0;
   for (const image of await store.list()) {
     const map = image.block_map_id === null ? undefined : await blockMaps.get(image.block_map_id);
-    if (!map?.needs_recheck) continue;
+    if (!map?.needs_recheck || (deps.isLocal && !(await deps.isLocal(image)))) continue;
     try {
       if (await chunksMatch(pathOf(image), await blockMaps.plainChunks(map.id))) {
         await blockMaps.markRechecked(map.id);

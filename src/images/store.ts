@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import { inTransaction, type Queries } from '../db/database.js';
 import { isUniqueViolation } from '../db/errors.js';
+import { createImageCopyStore } from './copies-store.js';
 
 export type ImageSource = 'upload' | 'golden' | 'backup';
 
@@ -37,20 +38,23 @@ export function createImageStore(db: Queries) {
 
   return {
     /**
-     * Adds an image; when `replacing` is given that version is retired in the same transaction.
+     * Adds an image; when `replacing` is given that version is retired in the same transaction,
+     * and with `station` that station's copy is recorded complete in it too (its file is in place).
      * Undefined when an active image holds the name already (the unique index images_one_active_name:
      * another request or station added it first); then nothing changed.
      */
-    async add(image: NewImage, now: number, replacing?: number): Promise<ImageRow | undefined> {
+    async add(image: NewImage, now: number, replacing?: number, station?: string): Promise<ImageRow | undefined> {
       try {
         return await inTransaction(db, async (tx) => {
           if (replacing !== undefined) await retire(tx, replacing, now);
           const { name, file, size, sha256, source, origin, block_map_id, file_identity, edges_sha256 } = image;
-          return (await tx
+          const added = (await tx
             .insertInto('images')
             .values({ name, file, size, sha256, source, origin, block_map_id, file_identity, edges_sha256, created_at: now })
             .returningAll()
             .executeTakeFirstOrThrow()) as ImageRow;
+          if (station !== undefined) await createImageCopyStore(tx).addComplete(added.id, station, size, file_identity, now);
+          return added;
         });
       } catch (error) {
         if (isUniqueViolation(error)) return undefined;
@@ -82,6 +86,10 @@ export function createImageStore(db: Queries) {
     },
     setBaseline: async (id: number, identity: string, edgesSha256: string) => {
       await db.updateTable('images').set({ file_identity: identity, edges_sha256: edgesSha256 }).where('id', '=', id).execute();
+    },
+    /** What the first and last MiB hash to: the same on every station's copy. */
+    setEdges: async (id: number, edgesSha256: string) => {
+      await db.updateTable('images').set({ edges_sha256: edgesSha256 }).where('id', '=', id).execute();
     },
     /** True when this changed it: of two checks finding the same, only one says so. */
     setBroken: async (id: number, reason: string | null) => {

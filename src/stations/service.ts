@@ -1,6 +1,8 @@
 import type { Dialect } from '../db/dialect.js';
 import type { ChannelState } from '../db/pg-channel.js';
 import type { Clock } from '../shared/clock.js';
+import { AppError } from '../shared/errors.js';
+import { PeerError, type StationClient } from './client.js';
 import type { StationStore } from './store.js';
 
 /** A station unheard of for this long is shown as down (it beats every few seconds while it runs). */
@@ -26,12 +28,32 @@ export function createStationService(deps: {
   channelState: () => ChannelState | 'single';
   parkedPolls: () => number;
   clock: Clock;
+  client: StationClient;
 }) {
   const { store, clock } = deps;
+  const unavailable = (message: string) => new AppError(503, 'station_unavailable', message, { 'retry-after': '30' });
   return {
     /** At start: this station's row, created or refreshed. */
     announce: () => store.announce(deps.station, deps.url, clock.now()),
     heartbeat: () => store.heartbeat(deps.station, clock.now()),
+    /**
+     * Asks station `name` for `path` on its station routes (what: "backup 7", for the sentence).
+     * Any answer of it comes back; a station that is down, gave no url or cannot be reached is a
+     * 503 naming it.
+     */
+    async fromStation(name: string, path: string, what: string, options: { method?: 'GET' | 'HEAD'; headers?: Record<string, string>; signal?: AbortSignal } = {}): Promise<Response> {
+      const peer = await store.get(name);
+      if (!peer?.url) throw unavailable(`${what} is on station ${name}, which gave no --station-url: the other stations cannot reach it; download it there`);
+      if (clock.now() - peer.last_seen_at >= STATION_DOWN_AFTER_MS) {
+        throw unavailable(`${what} is on station ${name}, which is down (last heard from ${new Date(peer.last_seen_at).toISOString()}); try again once it is back`);
+      }
+      try {
+        return await deps.client.request({ name, url: peer.url }, path, options);
+      } catch (error) {
+        if (error instanceof PeerError) throw unavailable(`${what} is on station ${name}, which cannot be reached: ${error.message}`);
+        throw error;
+      }
+    },
     async view(): Promise<StationsView> {
       const now = clock.now();
       const rows = await store.list();

@@ -28,6 +28,7 @@ test('backup promote makes a backup the real client took an image, default on re
     [['golden-from-bench', emmcSha, 8 * 1024 * 1024, true, 'backup']],
   );
   assert.match((await runCli(['image', 'list'], env)).stdout, /^golden-from-bench\s+8\.00 MiB/m);
+  assert.deepEqual(images[0].copies.map((c: any) => [c.station, c.state, c.bytes_done]), [[server.server.services.config.station, 'complete', 8 * 1024 * 1024]], 'its copy on this station, complete');
 
   // Without --name: the dashboard's suggestion; not made default.
   const named = await runCli(['backup', 'promote', String(backupId), '--json'], env);

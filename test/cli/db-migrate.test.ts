@@ -60,6 +60,11 @@ test('db migrate: refused while the server runs, a dry run counts, the copy move
   const image = await onPostgres.admin('GET', '/api/images/raspios');
   assert.equal(image.status, 200, JSON.stringify(image.body));
   assert.equal(image.body.broken ?? null, null, 'its file is where the metadata says');
+  assert.deepEqual(
+    image.body.copies.map((copy: { station: string; state: string }) => [copy.station, copy.state]),
+    [['line-1', 'complete']],
+    'its file is the station\'s complete copy, under the name it moved with',
+  );
 });
 
 test('db migrate refuses a URL that is not PostgreSQL, and a PostgreSQL it cannot reach, each with a sentence', async (t) => {

@@ -91,6 +91,8 @@ test('golden.img in the data dir is the default image, hashed once at start', as
   assert.equal(image.sha256, goldenSha);
   assert.equal(image.source, 'golden');
   assert.equal(image.default, true);
+  const station = server.server.services.config.station;
+  assert.deepEqual(image.copies.map((copy: { station: string; state: string }) => [copy.station, copy.state]), [[station, 'complete']], 'its copy here, complete');
   await server.restart();
   assert.equal((await listImages(server)).length, 1, 'the same version is not imported twice');
 });

@@ -1,13 +1,11 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test, type TestContext } from 'node:test';
-import { CLI } from '../helpers/cli.js';
+import { test } from 'node:test';
 import { runClient } from '../helpers/device-client.js';
 import { makeFakeEmmc } from '../helpers/files.js';
 import { createNetbootLab, inNamespace, requireRoot, type NetbootLab } from '../helpers/netns.js';
 import { startTestPostgres } from '../helpers/postgres.js';
+import { startStation } from '../helpers/stations.js';
 import { tempDir } from '../helpers/server.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -16,42 +14,6 @@ import { waitFor } from '../helpers/wait.js';
 // database listens on a Unix socket only; both namespaces reach it through the file system.
 
 const MAC = 'dc:a6:32:00:00:01';
-
-interface Station {
-  name: string;
-  base: string;
-  admin(method: string, path: string, body?: unknown): Promise<{ status: number; body: any }>;
-}
-
-/** `cm4prov serve` on PostgreSQL inside the lab's server namespace, as station `name`. */
-async function startStation(t: TestContext, lab: NetbootLab, name: string, database: string): Promise<Station> {
-  const dataDir = mkdtempSync(join(tmpdir(), `cm4prov-${name}-`));
-  t.after(() => rmSync(dataDir, { recursive: true, force: true }));
-  const server = lab.spawnIn(lab.serverNs, process.execPath, [
-    CLI, 'serve', '--host', '0.0.0.0', '--port', '5000', '--data-dir', dataDir, '--database', database, '--station', name,
-    '--public-url', 'http://10.20.50.1:5000', '--log-level', 'warn',
-  ]);
-  let output = '';
-  server.stdout!.on('data', (chunk) => (output += chunk));
-  server.stderr!.on('data', (chunk) => (output += chunk));
-  const base = `http://${lab.adminAddress}:5000`;
-  await waitFor(`station ${name} in its namespace`, () => fetch(`${base}/api/stations`).then((r) => r.status === 401, () => false), 30_000, 200).catch((error: Error) => {
-    throw new Error(`${error.message}\n${output}`);
-  });
-  const token = readFileSync(join(dataDir, 'admin-token'), 'utf8').trim();
-  return {
-    name,
-    base,
-    async admin(method, path, body) {
-      const response = await fetch(`${base}${path}`, {
-        method,
-        headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-        body: body ? JSON.stringify(body) : undefined,
-      });
-      return { status: response.status, body: (await response.json()) as any };
-    },
-  };
-}
 
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 

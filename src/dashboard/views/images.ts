@@ -17,10 +17,18 @@ function broken(image: ImageView): SafeHtml | string {
   return html` <span class="badge badge-failed">broken</span><span class="error-text">Not deployable: ${image.broken}.</span>`;
 }
 
+/** Stations still without a whole copy (several stations on one PostgreSQL): "on line-b: fetching 45%". */
+function copies(image: ImageView): SafeHtml | string {
+  const notes = image.copies
+    .filter((copy) => copy.state !== 'complete')
+    .map((copy) => (copy.state === 'failed' ? `on ${copy.station}: fetch failed, retrying` : `on ${copy.station}: fetching ${copy.bytes_total ? Math.floor((100 * copy.bytes_done) / copy.bytes_total) : 0}%`));
+  return notes.length ? html`<span class="sub" title="${image.copies.find((copy) => copy.error)?.error ?? ''}">${notes.join(' · ')}</span>` : '';
+}
+
 export function imageRows(images: ImageView[], imports: ImportProgress[]): SafeHtml {
   const rows = images.map(
     (image) => html`<tr id="image-${image.id}">
-  <th scope="row" data-label="Name">${image.name}${image.default ? html` <span class="badge badge-default">default</span>` : ''}${broken(image)}</th>
+  <th scope="row" data-label="Name">${image.name}${image.default ? html` <span class="badge badge-default">default</span>` : ''}${broken(image)}${copies(image)}</th>
   <td data-label="Size" class="nowrap">${bytes(image.size)}</td>
   <td data-label="Mapped">${mapped(image)}</td>
   <td data-label="sha256"><code class="hash" title="${image.sha256}">${image.sha256}</code></td>

@@ -14,3 +14,22 @@ CREATE TABLE stations (
   started_at    INTEGER NOT NULL,
   last_seen_at  INTEGER NOT NULL
 );
+
+-- Each station keeps its own copy of every image in its own data folder (the image rows and
+-- block maps are shared): where an image is added its copy is complete at once; the other
+-- stations fetch theirs from a station that has one (src/stations/copy-fetcher.ts). A deploy
+-- is handed out only where the copy is complete.
+CREATE TABLE image_copies (
+  image_id        INTEGER NOT NULL REFERENCES images(id),
+  station         TEXT NOT NULL,
+  state           TEXT NOT NULL CHECK (state IN ('fetching', 'complete', 'failed')),
+  bytes_done      INTEGER NOT NULL DEFAULT 0,
+  bytes_total     INTEGER,
+  source_station  TEXT,
+  error           TEXT,
+  -- "inode:mtime" of this station's file, for its cheap integrity check (images.file_identity
+  -- is the first station's: inodes differ from disk to disk).
+  file_identity   TEXT,
+  updated_at      INTEGER NOT NULL,
+  PRIMARY KEY (image_id, station)
+);

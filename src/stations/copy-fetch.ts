@@ -1,0 +1,235 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { decompress } from 'zstd-napi';
+import type { BlockMapRow, ChunkRow } from '../blockmap/store.js';
+import type { ImageRow } from '../images/store.js';
+import { removeIfPresent, STREAM_CHUNK_BYTES } from '../shared/files.js';
+import { expectStatus, PeerError, type Peer, type StationClient } from './client.js';
+
+/** Why a copy could not be made, in words for image_copies.error and the log. */
+export class CopyError extends Error {
+  override name = 'CopyError';
+}
+
+export interface CopyJob {
+  image: ImageRow;
+  map: BlockMapRow;
+  /** The map's chunks, in order, each with its frame in the cache (zoffset, zlength). */
+  chunks: ChunkRow[];
+  peer: Peer;
+}
+
+/** The fetched files, in `<data-dir>/tmp/`, checked whole: the caller moves them into place or removes them. */
+export interface FetchedCopy {
+  imagePath: string;
+  cachePath: string;
+}
+
+/** A stream cut this many times in a row without a frame arriving fails the fetch. */
+const CUTS_WITHOUT_PROGRESS = 3;
+/** Unmapped gaps closer than this are fetched in one request (the chunk between is skipped). */
+const GAP_MERGE_BYTES = 1024 * 1024;
+const ZEROS = Buffer.alloc(1024 * 1024);
+
+/**
+ * The bytes a station fetches of an image: its mapped chunks, and for a map made from a bmap
+ * the unmapped gaps too (bmaptool leaves out blocks that may hold data; a map of zeros leaves
+ * out only zeros, which stay holes).
+ */
+export function bytesToFetch(image: ImageRow, map: BlockMapRow): number {
+  return map.source === 'bmap' ? image.size : map.mapped_bytes;
+}
+
+const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+function isZero(data: Buffer): boolean {
+  for (let at = 0; at < data.length; at += ZEROS.length) {
+    const n = Math.min(ZEROS.length, data.length - at);
+    if (data.compare(ZEROS, 0, n, at, at + n) !== 0) return false;
+  }
+  return true;
+}
+
+/**
+ * Fetches another station's copy of an image: its zstd chunk stream (the frames devices get,
+ * Range from the first frame still missing), each frame decoded and hashed against the map and
+ * written at its chunk's offset, the frames kept as this station's cache file; then the gaps
+ * of a bmap's map as raw bytes; then the whole file hashed against the image's sha256. With a
+ * map of zeros everything outside the chunks is zeros, so the whole file is hashed as the chunks
+ * come, in order, and not read again.
+ */
+export async function fetchCopy(job: CopyJob, deps: { client: StationClient; dataDir: string; signal: AbortSignal; onProgress: (bytes: number) => void }): Promise<FetchedCopy> {
+  const { image, map, chunks } = job;
+  checkFramesContiguous(chunks, map.cache_bytes ?? 0);
+  const stem = join(deps.dataDir, 'tmp', `copy-${image.id}-${randomUUID()}`);
+  const fetched = { imagePath: `${stem}.img`, cachePath: `${stem}.zst` };
+  let imageFile: FileHandle | undefined;
+  let cacheFile: FileHandle | undefined;
+  try {
+    imageFile = await open(fetched.imagePath, 'wx', 0o640);
+    cacheFile = await open(fetched.cachePath, 'wx', 0o640);
+    await imageFile.truncate(image.size); // holes until written: the file stays sparse
+    let done = 0;
+    const progress = (bytes: number) => deps.onProgress((done += bytes));
+    const inOrder = map.source === 'zeros' ? inOrderHash() : undefined;
+    await fetchFrames(job, { image: imageFile, cache: cacheFile }, deps, progress, inOrder);
+    if (map.source === 'bmap') await fetchGaps(job, imageFile, deps, progress);
+    await Promise.all([imageFile.sync(), cacheFile.sync()]);
+    await Promise.all([imageFile.close(), cacheFile.close()]);
+    [imageFile, cacheFile] = [undefined, undefined];
+    const whole = inOrder ? inOrder.digest(image.size) : await sha256OfFile(fetched.imagePath, deps.signal);
+    if (whole !== image.sha256) throw new CopyError(`the copy from ${job.peer.name} hashes to ${whole}, not to the image's sha256 ${image.sha256}`);
+    return fetched;
+  } catch (error) {
+    await imageFile?.close().catch(() => undefined);
+    await cacheFile?.close().catch(() => undefined);
+    await Promise.all([removeIfPresent(fetched.imagePath), removeIfPresent(fetched.cachePath)]);
+    throw error;
+  }
+}
+
+/** The cache holds every frame, in chunk order, one after the other: one Range fetches a run of them. */
+function checkFramesContiguous(chunks: ChunkRow[], cacheBytes: number) {
+  let at = 0;
+  for (const chunk of chunks) {
+    if (chunk.zoffset !== at || chunk.zlength === null) throw new CopyError(`the map's frame of chunk ${chunk.idx} is not where the one before it ends`);
+    at += chunk.zlength;
+  }
+  if (at !== cacheBytes) throw new CopyError(`the map's frames end at byte ${at} of a ${cacheBytes}-byte cache`);
+}
+
+/** sha256 of a file written in order of offset, whatever lies between the pieces being zeros. */
+function inOrderHash() {
+  const hash = createHash('sha256');
+  let at = 0;
+  const zerosTo = (offset: number) => {
+    for (; at < offset; at += Math.min(ZEROS.length, offset - at)) hash.update(ZEROS.subarray(0, Math.min(ZEROS.length, offset - at)));
+  };
+  return {
+    push(offset: number, data: Buffer) {
+      zerosTo(offset);
+      hash.update(data);
+      at += data.length;
+    },
+    digest(size: number) {
+      zerosTo(size);
+      return hash.digest('hex');
+    },
+  };
+}
+
+async function fetchFrames(
+  job: CopyJob,
+  files: { image: FileHandle; cache: FileHandle },
+  deps: { client: StationClient; signal: AbortSignal },
+  progress: (bytes: number) => void,
+  inOrder: ReturnType<typeof inOrderHash> | undefined,
+) {
+  const { image, map, chunks, peer } = job;
+  let frame = Buffer.alloc(0);
+  let next = 0;
+  let cuts = 0;
+  // One frame's writes in flight while the next is decoded and hashed (the disk works meanwhile).
+  let writing: Promise<unknown> = Promise.resolve();
+  const take = async (chunk: ChunkRow, bytes: Buffer) => {
+    let decoded: Buffer;
+    try {
+      decoded = decompress(bytes);
+    } catch (error) {
+      throw new CopyError(`chunk ${chunk.idx} (at byte ${chunk.offset}) from ${peer.name} is not a zstd frame (${(error as Error).message})`);
+    }
+    if (decoded.length !== chunk.length || sha256(decoded) !== chunk.sha256) {
+      throw new CopyError(`chunk ${chunk.idx} (at byte ${chunk.offset}) from ${peer.name} does not hash to the map's sha256: the copy there is damaged`);
+    }
+    inOrder?.push(chunk.offset, decoded);
+    await writing;
+    writing = Promise.all([files.cache.write(bytes, 0, bytes.length, chunk.zoffset!), files.image.write(decoded, 0, decoded.length, chunk.offset)]);
+    writing.catch(() => undefined); // surfaces at the next await of it
+    progress(chunk.length);
+  };
+  while (next < chunks.length) {
+    const from = chunks[next]!.zoffset!;
+    const last = map.cache_bytes! - 1;
+    const before = next;
+    let filled = 0;
+    try {
+      const response = await expectStatus(peer, await deps.client.request(peer, `/api/station/images/${image.id}/chunks`, { headers: { range: `bytes=${from}-${last}` }, signal: deps.signal }), 206);
+      const range = response.headers.get('content-range');
+      if (range !== `bytes ${from}-${last}/${map.cache_bytes}`) throw new CopyError(`station ${peer.name} sent the chunk stream's ${range ?? 'whole body'}, not bytes ${from}-${last}/${map.cache_bytes}`);
+      for await (const piece of response.body as unknown as AsyncIterable<Uint8Array>) {
+        for (let at = 0; at < piece.length; ) {
+          const chunk = chunks[next];
+          if (!chunk) throw new CopyError(`station ${peer.name} sent more than the map's frames`);
+          if (filled === 0) frame = Buffer.allocUnsafe(chunk.zlength!); // its own: written while the next one fills
+          const n = Math.min(chunk.zlength! - filled, piece.length - at);
+          frame.set(piece.subarray(at, at + n), filled);
+          filled += n;
+          at += n;
+          if (filled < chunk.zlength!) continue;
+          await take(chunk, frame.subarray(0, filled));
+          filled = 0;
+          next += 1;
+        }
+      }
+      if (next < chunks.length) throw new Error('the stream ended early');
+    } catch (error) {
+      // Not reached, or refused: the fetch fails now (and is tried again later).
+      if (deps.signal.aborted || error instanceof CopyError || error instanceof PeerError) throw error;
+      // Cut in the middle (a network hiccup): go on from the first frame not taken whole.
+      cuts = next > before ? 1 : cuts + 1;
+      if (cuts >= CUTS_WITHOUT_PROGRESS) throw new CopyError(`the chunk stream from ${peer.name} broke off at chunk ${next}: ${(error as Error).message}`);
+    }
+  }
+  await writing;
+}
+
+/** The ranges outside every chunk, and the requests that fetch them (near ones together). */
+export function gapRequests(chunks: Array<{ offset: number; length: number }>, size: number, mergeBytes = GAP_MERGE_BYTES) {
+  const gaps: Array<{ start: number; end: number }> = [];
+  let at = 0;
+  for (const chunk of chunks) {
+    if (chunk.offset > at) gaps.push({ start: at, end: chunk.offset });
+    at = chunk.offset + chunk.length;
+  }
+  if (size > at) gaps.push({ start: at, end: size });
+  const requests: Array<{ start: number; end: number; gaps: typeof gaps }> = [];
+  for (const gap of gaps) {
+    const open = requests.at(-1);
+    if (open && gap.start - open.end <= mergeBytes) {
+      open.end = gap.end;
+      open.gaps.push(gap);
+    } else requests.push({ start: gap.start, end: gap.end, gaps: [gap] });
+  }
+  return requests;
+}
+
+/** A bmap's unmapped gaps, raw: written where they are not zeros (the rest stays holes). */
+async function fetchGaps(job: CopyJob, file: FileHandle, deps: { client: StationClient; signal: AbortSignal }, progress: (bytes: number) => void) {
+  const { image, chunks, peer } = job;
+  for (const request of gapRequests(chunks, image.size)) {
+    const wanted = `bytes ${request.start}-${request.end - 1}/${image.size}`;
+    const response = await expectStatus(peer, await deps.client.request(peer, `/api/station/images/${image.id}/raw`, { headers: { range: `bytes=${request.start}-${request.end - 1}` }, signal: deps.signal }), 206);
+    if (response.headers.get('content-range') !== wanted) throw new CopyError(`station ${peer.name} sent the image's ${response.headers.get('content-range') ?? 'whole file'}, not ${wanted}`);
+    let position = request.start;
+    for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+      const piece = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+      for (const gap of request.gaps) {
+        const start = Math.max(gap.start, position);
+        const end = Math.min(gap.end, position + piece.length);
+        if (start >= end) continue;
+        const part = piece.subarray(start - position, end - position);
+        if (!isZero(part)) await file.write(part, 0, part.length, start);
+        progress(part.length);
+      }
+      position += piece.length;
+    }
+    if (position !== request.end) throw new CopyError(`the image's bytes from ${peer.name} ended at ${position}, not ${request.end}`);
+  }
+}
+
+async function sha256OfFile(path: string, signal: AbortSignal): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path, { highWaterMark: STREAM_CHUNK_BYTES, signal })) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}

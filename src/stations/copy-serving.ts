@@ -1,0 +1,37 @@
+import { join } from 'node:path';
+import type { BlockMapStore } from '../blockmap/store.js';
+import type { FileToSend } from '../http/send-file.js';
+import type { ImageCopyStore } from '../images/copies-store.js';
+import type { ImageRow, ImageStore } from '../images/store.js';
+import { conflict, notFound } from '../shared/errors.js';
+
+/**
+ * What this station gives the others of its image copies: the zstd chunk stream (the frames
+ * devices get) and the raw bytes (for a bmap's unmapped gaps). Only from a complete copy.
+ */
+export function createCopyServing(deps: { images: Pick<ImageStore, 'get'>; copies: ImageCopyStore; blockMaps: BlockMapStore; station: string; dataDir: string }) {
+  const { images, copies, blockMaps, station, dataDir } = deps;
+
+  async function completeCopy(imageId: number): Promise<ImageRow> {
+    const image = await images.get(imageId);
+    if (!image || image.retired_at !== null) throw notFound(`there is no image ${imageId}`);
+    const copy = await copies.get(imageId, station);
+    if (copy?.state !== 'complete') throw conflict(`station ${station} has no complete copy of image '${image.name}'`);
+    return image;
+  }
+
+  return {
+    async chunksFile(imageId: number): Promise<FileToSend> {
+      const image = await completeCopy(imageId);
+      const map = image.block_map_id === null ? undefined : await blockMaps.get(image.block_map_id);
+      if (!map?.cache_file) throw conflict(`image '${image.name}' has no compressed chunks yet`);
+      return { path: join(dataDir, map.cache_file), size: map.cache_bytes!, etag: `zstd-chunks:${image.sha256}` };
+    },
+    async rawFile(imageId: number): Promise<FileToSend> {
+      const image = await completeCopy(imageId);
+      return { path: join(dataDir, image.file), size: image.size, etag: `sha256:${image.sha256}` };
+    },
+  };
+}
+
+export type CopyServing = ReturnType<typeof createCopyServing>;

@@ -1,0 +1,176 @@
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { test, type TestContext } from 'node:test';
+import pg from 'pg';
+import { imageRows } from '../../src/dashboard/views/images.js';
+import { gapRequests } from '../../src/stations/copy-fetch.js';
+import { STATION_SECRET_HEADER } from '../../src/stations/secret.js';
+import { legacyBmap } from '../blockmap/bmaptool.js';
+import { startFaultProxy, type Fault } from '../helpers/fault-proxy.js';
+import { freePort } from '../helpers/ports.js';
+import { startTestPostgres } from '../helpers/postgres.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+import { waitFor } from '../helpers/wait.js';
+
+// Image copies between stations (issue 15), two stations in this process on loopback sharing one
+// PostgreSQL: what a station serves to another (its secret, complete copies only), and a copy of
+// a bmap image whose unmapped gaps hold data, fetched byte for byte.
+
+const MiB = 1024 * 1024;
+const BLOCK = 4096;
+
+/** A station on a port known before it starts, so that it can announce its --station-url. */
+async function station(t: TestContext, name: string, database: string): Promise<TestServer> {
+  const port = await freePort();
+  return startTestServer(t, { database, station: name, port, stationUrl: `http://127.0.0.1:${port}` });
+}
+
+const copiesOf = async (server: TestServer, image: string) =>
+  (await server.admin('GET', `/api/images/${image}`)).body.copies as Array<{ station: string; state: string; bytes_done: number; bytes_total: number; error: string | null }>;
+
+const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+
+test('gaps between chunks are fetched in few requests: near ones together, the chunk between skipped', () => {
+  const chunks = [
+    { offset: 4096, length: 8192 },
+    { offset: 12288, length: 4096 }, // adjacent: no gap between
+    { offset: 20480, length: 4096 },
+    { offset: 3 * MiB, length: 2 * MiB }, // more than a MiB between its gaps: they are fetched apart
+  ];
+  assert.deepEqual(gapRequests(chunks, 12 * MiB, MiB), [
+    { start: 0, end: 3 * MiB, gaps: [{ start: 0, end: 4096 }, { start: 16384, end: 20480 }, { start: 24576, end: 3 * MiB }] },
+    { start: 5 * MiB, end: 12 * MiB, gaps: [{ start: 5 * MiB, end: 12 * MiB }] },
+  ]);
+  assert.deepEqual(gapRequests([{ offset: 0, length: 100 }], 100), [], 'all mapped: nothing to fetch');
+});
+
+test('a bmap image whose unmapped gap holds data is copied to the other station byte for byte, sparse, with the same chunk cache', async (t) => {
+  const postgres = startTestPostgres(t);
+  const a = await station(t, 'line-a', postgres.url);
+  const b = await station(t, 'line-b', postgres.url);
+
+  // 8 MiB: two mapped ranges, and between them 64 KiB of data the bmap leaves out (bmaptool does
+  // not copy it; a copy of the image must still hold it, or its sha256 differs).
+  const image = Buffer.alloc(8 * MiB);
+  randomBytes(2 * MiB).copy(image, 0);
+  randomBytes(64 * 1024).copy(image, 3 * MiB);
+  randomBytes(MiB).copy(image, 5 * MiB);
+  const bmap = legacyBmap('1.4', image, BLOCK, [[0, 2 * MiB / BLOCK - 1], [5 * MiB / BLOCK, 6 * MiB / BLOCK - 1]]);
+  const headers = { authorization: `Bearer ${a.token}` };
+  const declared = await fetch(`${a.url}/api/images/bmaps`, { method: 'POST', headers: { ...headers, 'content-type': 'application/xml' }, body: bmap });
+  assert.equal(declared.status, 201, await declared.clone().text());
+  const { bmap: bmapId } = (await declared.json()) as { bmap: string };
+  const added = await fetch(`${a.url}/api/images?name=os&bmap=${bmapId}`, { method: 'POST', headers, body: image });
+  assert.equal(added.status, 201, await added.clone().text());
+  const view = (await added.json()) as { sha256: string; block_map: { source: string } };
+  assert.equal(view.block_map.source, 'bmap');
+
+  const copies = await waitFor("line-b's copy, complete", async () => {
+    const now = await copiesOf(b, 'os');
+    return now.find((copy) => copy.station === 'line-b')?.state === 'complete' ? now : undefined;
+  });
+  assert.deepEqual(copies.map((copy) => [copy.station, copy.state, copy.bytes_done, copy.bytes_total, copy.error]), [
+    ['line-a', 'complete', image.length, image.length, null],
+    ['line-b', 'complete', image.length, image.length, null],
+  ]);
+  const row = (await a.server.services.images.requireImage('os'))!;
+  const map = (await a.server.services.blockMaps.get(row.block_map_id!))!;
+  const copied = join(b.dataDir, row.file);
+  assert.equal(sha256(readFileSync(copied)), view.sha256, "line-b's file is the image");
+  assert.ok(readFileSync(copied).subarray(3 * MiB, 3 * MiB + 64 * 1024).equals(image.subarray(3 * MiB, 3 * MiB + 64 * 1024)), 'the unmapped data is there');
+  assert.ok(statSync(copied).blocks * 512 < image.length / 2, 'its zeros are holes');
+  assert.ok(readFileSync(join(b.dataDir, map.cache_file!)).equals(readFileSync(join(a.dataDir, map.cache_file!))), 'the same zstd frames, at the same offsets');
+  assert.deepEqual(readdirSync(join(b.dataDir, 'tmp')), [], 'nothing left in tmp/');
+  const images = (await b.admin('GET', '/api/images/os')).body;
+  assert.equal(images.broken, null);
+
+  // Removed on A: each station removes its own file.
+  assert.equal((await a.admin('DELETE', '/api/images/os')).status, 204);
+  await waitFor('both files removed', () => readdirSync(join(a.dataDir, 'images')).length + readdirSync(join(b.dataDir, 'images')).length === 0);
+});
+
+test("station routes answer only the other stations, only from a complete copy; a copy not complete makes deploys wait and shows on the Images page; a station alone answers nobody", async (t) => {
+  const postgres = startTestPostgres(t);
+  const a = await station(t, 'line-a', postgres.url);
+  const added = await fetch(`${a.url}/api/images?name=os`, { method: 'POST', headers: { authorization: `Bearer ${a.token}` }, body: randomBytes(3 * MiB) });
+  assert.equal(added.status, 201);
+  await a.server.services.caches.idle();
+  const { id } = (await added.json()) as { id: number };
+  const secret = a.server.services.stationSecret()!;
+  assert.match(secret, /^[0-9a-f]{64}$/);
+  const ask = (server: TestServer, path: string, extra: Record<string, string> = {}) => fetch(`${server.url}${path}`, { headers: { range: 'bytes=0-99', ...extra } });
+
+  const anonymous = await ask(a, `/api/station/images/${id}/chunks`);
+  assert.equal(anonymous.status, 401);
+  assert.match(((await anonymous.json()) as { message: string }).message, /for the other stations sharing this database: send the station secret in x-cm4prov-station-secret/);
+  const admin = await ask(a, `/api/station/images/${id}/raw`, { authorization: `Bearer ${a.token}` });
+  assert.equal(admin.status, 401, 'the admin token is not a station secret');
+  const wrong = await ask(a, `/api/station/images/${id}/raw`, { [STATION_SECRET_HEADER]: 'f'.repeat(64) });
+  assert.equal(wrong.status, 403);
+  assert.match(((await wrong.json()) as { message: string }).message, /the station secret is wrong/);
+
+  const chunks = await ask(a, `/api/station/images/${id}/chunks`, { [STATION_SECRET_HEADER]: secret });
+  assert.equal(chunks.status, 206);
+  assert.equal((await chunks.arrayBuffer()).byteLength, 100);
+  const raw = await ask(a, `/api/station/images/${id}/raw`, { [STATION_SECRET_HEADER]: secret });
+  assert.equal(raw.status, 206);
+  assert.match(raw.headers.get('content-range')!, /^bytes 0-99\/3145728$/);
+
+  const b = await station(t, 'line-b', postgres.url);
+  assert.equal(b.server.services.stationSecret(), secret, 'one secret, made by the first station');
+  await waitFor("line-b's copy, complete", async () => (await copiesOf(b, 'os')).every((copy) => copy.state === 'complete') && (await copiesOf(b, 'os')).length === 2);
+  await b.server.services.fetcher!.stop(); // so that it does not fetch the copy again meanwhile
+  const client = new pg.Client({ connectionString: postgres.url });
+  await client.connect();
+  const problemOn = async (server: TestServer) => server.server.services.images.fileProblem((await server.server.services.images.get(id))!);
+  const rows = async () => String(imageRows(await a.server.services.images.list(), []));
+  await client.query("UPDATE image_copies SET state = 'fetching', bytes_done = bytes_total * 45 / 100 + 1 WHERE station = 'line-b'");
+  assert.deepEqual(await problemOn(b), { checking: true, reason: 'not on this station yet: fetching 45% from line-a' }, 'a deploy of it waits on line-b');
+  assert.equal(await problemOn(a), null);
+  assert.match(await rows(), /<span class="sub" title="">on line-b: fetching 45%<\/span>/, "A's Images page tells of B's fetch");
+  await client.query("UPDATE image_copies SET state = 'failed', error = 'test' WHERE station = 'line-b'");
+  await client.end();
+  assert.deepEqual(await problemOn(b), { checking: true, reason: 'not on this station yet: fetching it from line-a failed (test); it is tried again' });
+  assert.match(await rows(), /<span class="sub" title="test">on line-b: fetch failed, retrying<\/span>/);
+  const notComplete = await ask(b, `/api/station/images/${id}/chunks`, { [STATION_SECRET_HEADER]: secret });
+  assert.equal(notComplete.status, 409);
+  assert.equal(((await notComplete.json()) as { message: string }).message, "station line-b has no complete copy of image 'os'");
+  const none = await ask(a, `/api/station/images/${id + 1000}/chunks`, { [STATION_SECRET_HEADER]: secret });
+  assert.equal(none.status, 404);
+
+  const alone = await startTestServer(t);
+  const refused = await ask(alone, '/api/station/images/1/chunks', { [STATION_SECRET_HEADER]: secret });
+  assert.equal(refused.status, 403);
+  assert.match(((await refused.json()) as { message: string }).message, /shares no database with other stations/);
+});
+
+test('a station stopped in the middle of a fetch leaves nothing in images/ or tmp/, says so on the copy, and fetches it whole once started again', async (t) => {
+  const postgres = startTestPostgres(t);
+  // A is reached through a proxy that stalls its chunk stream halfway, the first time.
+  const faults: Fault[] = [];
+  const proxy = await startFaultProxy(t, faults, { path: /^\/api\/station\/images\/\d+\/chunks$/ });
+  const a = await startTestServer(t, { database: postgres.url, station: 'line-a', stationUrl: proxy.url });
+  proxy.forwardTo(a.url);
+  const image = randomBytes(12 * MiB);
+  const added = await fetch(`${a.url}/api/images?name=os`, { method: 'POST', headers: { authorization: `Bearer ${a.token}` }, body: image });
+  assert.equal(added.status, 201);
+  await a.server.services.caches.idle();
+  const map = (await a.server.services.blockMaps.get((await a.server.services.images.requireImage('os')).block_map_id!))!;
+  faults.push({ stallAfter: Math.floor(map.cache_bytes! / 2) });
+
+  const b = await station(t, 'line-b', postgres.url);
+  const temps = () => readdirSync(join(b.dataDir, 'tmp')).filter((name) => name.startsWith('copy-'));
+  await waitFor('the fetch stalled halfway', () => proxy.faulted.length === 1 && temps().length === 2);
+  await b.close();
+  assert.deepEqual(temps(), [], 'its temp files are removed');
+  assert.deepEqual(readdirSync(join(b.dataDir, 'images')), [], 'no half image in images/');
+  const stopped = (await copiesOf(a, 'os')).find((copy) => copy.station === 'line-b')!;
+  assert.deepEqual([stopped.state, stopped.error], ['failed', 'the station stopped in the middle of the fetch; it starts over when it is back']);
+
+  await b.restart();
+  await waitFor("line-b's copy, complete", async () => (await copiesOf(a, 'os')).find((copy) => copy.station === 'line-b')?.state === 'complete');
+  assert.equal(proxy.faulted.length, 2, 'fetched again, from the start');
+  assert.equal(sha256(readFileSync(join(b.dataDir, (await b.server.services.images.requireImage('os')).file))), sha256(image));
+});
