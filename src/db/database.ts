@@ -32,8 +32,35 @@ export interface StationDatabase {
 
 /** Kysely over an open (migrated) SQLite connection. Closing it closes that connection. */
 export function sqliteDatabase(sqlite: Db): StationDatabase {
-  const db = new Kysely<Schema>({ dialect: new SqliteDialect({ database: sqlite }) });
+  const db = new Kysely<Schema>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
   return { dialect: 'sqlite', db, close: () => db.destroy() };
+}
+
+/** Prepared statements kept, by their SQL text (the most recently used ones). */
+const STATEMENT_CACHE_SIZE = 500;
+
+/**
+ * Kysely's SQLite driver prepares every query anew; compiling the same SQL on every poll and
+ * progress report costs time and garbage. better-sqlite3 statements can be run again and again
+ * (one at a time: the driver runs each to completion synchronously), so the connection keeps the
+ * recent ones.
+ */
+function withStatementCache(sqlite: Db): { prepare: Db['prepare']; close(): void } {
+  const statements = new Map<string, ReturnType<Db['prepare']>>();
+  return {
+    prepare(sql: string) {
+      let statement = statements.get(sql);
+      if (statement) {
+        statements.delete(sql); // re-inserted below: the Map's order is the order of last use
+      } else {
+        statement = sqlite.prepare(sql);
+        if (statements.size >= STATEMENT_CACHE_SIZE) statements.delete(statements.keys().next().value!);
+      }
+      statements.set(sql, statement);
+      return statement;
+    },
+    close: () => sqlite.close(),
+  } as { prepare: Db['prepare']; close(): void };
 }
 
 // PostgreSQL's BIGINT (int8) and NUMERIC arrive as strings, to be safe past 2^53. Ours are
