@@ -221,6 +221,9 @@ export function createServices(options: ServiceOptions) {
   stationEvents.onRemote('image.changed', () => fetcher?.trigger());
   // And one removed there: this station's copy of it goes too, once no deploy here needs it.
   stationEvents.onRemote('image.changed', guarded(log, 'removing files of images removed on another station', () => images.sweepRetired()));
+  // A device's boot policy set on another station (an order there, a click on its dashboard):
+  // this station's dnsmasq, which may be the one the device boots from, follows it.
+  stationEvents.onRemote('device.changed', guarded(log, "following another station's boot policy", ({ mac }: DomainEvents['device.changed']) => netboot.followPolicy(mac)));
   stationEvents.onRemote('rules.changed', guarded(log, 'following another station\'s rules', async () => {
     await line.refresh();
     jobs.wakeAll();

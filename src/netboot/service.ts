@@ -57,6 +57,8 @@ export function createNetbootService(deps: NetbootDeps) {
   // A device's policy is written to the database, then to its file: one change at a time, so the
   // file ends as the database does; start-up's sync takes its turn too.
   const policyChanges = oneAtATime();
+  /** MAC → the policy this station last wrote to its file (another station's change is followed only when it differs). */
+  const applied = new Map<string, boolean>();
 
   async function record(event: BootEvent) {
     const known = await devices.get(event.mac);
@@ -127,11 +129,27 @@ export function createNetbootService(deps: NetbootDeps) {
     /** Which MAC holds which address, when this server hands out the addresses (not in proxy mode). */
     leaseBook: paths && settings && !settings.proxy ? createLeaseBook(paths.leases, inSubnet(settings)) : undefined,
     bootEvents: (mac: string, limit?: number) => events.recent(mac, limit),
+    /**
+     * Another station changed a device: its boot policy here follows the database (this
+     * station's dnsmasq may be the one the device boots from). Written only when it differs from
+     * what this station last wrote for it.
+     */
+    followPolicy: (mac: string): Promise<void> =>
+      policyChanges.run(async () => {
+        if (!policy) return;
+        const device = await devices.get(mac);
+        if (!device) return;
+        const enabled = device.netboot_enabled === 1;
+        if (applied.get(mac) === enabled) return;
+        policy.apply(mac, enabled);
+        applied.set(mac, enabled);
+      }),
     /** Lets a device netboot again, or sends it to its eMMC next boot (no PXE offer). False for an unknown device. */
     setNetboot: (mac: string, enabled: boolean): Promise<boolean> =>
       policyChanges.run(async () => {
         if (!(await devices.setNetboot(mac, enabled))) return false;
         policy?.apply(mac, enabled);
+        applied.set(mac, enabled);
         bus.emit('device.changed', { mac });
         return true;
       }),
