@@ -22,16 +22,26 @@ export interface LabStation {
   admin(method: string, path: string, body?: unknown): Promise<{ status: number; body: any }>;
   /** Stops the server (SIGTERM) and waits for it to exit. */
   stop(): Promise<void>;
+  /** Kills the server outright (SIGKILL by its PID: a station that dies, with no clean-up of its own) and waits for its exit. */
+  kill(): Promise<void>;
+}
+
+export interface StationOptions {
+  /** Its --station-url: where the other stations reach it. */
+  stationUrl?: string;
+  /** More `cm4prov serve` flags, e.g. `['--job-stall-timeout', '10']`. */
+  extraArgs?: string[];
 }
 
 /** `cm4prov serve` on PostgreSQL inside the lab's server namespace, as station `name`. */
-export async function startStation(t: TestContext, lab: NetbootLab, name: string, database: string, options: { stationUrl?: string } = {}): Promise<LabStation> {
+export async function startStation(t: TestContext, lab: NetbootLab, name: string, database: string, options: StationOptions = {}): Promise<LabStation> {
   const dataDir = mkdtempSync(join(tmpdir(), `cm4prov-${name}-`));
   t.after(() => rmSync(dataDir, { recursive: true, force: true }));
   const server = lab.spawnIn(lab.serverNs, process.execPath, [
     CLI, 'serve', '--host', '0.0.0.0', '--port', '5000', '--data-dir', dataDir, '--database', database, '--station', name,
     '--public-url', 'http://10.20.50.1:5000', '--log-level', 'warn',
     ...(options.stationUrl ? ['--station-url', options.stationUrl] : []),
+    ...(options.extraArgs ?? []),
   ]);
   let output = '';
   server.stdout!.on('data', (chunk) => (output += chunk));
@@ -60,6 +70,13 @@ export async function startStation(t: TestContext, lab: NetbootLab, name: string
       if (server.exitCode !== null || server.signalCode !== null) return;
       const exited = new Promise((resolve) => server.once('exit', resolve));
       server.kill('SIGTERM');
+      await exited;
+    },
+    async kill() {
+      if (server.exitCode !== null || server.signalCode !== null) return;
+      const exited = new Promise((resolve) => server.once('exit', resolve));
+      // `ip netns exec` execs the server in its own place: this PID is the server's, not a wrapper's.
+      process.kill(server.pid!, 'SIGKILL');
       await exited;
     },
   };
