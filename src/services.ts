@@ -171,7 +171,7 @@ export function createServices(options: ServiceOptions) {
   const passwords = createPasswordStore(database.db);
   const auth = createAdminAuth({ adminToken, sessions });
   const live = createLiveViews({ bus: stationEvents.bus, devices, images, backups, clock, log: log.child({ module: 'dashboard' }) });
-  const golden = createGoldenWatcher({ library: images, store: imageStore, dataDir, clock, log: log.child({ module: 'golden' }) });
+  const golden = createGoldenWatcher({ library: images, store: imageStore, station: config.station, dataDir, clock, log: log.child({ module: 'golden' }) });
 
   const stations = createStationService({
     store: createStationStore(database.db),
