@@ -11,6 +11,7 @@ import { deployBenchmark } from './benchmarks/deploy.js';
 import { longPollBenchmark } from './benchmarks/long-polls.js';
 import { manyDevicesBenchmark } from './benchmarks/many-devices.js';
 import { servingBenchmark } from './benchmarks/serving.js';
+import { stationCopyBenchmark } from './benchmarks/station-copy.js';
 import { lineBenchmark } from './line.js';
 import { createCleanup, Interrupted } from './lib/cleanup.js';
 import { createContext, findTools, sizesFor, type BenchContext } from './lib/context.js';
@@ -34,6 +35,7 @@ const RUNNERS: Record<BenchmarkName, (ctx: BenchContext) => Promise<Section>> = 
   polls: longPollBenchmark,
   line: lineBenchmark,
   many: manyDevicesBenchmark,
+  copies: stationCopyBenchmark,
 };
 
 const started = Date.now();

@@ -171,7 +171,7 @@ export function createServices(options: ServiceOptions) {
   const passwords = createPasswordStore(database.db);
   const auth = createAdminAuth({ adminToken, sessions });
   const live = createLiveViews({ bus: stationEvents.bus, devices, images, backups, clock, log: log.child({ module: 'dashboard' }) });
-  const golden = createGoldenWatcher({ library: images, store: imageStore, dataDir, clock, log: log.child({ module: 'golden' }) });
+  const golden = createGoldenWatcher({ library: images, store: imageStore, station: config.station, dataDir, clock, log: log.child({ module: 'golden' }) });
 
   const stations = createStationService({
     store: createStationStore(database.db),
@@ -224,6 +224,8 @@ export function createServices(options: ServiceOptions) {
   // A device's boot policy set on another station (an order there, a click on its dashboard):
   // this station's dnsmasq, which may be the one the device boots from, follows it.
   stationEvents.onRemote('device.changed', guarded(log, "following another station's boot policy", ({ mac }: DomainEvents['device.changed']) => netboot.followPolicy(mac)));
+  // A backup deleted on another station: its file, when this station holds it, goes now.
+  stationEvents.onRemote('backup.changed', guarded(log, 'removing the file of a backup deleted on another station', ({ backupId }: DomainEvents['backup.changed']) => backups.removeDeletedFiles(backupId)));
   stationEvents.onRemote('rules.changed', guarded(log, 'following another station\'s rules', async () => {
     await line.refresh();
     jobs.wakeAll();
@@ -239,6 +241,7 @@ export function createServices(options: ServiceOptions) {
     await line.refresh();
     jobs.wakeAll();
     fetcher?.trigger();
+    await backups.removeDeletedFiles();
   }));
   // So does a deploy whose first boot never called back (src/first-boot/): its next power cycle
   // or reboot brings it back to provisioning.

@@ -23,13 +23,13 @@ export interface AllTools extends Tools {
 
 /** Which tool each benchmark runs, and the Debian package that has it. */
 const NEEDS: Record<keyof AllTools, { package: string; by: BenchmarkName[] }> = {
-  ip: { package: 'iproute2', by: ['deploy', 'serving', 'backup', 'polls', 'line', 'many'] },
-  tc: { package: 'iproute2', by: ['deploy', 'many'] },
+  ip: { package: 'iproute2', by: ['deploy', 'serving', 'backup', 'polls', 'line', 'many', 'copies'] },
+  tc: { package: 'iproute2', by: ['deploy', 'many', 'copies'] },
   curl: { package: 'curl', by: ['deploy', 'serving', 'backup', 'many'] },
   busybox: { package: 'busybox', by: ['deploy', 'line', 'many'] },
-  nginx: { package: 'nginx-light', by: ['deploy', 'serving', 'many'] },
-  bmaptool: { package: 'bmap-tools', by: ['deploy', 'serving', 'line', 'many'] },
-  mke2fs: { package: 'e2fsprogs', by: ['deploy', 'serving', 'line', 'many'] },
+  nginx: { package: 'nginx-light', by: ['deploy', 'serving', 'many', 'copies'] },
+  bmaptool: { package: 'bmap-tools', by: ['deploy', 'serving', 'line', 'many', 'copies'] },
+  mke2fs: { package: 'e2fsprogs', by: ['deploy', 'serving', 'line', 'many', 'copies'] },
   dumpe2fs: { package: 'e2fsprogs', by: ['many'] },
   dd: { package: 'coreutils', by: ['backup', 'many'] },
   sfdisk: { package: 'fdisk', by: ['many'] },

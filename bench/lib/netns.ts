@@ -20,6 +20,8 @@ export interface Lab {
   clientNs: string;
   /** The server's address as the client side reaches it. */
   serverAddress: string;
+  /** The client side's address as the server side reaches it (a veth lab only). */
+  clientAddress?: string;
   /** argv prefix that runs a command inside a namespace. */
   exec(ns: string): string[];
   /** Deletes the namespaces after ending every process still inside them. */
@@ -100,7 +102,7 @@ export function createLinkLab(tools: Tools, cleanup: Cleanup, options: { rate: s
     // A 1 MB bucket lets a 1 Gbit/s tbf reach its rate with TSO-sized packets on a veth.
     execFileSync(tools.tc, ['-n', ns, 'qdisc', 'add', 'dev', 'eth0', 'root', 'tbf', 'rate', options.rate, 'burst', '1mb', 'latency', '20ms'], { timeout: 10_000 });
   }
-  return { description: `veth pair, tc tbf ${options.rate} on both ends`, serverNs, clientNs, serverAddress: SERVER_ADDRESS, exec: execIn(tools), close };
+  return { description: `veth pair, tc tbf ${options.rate} on both ends`, serverNs, clientNs, serverAddress: SERVER_ADDRESS, clientAddress: CLIENT_ADDRESS, exec: execIn(tools), close };
 }
 
 /** Namespaces of our prefix left by a run that was killed (SIGKILL skips clean-up). */

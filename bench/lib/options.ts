@@ -1,4 +1,4 @@
-export const BENCHMARKS = ['deploy', 'serving', 'backup', 'polls', 'line', 'many'] as const;
+export const BENCHMARKS = ['deploy', 'serving', 'backup', 'polls', 'line', 'many', 'copies'] as const;
 export type BenchmarkName = (typeof BENCHMARKS)[number];
 
 export interface Options {

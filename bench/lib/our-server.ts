@@ -37,22 +37,37 @@ export interface OurServer {
  */
 export async function startOurServer(
   lab: Lab,
-  options: { dataDir: string; runDir: string; cleanup: Cleanup; name: string; /** postgres://…: run on PostgreSQL (else SQLite) */ database?: string },
+  options: {
+    dataDir: string;
+    runDir: string;
+    cleanup: Cleanup;
+    name: string;
+    /** postgres://…: run on PostgreSQL (else SQLite), as station `name`. */
+    database?: string;
+    /** Where the other stations reach it (its --station-url). */
+    stationUrl?: string;
+    /** The lab's namespace it runs in, and its address there (default: the server side's). */
+    namespace?: string;
+    address?: string;
+  },
 ): Promise<OurServer> {
+  const ns = options.namespace ?? lab.serverNs;
+  const address = options.address ?? lab.serverAddress;
   const logFile = join(options.runDir, `${options.name}.log`);
   const log = openSync(logFile, 'a');
   const args = [
-    ...lab.exec(lab.serverNs).slice(1),
+    ...lab.exec(ns).slice(1),
     'sh', '-c', 'ulimit -n 65536 2>/dev/null || true; exec "$@"', 'sh',
     process.execPath, CLI, 'serve', '--host', '0.0.0.0', '--port', String(SERVER_PORT), '--data-dir', options.dataDir,
     '--log-level', 'warn', '--job-stall-timeout', '3600', '--max-connections-per-address', '0', '--device-registration-limit', '0',
     ...(options.database ? ['--database', options.database, '--station', options.name] : []),
+    ...(options.stationUrl ? ['--station-url', options.stationUrl] : []),
   ];
-  const child = startProcess(lab.exec(lab.serverNs)[0]!, args, { stdio: ['ignore', log, log] });
+  const child = startProcess(lab.exec(ns)[0]!, args, { stdio: ['ignore', log, log] });
   closeSync(log);
   const stopServer = options.cleanup.add(`server ${options.name}`, () => stopProcess(child, 5000));
-  const stopRelay = await startForwarder(lab, lab.serverNs, join(options.runDir, `${options.name}.sock`), SERVER_PORT, options.cleanup);
-  const call = createHttp(join(options.runDir, `${options.name}.sock`), `${lab.serverAddress}:${SERVER_PORT}`);
+  const stopRelay = await startForwarder(lab, ns, join(options.runDir, `${options.name}.sock`), SERVER_PORT, options.cleanup);
+  const call = createHttp(join(options.runDir, `${options.name}.sock`), `${address}:${SERVER_PORT}`);
 
   const deadline = Date.now() + 60_000;
   for (;;) {
@@ -69,7 +84,7 @@ export async function startOurServer(
   const server: OurServer = {
     pid: child.pid!,
     token,
-    url: `http://${lab.serverAddress}:${SERVER_PORT}`,
+    url: `http://${address}:${SERVER_PORT}`,
     call,
     async admin(method, path, json, callOptions = {}) {
       const reply = await call(method, path, { ...callOptions, json, headers: { authorization: `Bearer ${token}`, ...callOptions.headers } });
@@ -80,7 +95,7 @@ export async function startOurServer(
       const began = Date.now();
       const { images } = await server.admin('GET', '/api/images');
       if ((images as { name: string }[]).some((image) => image.name === name)) return 0;
-      const [ip, ...exec] = lab.exec(lab.serverNs);
+      const [ip, ...exec] = lab.exec(ns);
       const cli = [process.execPath, CLI, 'image', 'add', file, '--name', name, '--default', '--server', `http://127.0.0.1:${SERVER_PORT}`, '--token', token, '--json'];
       await run(ip!, [...exec, ...cli], { timeoutMs: 30 * 60_000 });
       await waitUntilIdle(child.pid!, 30 * 60_000);

@@ -1,7 +1,10 @@
+import { unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import type { FileToSend } from '../http/send-file.js';
 import type { ImageLibrary } from '../images/library.js';
-import { conflict, notFound } from '../shared/errors.js';
+import { AppError, conflict, notFound } from '../shared/errors.js';
 import { removeIfPresent } from '../shared/files.js';
 import { formatBytes } from '../shared/format.js';
 import { normalizeMac } from '../shared/mac.js';
@@ -12,7 +15,7 @@ export type { UploadOptions } from './intake.js';
 
 export interface BackupServiceDeps extends IntakeDeps {
   /** Where a backup goes when the operator turns it into an image. */
-  images: Pick<ImageLibrary, 'adoptVerifiedFile' | 'view'>;
+  images: Pick<ImageLibrary, 'adoptVerifiedFile' | 'addFromStream' | 'remove' | 'view'>;
   /** This station: a backup received by another one is on that one's disk. */
   station?: string;
   /** Asks the station that holds a backup for it (stations/service.ts fromStation). */
@@ -121,21 +124,30 @@ export function createBackupService(deps: BackupServiceDeps) {
     },
 
     /**
-     * Makes a backup deployable to other devices, as an image named `name`. The image is a hard
-     * link to the backup's file (or a checked copy), so a delete of the backup meanwhile cannot
-     * take its bytes from the image.
+     * Makes a backup deployable to other devices, as an image named `name`. Here the image is a
+     * hard link to the backup's file (or a checked copy), so a delete of the backup meanwhile
+     * cannot take its bytes from the image. A backup on another station is streamed from it into
+     * this station's library and must hash to the backup's sha256; the other stations then fetch
+     * the image as any other.
      */
     async promoteToImage(id: number, name: string) {
       const backup = await get(id);
+      const origin = `backup ${backup.id} of ${backup.device_mac}`;
       const station = elsewhere(backup);
-      if (station !== null) throw conflict(`backup ${id} is on station ${station}: promote it there (its file is on that station's disk)`);
-      const image = await images.adoptVerifiedFile(join(dataDir, backup.file), {
-        name,
-        size: backup.size,
-        sha256: backup.sha256,
-        origin: `backup ${backup.id} of ${backup.device_mac}`,
-        blockMapId: backup.block_map_id,
-      });
+      if (station === null || !deps.fromStation) {
+        const image = await images.adoptVerifiedFile(join(dataDir, backup.file), { name, size: backup.size, sha256: backup.sha256, origin, blockMapId: backup.block_map_id });
+        return images.view(image);
+      }
+      const reply = await deps.fromStation(station, `/api/station/backups/${id}`, `backup ${id}`, {});
+      if (!reply.ok || !reply.body) {
+        await reply.body?.cancel();
+        throw new AppError(502, 'station_error', `station ${station}, which holds backup ${id}, answered ${reply.status} when asked for it`);
+      }
+      const image = await images.addFromStream(Readable.fromWeb(reply.body as WebReadableStream<Uint8Array>), { name, origin, source: 'backup', expectedBytes: backup.size });
+      if (image.sha256 !== backup.sha256) {
+        await images.remove(name);
+        throw conflict(`backup ${id} arrived from station ${station} with another sha256 than it was stored with: its file there is damaged, and no image was made`);
+      }
       return images.view(image);
     },
 
@@ -143,9 +155,28 @@ export function createBackupService(deps: BackupServiceDeps) {
       const backup = await get(id);
       // Of two deletes (requests or stations) one marks it; the other is told it is gone.
       if (!(await store.markDeleted(id, clock.now()))) throw notFound(`there is no backup ${id}`);
-      await removeIfPresent(join(dataDir, backup.file));
+      // A backup on another station's disk is removed there, when it hears of this (removeDeletedFiles).
+      if (elsewhere(backup) === null) await removeIfPresent(join(dataDir, backup.file));
       bus.emit('backup.changed', { backupId: id });
       log.info({ backup: id }, 'backup removed');
+    },
+
+    /**
+     * Frees this station's disk of backups deleted on another station: the one a change from
+     * there names, or all of them (after this station was cut off from the others' word).
+     */
+    async removeDeletedFiles(id?: number): Promise<void> {
+      if (deps.station === undefined) return;
+      for (const deleted of await store.deletedFilesAt(deps.station, id)) {
+        const removed = await unlink(join(dataDir, deleted.file)).then(
+          () => true,
+          (error: NodeJS.ErrnoException) => {
+            if (error.code === 'ENOENT') return false;
+            throw error;
+          },
+        );
+        if (removed) log.info({ backup: deleted.id }, 'file of a backup deleted on another station removed');
+      }
     },
   };
 }

@@ -69,6 +69,15 @@ export function createBackupStore(db: Queries) {
       const skipped = filter.cursor === undefined ? 0 : await count(matching().where('id', '>=', filter.cursor));
       return { rows, total, skipped, next: more ? rows.at(-1)!.id : null };
     },
+    /**
+     * Files of backups deleted (on any station) that station `station` holds: its disk's to free.
+     * One backup when `id` is given.
+     */
+    deletedFilesAt: async (station: string, id?: number): Promise<Array<{ id: number; file: string }>> => {
+      let query = db.selectFrom('backups').select(['id', 'file']).where('deleted_at', 'is not', null).where('station', '=', station);
+      if (id !== undefined) query = query.where('id', '=', id);
+      return query.orderBy('id').execute();
+    },
     /** False when it was deleted already (by another request or station): one conditional statement. */
     markDeleted: async (id: number, now: number) =>
       Number((await db.updateTable('backups').set({ deleted_at: now }).where('id', '=', id).where('deleted_at', 'is', null).executeTakeFirst()).numUpdatedRows) === 1,

@@ -77,6 +77,10 @@ export function postgresPool(url: string, max = 10): pg.Pool {
   const pool = new pg.Pool({ connectionString: url, max, types });
   // A connection lost while idle in the pool: the pool drops it and opens another when asked.
   pool.on('error', () => {});
+  // Lost while a caller holds it (a transaction between statements, a query under way): the
+  // pool listens only to idle connections, and an 'error' event nobody hears ends the process.
+  // The caller's query or next statement fails with the error; the pool drops it on release.
+  pool.on('connect', (client) => client.on('error', () => {}));
   return pool;
 }
 

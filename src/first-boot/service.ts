@@ -49,7 +49,7 @@ export function createFirstBootService(deps: FirstBootDeps) {
 
   async function settled(job: JobRow, state: 'confirmed' | 'not_confirmed') {
     // 'job.changed' keeps live views current and becomes the webhook event job.confirmed / job.not_confirmed.
-    bus.emit('job.changed', { jobId: job.id, mac: job.device_mac, state });
+    bus.emit('job.changed', { jobId: job.id, mac: job.device_mac, state, snapshot: job });
     bus.emit('device.changed', { mac: job.device_mac });
     try {
       await deps.onSettled?.(job);

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Clock } from '../shared/clock.js';
 import { AppError } from '../shared/errors.js';
+import { sha256OfFile } from '../shared/files.js';
 import { GOLDEN_NAME, type ImageLibrary } from './library.js';
 import type { ImageStore } from './store.js';
 
@@ -15,6 +16,8 @@ const isRefusal = (error: unknown) => error instanceof AppError && error.statusC
 export interface GoldenWatcherDeps {
   library: ImageLibrary;
   store: ImageStore;
+  /** This station: stations sharing a database each watch their own golden.img. */
+  station: string;
   dataDir: string;
   clock: Clock;
   log: Logger;
@@ -28,9 +31,14 @@ export interface GoldenWatcherDeps {
  * Publishes `<data-dir>/golden.img` as the image named "golden", once per version of the file.
  * The bytes are copied into the library (so a later `cp` over golden.img never changes a
  * running deploy) and hashed during that copy: never on a device's request.
+ *
+ * Stations sharing a database share the one "golden" image: a version of a station's file that
+ * holds the golden image's bytes already (the same file copied to every station) is only
+ * recorded, and a new one replaces the golden image for all. So the last golden.img replaced on
+ * any station is the golden image, and two stations never take turns replacing it.
  */
 export function createGoldenWatcher(deps: GoldenWatcherDeps) {
-  const { library, store, dataDir, clock, log } = deps;
+  const { library, store, station, dataDir, clock, log } = deps;
   const settleMs = deps.settleMs ?? 2000;
   const pollMs = deps.pollMs ?? 30_000;
   const path = join(dataDir, GOLDEN_FILE);
@@ -48,10 +56,17 @@ export function createGoldenWatcher(deps: GoldenWatcherDeps) {
     const before = await stat(path).catch(() => undefined);
     if (!before?.isFile()) return;
     const version = versionOf(before);
-    if (version === refused || (version === (await store.goldenVersion()) && (await store.byName(GOLDEN_NAME)))) return;
+    const current = await store.byName(GOLDEN_NAME);
+    if (version === refused || (version === (await store.goldenVersion(station)) && current)) return;
     const age = clock.now() - before.mtimeMs;
     if (age < settleMs) {
       scheduleRetry(settleMs - age + 50);
+      return;
+    }
+    if (current?.size === before.size && (await sha256OfFile(path)) === current.sha256) {
+      if (versionOf(await stat(path)) !== version) return scheduleRetry(settleMs); // changed while hashed
+      log.info({ file: path }, 'golden.img holds the golden image already');
+      await store.setGoldenVersion(station, version);
       return;
     }
     log.info({ file: path, size: before.size }, 'importing a new version of golden.img');
@@ -71,7 +86,7 @@ export function createGoldenWatcher(deps: GoldenWatcherDeps) {
         if (isRefusal(error)) refused = version;
         throw error;
       });
-    await store.setGoldenVersion(version);
+    await store.setGoldenVersion(station, version);
   }
 
   function scheduleRetry(ms: number) {

@@ -114,12 +114,17 @@ export function createImageStore(db: Queries) {
     clearDefaultName: async (name: string) => {
       await db.deleteFrom('settings').where('key', '=', DEFAULT_IMAGE_KEY).where('value', '=', name).execute();
     },
-    /** Identity (inode, size, mtime) of the golden.img version last imported, to spot a replacement. */
-    goldenVersion: () => setting(GOLDEN_VERSION_KEY),
-    setGoldenVersion: async (version: string) => {
+    /**
+     * Identity (inode, size, mtime) of the version of `station`'s golden.img last imported or
+     * found equal to the golden image, to spot a replacement. Each station has its own file (its
+     * inode differs even where the bytes are the same); the key without a station is what a
+     * server kept before stations, read until it has its own.
+     */
+    goldenVersion: async (station: string) => (await setting(`${GOLDEN_VERSION_KEY}:${station}`)) ?? setting(GOLDEN_VERSION_KEY),
+    setGoldenVersion: async (station: string, version: string) => {
       await db
         .insertInto('settings')
-        .values({ key: GOLDEN_VERSION_KEY, value: version })
+        .values({ key: `${GOLDEN_VERSION_KEY}:${station}`, value: version })
         .onConflict((oc) => oc.column('key').doUpdateSet((eb) => ({ value: eb.ref('excluded.value') })))
         .execute();
     },

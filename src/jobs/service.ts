@@ -144,7 +144,7 @@ export function createJobService(deps: JobServiceDeps) {
     } catch (error) {
       log.error({ err: error, job: job.id }, 'following a job change failed');
     }
-    bus.emit('job.changed', { jobId: job.id, mac: job.device_mac, state: job.state });
+    bus.emit('job.changed', { jobId: job.id, mac: job.device_mac, state: job.state, snapshot: job });
   }
 
   async function requireDevice(macInput: string) {

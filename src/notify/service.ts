@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import { inTransaction, type Queries } from '../db/database.js';
 import type { DeviceStore } from '../devices/store.js';
 import type { JobService } from '../jobs/service.js';
+import type { JobRow } from '../jobs/store.js';
 import type { Clock } from '../shared/clock.js';
 import type { EventBus } from '../shared/events.js';
 import { eventOf, type JobChange, type JobEvent } from './events.js';
@@ -66,9 +67,9 @@ export function createNotifyService(deps: NotifyDeps) {
     return !(await store.queuedFor(jobId, 'label')).has(null);
   }
 
-  async function queueFor(jobId: number, state: string, event: JobEvent) {
-    // The job first: the payload shows the job as near to the event as this listener can see it.
-    const job = await jobs.get(jobId);
+  async function queueFor(jobId: number, state: string, event: JobEvent, snapshot: JobRow | undefined) {
+    // The job as the change left it; read now only when the change came without it.
+    const job = snapshot ?? (await jobs.get(jobId));
     if (await wanted(jobId, state, event)) {
       const change = { state, job, view: await jobs.view(job), device: await devices.get(job.device_mac) };
       await inTransaction(db, (tx) => recordJobChange(tx, change));
@@ -79,12 +80,12 @@ export function createNotifyService(deps: NotifyDeps) {
     }
   }
 
-  bus.on('job.changed', ({ jobId, state }) => {
+  bus.on('job.changed', ({ jobId, state, snapshot }) => {
     const event = eventOf(state);
     if (!event) return;
     // Whatever goes wrong here must not fail the job change that announced it; a crash before
     // the rows are written is caught up at the next start (reconcile.ts).
-    const work = queueFor(jobId, state, event)
+    const work = queueFor(jobId, state, event, snapshot)
       .catch((error) => log.error({ err: error, job: jobId, event }, 'could not queue the webhook deliveries or label of a job event'))
       .finally(() => queueing.delete(work));
     queueing.add(work);

@@ -1,9 +1,20 @@
 import { EventEmitter } from 'node:events';
+import type { JobRow } from '../jobs/store.js';
 
 /** What changed, for listeners that keep views live (long-polls, SSE, `--wait`). */
 export interface DomainEvents {
   'device.changed': { mac: string };
-  'job.changed': { jobId: number; mac: string; state: string };
+  'job.changed': {
+    jobId: number;
+    mac: string;
+    state: string;
+    /**
+     * The row as this change left it, so a listener that acts on the change (a webhook's payload)
+     * shows the job as it was then, not as a later change left it. This station's only: the relay
+     * to other stations drops it (stations/relay.ts).
+     */
+    snapshot?: JobRow;
+  };
   'image.changed': { name: string };
   'backup.changed': { backupId: number };
   'netboot.changed': Record<string, never>;

@@ -1,4 +1,5 @@
-import { mkdirSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { createReadStream, mkdirSync } from 'node:fs';
 import { rm, statfs } from 'node:fs/promises';
 
 /** 1 MiB chunks: Node's 64 KiB default halves streaming throughput for multi-GB images. */
@@ -19,4 +20,11 @@ export async function removeIfPresent(path: string): Promise<void> {
 export async function freeBytes(path: string): Promise<number> {
   const stats = await statfs(path);
   return stats.bavail * stats.bsize;
+}
+
+/** The sha256 of a whole file, in hex. */
+export async function sha256OfFile(path: string, signal?: AbortSignal): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path, { highWaterMark: STREAM_CHUNK_BYTES, signal })) hash.update(chunk as Buffer);
+  return hash.digest('hex');
 }

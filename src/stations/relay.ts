@@ -22,6 +22,13 @@ interface Relayed {
   payload: unknown;
 }
 
+/** An event's payload without what stays on this station (a job change's row snapshot). */
+function forOtherStations(payload: object): object {
+  if (!('snapshot' in payload)) return payload;
+  const { snapshot: _local, ...shared } = payload;
+  return shared;
+}
+
 export interface StationEvents {
   /** Every station's events: this station's as they happen, the others' as they arrive. For views and waiters. */
   bus: EventBus;
@@ -44,7 +51,7 @@ export function relayStationEvents(options: { local: EventBus; channel: Channel;
   const offs = RELAYED_EVENTS.map((name) =>
     local.on(name, (payload) => {
       all.emit(name, payload);
-      const message: Relayed = { from: instance, name, payload };
+      const message: Relayed = { from: instance, name, payload: forOtherStations(payload) };
       channel.publish(TOPIC, message).catch((error: Error) => log.warn({ err: error, event: name }, 'could not tell the other stations of a change'));
     }),
   );

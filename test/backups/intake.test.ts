@@ -73,7 +73,7 @@ async function build(t: TestContext, database: StationDatabase, bytesTotal: numb
     store: createBackupStore(db),
     blockMaps: options.blockMaps ? options.blockMaps(blockMaps) : blockMaps,
     caches: { enqueue: ({ mapId }) => enqueued.push(mapId) },
-    images: { adoptVerifiedFile: () => assert.fail('not used'), view: () => assert.fail('not used') },
+    images: { adoptVerifiedFile: () => assert.fail('not used'), addFromStream: () => assert.fail('not used'), remove: () => assert.fail('not used'), view: () => assert.fail('not used') },
     jobs,
     transfers: createTransferRegistry(clock),
     dataDir,

@@ -139,9 +139,12 @@ testOnBothDatabases('the default is the name of an active image; clearing it onl
   await store.clearDefaultName('b');
   assert.equal(await store.defaultName(), undefined);
 
-  assert.equal(await store.goldenVersion(), undefined);
-  await store.setGoldenVersion('1:2:3');
-  await store.setGoldenVersion('4:5:6');
-  assert.equal(await store.goldenVersion(), '4:5:6');
+  assert.equal(await store.goldenVersion('line-a'), undefined);
+  await db.insertInto('settings').values({ key: 'golden_version', value: '0:0:0' }).execute();
+  assert.equal(await store.goldenVersion('line-a'), '0:0:0', 'what a server kept before stations, until it has its own');
+  await store.setGoldenVersion('line-a', '1:2:3');
+  await store.setGoldenVersion('line-a', '4:5:6');
+  await store.setGoldenVersion('line-b', '7:8:9');
+  assert.deepEqual([await store.goldenVersion('line-a'), await store.goldenVersion('line-b')], ['4:5:6', '7:8:9'], "each station's own file");
   assert.equal(await store.defaultName(), undefined, 'settings of their own');
 });

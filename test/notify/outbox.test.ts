@@ -3,7 +3,7 @@ import pino from 'pino';
 import { inTransaction, type Queries, type StationDatabase } from '../../src/db/database.js';
 import type { DeviceRow } from '../../src/devices/store.js';
 import type { JobService } from '../../src/jobs/service.js';
-import type { JobRow } from '../../src/jobs/store.js';
+import { createJobStore, type JobRow } from '../../src/jobs/store.js';
 import { toJobView } from '../../src/jobs/view.js';
 import { createNotifyService } from '../../src/notify/service.js';
 import { createNotifyStore } from '../../src/notify/store.js';
@@ -72,4 +72,29 @@ testOnBothDatabases('two stations sending the same outbox send each delivery onc
   await Promise.all(stations.map((station) => station.deliverDue()));
   assert.deepEqual(receiver.received.map((r) => JSON.parse(r.body).job), [1, 2, 3], 'each once, in order');
   assert.deepEqual((await store.deliveriesOf(hook.id, 10)).map((row) => [row.state, row.attempts]), [['delivered', 1], ['delivered', 1], ['delivered', 1]]);
+});
+
+testOnBothDatabases('a webhook payload shows the job as the change that announced it left it, though a later change was written first', async (t, database) => {
+  const clock = movableClock();
+  // The job service's own reads (the listener reads a job only when a change comes without its row).
+  const jobRows = createJobStore(database.db);
+  const jobs = { get: (id: number) => jobRows.get(id), view: async (job: JobRow) => toJobView(job, undefined, clock.now(), null) } as unknown as JobService;
+  const bus = createEventBus();
+  const notify = createNotifyService({ db: database.db, bus, jobs, devices: { get: async () => undefined } as never, clock, log });
+  t.after(() => notify.stop());
+  const hook = await notify.webhooks.add({ url: 'http://127.0.0.1:9/hook', events: ['job.started', 'job.ok'] });
+
+  const started = await runningJob(database.db, 'dc:a6:32:00:00:03', clock.now());
+  // The job ends before the listener of its start ran (a fast device, or another connection).
+  await database.db.updateTable('jobs').set({ state: 'ok', ended_at: clock.now() }).where('id', '=', started.id).execute();
+  bus.emit('job.changed', { jobId: started.id, mac: started.device_mac, state: 'running', snapshot: started });
+  bus.emit('job.changed', { jobId: started.id, mac: started.device_mac, state: 'ok' });
+  await notify.deliverDue();
+
+  const bodies = (await createNotifyStore(database.db).deliveriesOf(hook.id, 10)).map((row) => JSON.parse(row.body) as { event: string; job: { state: string } });
+  assert.deepEqual(
+    bodies.map((body) => [body.event, body.job.state]).sort(),
+    [['job.ok', 'ok'], ['job.started', 'running']],
+    'job.started carries the running job it announced; job.ok, sent without a row, the job read then',
+  );
 });

@@ -32,13 +32,15 @@ test("a change on station A reaches B's views and B's remote listeners, never B'
   const url = await testDatabaseUrl(t);
   const [a, b] = [await station(t, url), await station(t, url)];
   const change: DomainEvents['job.changed'] = { jobId: 7, mac: 'dc:a6:32:00:00:01', state: 'queued' };
-  a.local.emit('job.changed', change);
+  // The job's row goes with the change on A only (its webhooks' payload); B gets the change.
+  const snapshot = { id: 7, device_mac: change.mac, state: 'queued', token: 'a job token stays on its station' } as unknown as DomainEvents['job.changed']['snapshot'];
+  a.local.emit('job.changed', { ...change, snapshot });
   await waitFor("B's views", () => b.seen.length === 1, 20_000, 20);
   assert.deepEqual(b.seen, [['job.changed', change]]);
   assert.deepEqual(b.remote, [['job.changed', change]]);
   assert.deepEqual(b.localSeen, [], "B's webhooks and labels do not act on A's change");
   b.local.emit('device.changed', { mac: 'dc:a6:32:00:00:02' });
   await waitFor("A's views", () => a.seen.length === 2, 20_000, 20);
-  assert.deepEqual(a.seen, [['job.changed', change], ['device.changed', { mac: 'dc:a6:32:00:00:02' }]], 'its own change once (not again through NOTIFY), then B’s');
+  assert.deepEqual(a.seen, [['job.changed', { ...change, snapshot }], ['device.changed', { mac: 'dc:a6:32:00:00:02' }]], 'its own change once (not again through NOTIFY), then B’s');
   assert.deepEqual(a.remote, [['device.changed', { mac: 'dc:a6:32:00:00:02' }]]);
 });
