@@ -51,7 +51,11 @@ export function sharedCopy(deps: {
   return {
     async waiting(image) {
       const copy = await copies.get(image.id, station);
-      return copy?.state === 'complete' && copy.broken === null ? null : describeWait(copy, deps.note(image.id));
+      if (copy?.state !== 'complete') return describeWait(copy, deps.note(image.id));
+      // Damaged with no intact copy elsewhere to fetch: held here as a station alone holds its
+      // files, checked before each deploy (refused while broken, intact again if put back).
+      if (copy.broken === null || !(await copies.intactElsewhere(image.id, station))) return null;
+      return describeWait(copy, deps.note(image.id));
     },
     baseline: {
       identityOf: async (image) => (await copies.get(image.id, station))?.file_identity ?? null,

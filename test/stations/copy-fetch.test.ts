@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, openSync, readFileSync, readdirSync, statSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readdirSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import pg from 'pg';
@@ -266,4 +266,28 @@ test("a byte changed in line-b's copy marks only line-b's copy damaged: line-a s
   // Closed before their PostgreSQL stops (its after-hook runs first): a retry of B's fetcher
   // holding a connection when the server is stopped fails the test with an unhandled pg error.
   await Promise.all([a.close(), b.close()]);
+});
+
+test('a station on PostgreSQL whose copy is damaged and that no other station holds intact refuses deploys of it, as a station alone does, until its file is put back', async (t) => {
+  const postgres = startTestPostgres(t);
+  const a = await station(t, 'line-a', postgres.url);
+  const image = randomBytes(2 * MiB);
+  const added = await fetch(`${a.url}/api/images?name=os`, { method: 'POST', headers: { authorization: `Bearer ${a.token}` }, body: image });
+  assert.equal(added.status, 201);
+  const path = join(a.dataDir, (await a.server.services.images.requireImage('os')).file);
+  writeFileSync(path, image.subarray(0, MiB)); // truncated
+  await registerDevice(a, MAC_A);
+  const reason = `its file has ${MiB} bytes, not the ${2 * MiB} it was imported with (truncated or overwritten)`;
+  for (const attempt of ['found now', 'marked before']) {
+    const refused = await a.admin('POST', `/api/devices/${MAC_A}/deploy`, { image: 'os' });
+    assert.equal(refused.status, 409, attempt);
+    assert.equal(refused.body.message, `image 'os' cannot be deployed: ${reason}; put its file back, or remove it and add it again`, attempt);
+  }
+  assert.deepEqual((await copiesOf(a, 'os')).map((copy) => [copy.station, copy.state, copy.broken]), [['line-a', 'complete', reason]]);
+  assert.equal((await a.admin('GET', '/api/images/os')).body.broken, null, "the image's own mark is a station alone's");
+
+  writeFileSync(path, image); // put back (a new mtime: re-hashed before it counts)
+  await waitFor('the copy intact again', async () => (await a.admin('POST', `/api/devices/${MAC_A}/deploy`, { image: 'os' })).status === 201);
+  assert.deepEqual((await copiesOf(a, 'os')).map((copy) => copy.broken), [null]);
+  await a.server.services.caches.idle();
 });
