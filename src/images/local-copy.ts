@@ -26,7 +26,7 @@ export const aloneCopy: LocalCopy = { waiting: async () => null };
 function describeFetch(copy: ImageCopyRow | undefined, note: string | undefined, again: boolean): string {
   if (copy?.state === 'fetching') {
     const percent = copy.bytes_total ? Math.floor((100 * copy.bytes_done) / copy.bytes_total) : 0;
-    return `fetching ${again ? 'it again, ' : ''}${percent}% from ${copy.source_station}`;
+    return again ? `fetching it again from ${copy.source_station} (${percent}%)` : `fetching ${percent}% from ${copy.source_station}`;
   }
   if (copy?.state === 'failed') return `fetching it ${again ? 'again ' : ''}from ${copy.source_station} failed (${copy.error}); it is tried again`;
   return note ?? `waiting to fetch it ${again ? 'again ' : ''}from a station that has it`;

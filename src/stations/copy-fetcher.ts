@@ -111,6 +111,8 @@ export function createCopyFetcher(deps: CopyFetcherDeps) {
       }
     }
     // Copies made from this station's own file under another map: that map's cache, fetched.
+    // Not built here: the frames' offsets are recorded once, in the shared map, by the station
+    // that built them, and this station's zstd output need not match them byte for byte.
     for (const image of await copies.heldAt(station)) {
       const failed = backoff.get(image.id);
       if (failed && failed.at > now) continue;
