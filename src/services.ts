@@ -97,7 +97,9 @@ export function createServices(options: ServiceOptions) {
     imageInUse: jobStore.imageInUse,
     station: config.station,
     copies: copyStore,
-    local: shared ? sharedCopy({ copies: copyStore, images: imageStore, station: config.station, note: (id) => fetcher?.noteOf(id) }) : aloneCopy,
+    local: shared
+      ? sharedCopy({ copies: copyStore, images: imageStore, station: config.station, note: (id) => fetcher?.noteOf(id), onDamaged: () => fetcher?.trigger() })
+      : aloneCopy,
   });
   const deviceFiles = createDeviceFilesService({ store: createDeviceFilesStore(database.db), clock, bus, log: log.child({ module: 'device-files' }) });
   const firstBoot = createFirstBootService({
@@ -189,6 +191,7 @@ export function createServices(options: ServiceOptions) {
         copies: copyStore,
         images: imageStore,
         blockMaps,
+        files: images.files,
         client: stationClient,
         station: config.station,
         dataDir,

@@ -97,6 +97,7 @@ export interface ImageCopiesTable {
   error: string | null;
   file_identity: string | null;
   updated_at: number;
+  broken: string | null;
 }
 
 export interface ImagesTable {

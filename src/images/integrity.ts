@@ -7,7 +7,7 @@ import { STREAM_CHUNK_BYTES } from '../shared/files.js';
 import type { ImageRow, ImageStore } from './store.js';
 
 const EDGE_BYTES = 1024 * 1024;
-const CHECKING = 'its file was modified after import (new inode or mtime): its whole sha256 is being checked again';
+export const CHECKING = 'its file was modified after import (new inode or mtime): its whole sha256 is being checked again';
 const MISMATCH = "its file no longer hashes to the image's sha256: it was changed after import";
 
 /** What the cheap check compares: "inode:mtime(ns)" and the sha256 of the first and last MiB. */
@@ -72,6 +72,10 @@ async function sha256OfFile(path: string): Promise<string> {
 export interface FileBaseline {
   identityOf(image: ImageRow): Promise<string | null>;
   save(image: ImageRow, facts: FileFacts): Promise<void>;
+  /** Why this station's file was last found unfit to deploy; null while intact. */
+  brokenOf(image: ImageRow): Promise<string | null>;
+  /** Records a verdict (`pending`: a re-hash is under way); true when this changed it. */
+  setBroken(image: ImageRow, reason: string | null, pending: boolean): Promise<boolean>;
 }
 
 export interface IntegrityDeps {
@@ -95,9 +99,8 @@ export function createIntegrityChecker({ store, pathOf, bus, log, baseline = row
   const failed = new Map<number, string>();
 
   async function mark(image: ImageRow, reason: string | null) {
-    if (image.broken === reason) return;
-    const changed = await store.setBroken(image.id, reason);
-    image.broken = reason;
+    if ((await baseline.brokenOf(image)) === reason) return;
+    const changed = await baseline.setBroken(image, reason, reason === CHECKING);
     if (!changed) return; // another check (request or station) marked it and said so
     if (reason) log.warn({ image: image.name, reason }, 'image file is broken: it is not deployed');
     else log.info({ image: image.name }, 'image file is intact again');
@@ -110,10 +113,10 @@ export function createIntegrityChecker({ store, pathOf, bus, log, baseline = row
     const examined = examineFile(pathOf(image), image.size);
     if ('problem' in examined) return examined.problem;
     const { facts } = examined;
-    if (failed.get(image.id) === facts.identity) return image.broken ?? MISMATCH;
+    if (failed.get(image.id) === facts.identity) return (await baseline.brokenOf(image)) ?? MISMATCH;
     if (image.edges_sha256 === null) {
       verifyWhole(image, facts); // imported before these checks: its baseline once it hashes right
-      return image.broken;
+      return baseline.brokenOf(image);
     }
     if (facts.edgesSha256 !== image.edges_sha256) return 'its file was changed: its first or last MiB differ from what was imported';
     if (facts.identity === identity) return null;
@@ -173,10 +176,16 @@ export function createIntegrityChecker({ store, pathOf, bus, log, baseline = row
 
 export type IntegrityChecker = ReturnType<typeof createIntegrityChecker>;
 
-/** A station alone: its file's identity is the image row's. */
-function rowBaseline(store: ImageStore): FileBaseline {
+/** A station alone: its file's identity and verdict are the image row's. */
+export function rowBaseline(store: ImageStore): FileBaseline {
   return {
     identityOf: async (image) => image.file_identity,
     save: (image, facts) => store.setBaseline(image.id, facts.identity, facts.edgesSha256),
+    brokenOf: async (image) => image.broken,
+    async setBroken(image, reason) {
+      const changed = await store.setBroken(image.id, reason);
+      image.broken = reason;
+      return changed;
+    },
   };
 }

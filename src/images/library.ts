@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { link, rename } from 'node:fs/promises';
+import { createReadStream, existsSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
@@ -13,10 +12,11 @@ import { StreamWriteError } from '../shared/stream-errors.js';
 import { BmapError, parseBmap, type Bmap } from '../blockmap/bmap.js';
 import type { CacheBuilder } from '../blockmap/cache-builder.js';
 import { consumeDecoded, DecodeError, decodeImage } from '../blockmap/decode.js';
-import { writeBlockImage } from '../blockmap/image-writer.js';
-import type { BlockMapStore } from '../blockmap/store.js';
+import { writeBlockImage, type BlockImage } from '../blockmap/image-writer.js';
+import type { BlockMapRow, BlockMapStore } from '../blockmap/store.js';
+import { contentFile, createContentFiles } from './content-files.js';
 import type { ImageCopyStore } from './copies-store.js';
-import { baselineOf, createIntegrityChecker } from './integrity.js';
+import { createIntegrityChecker, examineFile, rowBaseline, type FileFacts } from './integrity.js';
 import { aloneCopy, type LocalCopy } from './local-copy.js';
 import type { ImageRow, ImageSource, ImageStore, NewImage } from './store.js';
 
@@ -49,6 +49,10 @@ export interface CopyView {
   bytes_done: number;
   bytes_total: number | null;
   error: string | null;
+  /** Where it was fetched from: null where the image was added, that station itself when made from its own file of the same bytes. */
+  source_station: string | null;
+  /** Why that station's file cannot be deployed there (it fetches it again); null while intact. */
+  broken: string | null;
 }
 
 export interface BlockMapView {
@@ -111,9 +115,46 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
   /** bmaps uploaded ahead of their image (two requests: the XML, then the image naming it). */
   const pendingBmaps = new Map<string, { bmap: Bmap; expires: number }>();
   const absolute = (image: Pick<ImageRow, 'file'>) => join(dataDir, image.file);
-  const integrity = createIntegrityChecker({ store, pathOf: absolute, bus, log, baseline: local.baseline });
-  /** Whether this station's copy is complete: only then is its file read, checked or sent. */
+  const baseline = local.baseline ?? rowBaseline(store);
+  const integrity = createIntegrityChecker({ store, pathOf: absolute, bus, log, baseline });
+  /** Whether this station's copy is complete and intact: only then is its file read, checked or sent. */
   const isLocal = async (image: ImageRow) => (await local.waiting(image)) === null;
+  const files = createContentFiles({ dataDir, rowsNaming: store.namingFile, imageInUse, intactFacts });
+  /** Whether a map's zstd cache is in this station's data folder (with several stations, it may be only on another's). */
+  const cacheHere = (map: BlockMapRow) => map.cache_file !== null && existsSync(join(dataDir, map.cache_file));
+
+  /**
+   * The facts of a file in place, if an active image naming it that this station holds, complete
+   * and not known damaged, last saw it so (size, first and last MiB, inode and mtime).
+   */
+  async function intactFacts(file: string, size: number): Promise<FileFacts | undefined> {
+    for (const row of await store.namingFile(file)) {
+      if (row.retired_at !== null || row.size !== size || row.edges_sha256 === null) continue;
+      if (!(await isLocal(row)) || (await baseline.brokenOf(row)) !== null) continue;
+      const examined = examineFile(join(dataDir, file), size);
+      if ('problem' in examined) return undefined;
+      if (examined.facts.edgesSha256 === row.edges_sha256 && examined.facts.identity === (await baseline.identityOf(row))) return examined.facts;
+    }
+    return undefined;
+  }
+
+  /**
+   * Images with the same bytes share one block map, and so one zstd cache, when the map made now
+   * is the one they have (a map of zeros is made the same from the same bytes; a bmap's is not).
+   * Alone, a map whose cache is not built yet is being built here; with several stations it may
+   * be being built on another, whose frames this one's would have to match: then a new map.
+   */
+  async function mapFor(written: BlockImage): Promise<number> {
+    if (written.mapSource === 'zeros') {
+      for (const other of await store.withBytes(written.sha256)) {
+        const map = other.block_map_id === null ? undefined : await blockMaps.get(other.block_map_id);
+        if (!map || map.source !== 'zeros' || map.needs_recheck || !(await isLocal(other))) continue;
+        if (!(map.cache_file === null ? local === aloneCopy : cacheHere(map))) continue;
+        if (sameChunks(await blockMaps.plainChunks(map.id), written.chunks)) return map.id;
+      }
+    }
+    return blockMaps.add(written, clock.now());
+  }
 
   async function viewWith(image: ImageRow, defaultName: string | undefined): Promise<ImageView> {
     return {
@@ -128,7 +169,7 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
       in_use: await imageInUse(image.id),
       broken: image.broken,
       block_map: image.block_map_id === null ? null : await mapView(image.block_map_id),
-      copies: (await copies?.ofImage(image.id))?.map(({ station, state, bytes_done, bytes_total, error }) => ({ station, state, bytes_done, bytes_total, error })) ?? [],
+      copies: (await copies?.ofImage(image.id))?.map(({ station, state, bytes_done, bytes_total, error, source_station, broken }) => ({ station, state, bytes_done, bytes_total, error, source_station, broken })) ?? [],
     };
   }
 
@@ -181,7 +222,6 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
     const replacing = options.source === 'golden' ? await store.byName(GOLDEN_NAME) : undefined;
     await ensureRoom();
 
-    const file = join('images', `${randomUUID()}.img`);
     const temp = join(dataDir, 'tmp', `image-${randomUUID()}.part`);
     const progress: ImportProgress = {
       name,
@@ -203,12 +243,11 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
       );
       if (written.size === 0) throw new DecodeError(`the ${decoded.encoding} data holds no bytes: the image is empty`);
       await options.beforePublish?.();
-      const facts = baselineOf(temp, written.size); // a rename keeps the inode and mtime
-      await rename(temp, join(dataDir, file));
-      let image: ImageRow;
-      try {
-        const mapId = await blockMaps.add(written, clock.now());
-        image = await addRow(
+      const file = contentFile(written.sha256);
+      let sharing = false;
+      const image = await files.place(temp, file, written.size, async (facts, shared) => {
+        sharing = shared;
+        return addRow(
           {
             name,
             file,
@@ -216,19 +255,17 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
             sha256: written.sha256,
             source: options.source ?? 'upload',
             origin: options.origin,
-            block_map_id: mapId,
+            block_map_id: await mapFor(written),
             file_identity: facts.identity,
             edges_sha256: facts.edgesSha256,
           },
           replacing?.id,
         );
-      } catch (error) {
-        await removeIfPresent(join(dataDir, file));
-        throw error;
-      }
+      });
       if (options.makeDefault) await store.setDefaultName(name);
-      log.info({ image: name, size: image.size, sha256: image.sha256, mapped: written.mappedBytes, from: decoded.encoding }, 'image added');
-      caches.enqueue({ mapId: image.block_map_id!, rawPath: absolute(image) });
+      log.info({ image: name, size: image.size, sha256: image.sha256, mapped: written.mappedBytes, from: decoded.encoding, shares_file: sharing }, 'image added');
+      const map = await blockMaps.get(image.block_map_id!);
+      if (map && !map.cache_file) caches.enqueue({ mapId: map.id, rawPath: absolute(image) });
       bus.emit('image.changed', { name });
       await sweepRetired();
       return image;
@@ -270,14 +307,16 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
 
   /**
    * Deletes the files of retired images that no active job still streams (the deletions go on in
-   * the background). Each station deletes its own copy's: a row of it stays until it has.
+   * the background), unless an active image shares the file (the same bytes). Each station
+   * deletes its own copy's: a row of it stays until it has.
    */
   async function sweepRetired() {
     const retired = new Map((await store.retiredWithFiles()).map((image) => [image.id, image]));
     if (copies && station !== undefined) for (const image of await copies.retiredAt(station)) retired.set(image.id, image);
     for (const image of retired.values()) {
       if (await imageInUse(image.id)) continue;
-      removeIfPresent(absolute(image))
+      files
+        .release(image.file)
         .then(() => store.markFileRemoved(image.id))
         .then(() => (station === undefined ? undefined : copies?.remove(image.id, station)))
         .catch((error: Error) => log.warn({ image: image.name, err: error }, 'could not remove a retired image file'));
@@ -293,9 +332,22 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
     facts: { name: string; size: number; sha256: string; origin: string; blockMapId: number | null },
   ): Promise<ImageRow> {
     await checkNewName(facts.name, 'backup');
-    const file = join('images', `${randomUUID()}.img`);
+    const file = contentFile(facts.sha256);
+    let image: ImageRow;
     try {
-      await link(path, join(dataDir, file));
+      image = await files.placeLink(path, file, facts.size, (baseline) =>
+        addRow({
+          name: facts.name,
+          file,
+          size: facts.size,
+          sha256: facts.sha256,
+          source: 'backup',
+          origin: facts.origin,
+          block_map_id: facts.blockMapId,
+          file_identity: baseline.identity,
+          edges_sha256: baseline.edgesSha256,
+        }),
+      );
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EXDEV') throw error;
       const copied = await addFromStream(createReadStream(path, { highWaterMark: STREAM_CHUNK_BYTES }), {
@@ -309,24 +361,6 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
         throw conflict(`the copy of ${facts.origin} does not hash to its recorded sha256; the file is damaged`);
       }
       return copied;
-    }
-    let image: ImageRow;
-    try {
-      const baseline = baselineOf(join(dataDir, file), facts.size);
-      image = await addRow({
-        name: facts.name,
-        file,
-        size: facts.size,
-        sha256: facts.sha256,
-        source: 'backup',
-        origin: facts.origin,
-        block_map_id: facts.blockMapId,
-        file_identity: baseline.identity,
-        edges_sha256: baseline.edgesSha256,
-      });
-    } catch (error) {
-      await removeIfPresent(join(dataDir, file));
-      throw error;
     }
     log.info({ image: facts.name, origin: facts.origin }, 'image added from a backup');
     bus.emit('image.changed', { name: facts.name });
@@ -376,7 +410,9 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
     async transferPlan(image: ImageRow, features: ReadonlySet<string>): Promise<TransferPlan> {
       const map = image.block_map_id === null ? undefined : await blockMaps.get(image.block_map_id);
       if (!map || !features.has('sparse')) return { mode: 'full', encoding: 'identity', bytesTotal: image.size };
-      const zstd = features.has('zstd') && map.cache_file !== null;
+      // Frames only from a cache on this disk: a copy made from this station's own file of the
+      // same bytes may have its map's cache still to fetch (stations/copy-fetcher.ts).
+      const zstd = features.has('zstd') && cacheHere(map);
       return { mode: 'sparse', encoding: zstd ? 'zstd' : 'identity', bytesTotal: map.mapped_bytes };
     },
     blockMapOf: async (image: ImageRow) => (image.block_map_id === null ? undefined : blockMaps.get(image.block_map_id)),
@@ -429,8 +465,11 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
         throw conflict("there is no image to deploy: add one (cm4prov image add FILE --default) or put golden.img in the server's data folder");
       }
       const image = await requireImage(fallback);
-      // Not on this station yet: its deploy is accepted and waits here for the copy.
-      if (await isLocal(image)) await integrity.assertDeployable(image);
+      // Not on this station yet: its deploy is accepted and waits here for the copy. Found
+      // damaged here while another station has it intact: it is fetched again, and waits too.
+      if (!(await isLocal(image))) return image;
+      if ((await integrity.check(image)) !== null && (await local.repairable?.(image))) return image;
+      await integrity.assertDeployable(image);
       return image;
     },
     /**
@@ -439,10 +478,16 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
      */
     async fileProblem(image: ImageRow): Promise<{ reason: string; checking: boolean } | null> {
       const waiting = await local.waiting(image);
-      if (waiting) return { reason: `not on this station yet: ${waiting}`, checking: true };
-      return integrity.problemOf(image);
+      if (waiting) return { reason: waiting, checking: true };
+      const problem = await integrity.problemOf(image);
+      if (problem && !problem.checking && (await local.repairable?.(image))) return { reason: (await local.waiting(image)) ?? problem.reason, checking: true };
+      return problem;
     },
     isLocal,
+    /** This station's image files, shared by content (the copy fetcher places its copies with it). */
+    files,
+    intactFacts,
+    cacheHere,
     /** At start: checks the file of every image this station holds; returns how many are broken. */
     async checkFiles(): Promise<number> {
       let broken = 0;
@@ -461,3 +506,7 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
 }
 
 export type ImageLibrary = ReturnType<typeof createImageLibrary>;
+
+function sameChunks(a: Array<{ offset: number; length: number; sha256: string }>, b: Array<{ offset: number; length: number; sha256: string }>): boolean {
+  return a.length === b.length && a.every((chunk, i) => chunk.offset === b[i]!.offset && chunk.length === b[i]!.length && chunk.sha256 === b[i]!.sha256);
+}

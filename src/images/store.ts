@@ -67,6 +67,10 @@ export function createImageStore(db: Queries) {
     /** False when it was retired already. */
     retire: (id: number, now: number) => retire(db, id, now),
     retiredWithFiles: () => images().where('retired_at', 'is not', null).where('file_removed', '=', 0).execute() as Promise<ImageRow[]>,
+    /** Every row, retired or not, whose file is `file` (relative): rows with the same bytes share one. */
+    namingFile: (file: string) => images().where('file', '=', file).orderBy('id').execute() as Promise<ImageRow[]>,
+    /** Active images with these bytes. */
+    withBytes: (sha256: string) => images().where('sha256', '=', sha256).where('retired_at', 'is', null).orderBy('id').execute() as Promise<ImageRow[]>,
     withoutBlockMap: () => images().where('retired_at', 'is', null).where('block_map_id', 'is', null).execute() as Promise<ImageRow[]>,
     /**
      * Gives an image a new map, if its map is still `previous`: the map is made in a long scan

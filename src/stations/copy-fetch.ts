@@ -19,6 +19,8 @@ export interface CopyJob {
   /** The map's chunks, in order, each with its frame in the cache (zoffset, zlength). */
   chunks: ChunkRow[];
   peer: Peer;
+  /** Only the map's zstd cache: the image file is here already (made from this station's own file). */
+  cacheOnly?: boolean;
 }
 
 /** The fetched files, in `<data-dir>/tmp/`, checked whole: the caller moves them into place or removes them. */
@@ -89,6 +91,28 @@ export async function fetchCopy(job: CopyJob, deps: { client: StationClient; dat
   }
 }
 
+/**
+ * Fetches only the zstd chunk stream of an image this station holds already (its copy was made
+ * from a file of the same bytes here, under another map): every frame decoded and hashed against
+ * the map, as in a whole copy. Returns the checked cache file in `<data-dir>/tmp/`.
+ */
+export async function fetchCache(job: CopyJob, deps: { client: StationClient; dataDir: string; signal: AbortSignal }): Promise<string> {
+  checkFramesContiguous(job.chunks, job.map.cache_bytes ?? 0);
+  const path = join(deps.dataDir, 'tmp', `copy-${job.image.id}-${randomUUID()}.zst`);
+  let cacheFile: FileHandle | undefined;
+  try {
+    cacheFile = await open(path, 'wx', 0o640);
+    await fetchFrames(job, { cache: cacheFile }, deps, () => undefined, undefined);
+    await cacheFile.sync();
+    await cacheFile.close();
+    return path;
+  } catch (error) {
+    await cacheFile?.close().catch(() => undefined);
+    await removeIfPresent(path);
+    throw error;
+  }
+}
+
 /** The cache holds every frame, in chunk order, one after the other: one Range fetches a run of them. */
 function checkFramesContiguous(chunks: ChunkRow[], cacheBytes: number) {
   let at = 0;
@@ -121,7 +145,7 @@ function inOrderHash() {
 
 async function fetchFrames(
   job: CopyJob,
-  files: { image: FileHandle; cache: FileHandle },
+  files: { image?: FileHandle; cache: FileHandle },
   deps: { client: StationClient; signal: AbortSignal },
   progress: (bytes: number) => void,
   inOrder: ReturnType<typeof inOrderHash> | undefined,
@@ -144,7 +168,7 @@ async function fetchFrames(
     }
     inOrder?.push(chunk.offset, decoded);
     await writing;
-    writing = Promise.all([files.cache.write(bytes, 0, bytes.length, chunk.zoffset!), files.image.write(decoded, 0, decoded.length, chunk.offset)]);
+    writing = Promise.all([files.cache.write(bytes, 0, bytes.length, chunk.zoffset!), files.image?.write(decoded, 0, decoded.length, chunk.offset)]);
     writing.catch(() => undefined); // surfaces at the next await of it
     progress(chunk.length);
   };

@@ -1,21 +1,24 @@
+import { existsSync } from 'node:fs';
 import { mkdir, readdir, rename } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
-import type { BlockMapStore } from '../blockmap/store.js';
+import type { BlockMapRow, BlockMapStore } from '../blockmap/store.js';
+import type { ContentFiles } from '../images/content-files.js';
 import type { ImageCopyStore } from '../images/copies-store.js';
-import { baselineOf } from '../images/integrity.js';
 import type { ImageRow, ImageStore } from '../images/store.js';
 import type { Clock } from '../shared/clock.js';
 import type { EventBus } from '../shared/events.js';
 import { removeIfPresent } from '../shared/files.js';
 import type { StationClient } from './client.js';
-import { bytesToFetch, CopyError, fetchCopy, type CopyJob, type FetchedCopy } from './copy-fetch.js';
+import { bytesToFetch, CopyError, fetchCache, fetchCopy, type CopyJob, type FetchedCopy } from './copy-fetch.js';
 import { STATION_DOWN_AFTER_MS } from './service.js';
 
 export interface CopyFetcherDeps {
   copies: ImageCopyStore;
   images: Pick<ImageStore, 'get'>;
   blockMaps: BlockMapStore;
+  /** This station's image files (images/content-files.ts): copies are placed, and shared, through it. */
+  files: ContentFiles;
   client: StationClient;
   station: string;
   dataDir: string;
@@ -42,7 +45,7 @@ const PROGRESS_MS = 1000;
  * it starts over at the next start.
  */
 export function createCopyFetcher(deps: CopyFetcherDeps) {
-  const { copies, images, blockMaps, client, station, dataDir, clock, bus, log } = deps;
+  const { copies, images, blockMaps, files, client, station, dataDir, clock, bus, log } = deps;
   const retry = deps.retryMs ?? { first: 1000, max: 60_000 };
   /** Why an image is not being fetched now, for the deploys that wait for it. */
   const notes = new Map<number, string>();
@@ -53,6 +56,38 @@ export function createCopyFetcher(deps: CopyFetcherDeps) {
   let retryTimer: NodeJS.Timeout | undefined;
   let scanTimer: NodeJS.Timeout | undefined;
 
+  const cacheHere = (map: BlockMapRow) => map.cache_file !== null && existsSync(join(dataDir, map.cache_file));
+
+  /**
+   * Makes the copy complete at once from a file this station holds already with the image's
+   * sha256 (another image's complete copy, intact by its cheap check): no byte is fetched. The
+   * same name is the same file; an older row's name is hard-linked. Under the source file's lock,
+   * so that it is not deleted meanwhile.
+   */
+  async function fromOwnFile(image: ImageRow): Promise<boolean> {
+    for (const other of await copies.heldWithBytes(image.sha256, station)) {
+      if (other.id === image.id || other.size !== image.size) continue;
+      const record = async (facts: { identity: string }) => {
+        await copies.completeFromOwnFile(image.id, station, image.size, facts.identity, clock.now());
+        return true;
+      };
+      const made = await files.exclusive(other.file, async () => {
+        const facts = await files.intactFacts(other.file, other.size);
+        if (!facts) return false;
+        if (other.file === image.file) return record(facts);
+        return files.placeLink(join(dataDir, other.file), image.file, image.size, record);
+      });
+      if (!made) continue;
+      backoff.delete(image.id);
+      notes.delete(image.id);
+      log.info({ image: image.name, from_image: other.name }, 'image copy complete from a file this station holds with the same bytes');
+      bus.emit('image.changed', { name: image.name });
+      deps.onComplete(image);
+      return true;
+    }
+    return false;
+  }
+
   async function nextJob(): Promise<CopyJob | undefined> {
     const now = clock.now();
     const missing = await copies.missingAt(station);
@@ -60,6 +95,7 @@ export function createCopyFetcher(deps: CopyFetcherDeps) {
     for (const image of missing) {
       const failed = backoff.get(image.id);
       if (failed && failed.at > now) continue;
+      if (await fromOwnFile(image)) continue;
       const map = image.block_map_id === null ? undefined : await blockMaps.get(image.block_map_id);
       if (!map) notes.set(image.id, 'waiting for its block map, made where it was added');
       else if (!map.cache_file) notes.set(image.id, 'waiting for its chunks to be compressed where it was added');
@@ -74,6 +110,18 @@ export function createCopyFetcher(deps: CopyFetcherDeps) {
         return { image, map, chunks: await blockMaps.chunks(map.id), peer: { name: peer.name, url: peer.url } };
       }
     }
+    // Copies made from this station's own file under another map: that map's cache, fetched.
+    // Not built here: the frames' offsets are recorded once, in the shared map, by the station
+    // that built them, and this station's zstd output need not match them byte for byte.
+    for (const image of await copies.heldAt(station)) {
+      const failed = backoff.get(image.id);
+      if (failed && failed.at > now) continue;
+      const map = image.block_map_id === null ? undefined : await blockMaps.get(image.block_map_id);
+      if (!map?.cache_file || cacheHere(map)) continue;
+      const peers = await copies.sourcesOf(image.id, station, now - STATION_DOWN_AFTER_MS);
+      const peer = peers.find((candidate) => candidate.name !== failed?.peer) ?? peers[0];
+      if (peer) return { image, map, chunks: await blockMaps.chunks(map.id), peer: { name: peer.name, url: peer.url }, cacheOnly: true };
+    }
     return undefined;
   }
 
@@ -83,15 +131,38 @@ export function createCopyFetcher(deps: CopyFetcherDeps) {
     const current = await images.get(image.id);
     if (!current || current.retired_at !== null) throw new CopyError('the image was removed while it was being fetched');
     if (current.block_map_id !== map.id) throw new CopyError('the image got a new block map while it was being fetched');
-    const facts = baselineOf(fetched.imagePath, image.size); // a rename keeps the inode and mtime
-    const [imagePath, cachePath] = [join(dataDir, image.file), join(dataDir, map.cache_file!)];
+    const cachePath = join(dataDir, map.cache_file!);
     await mkdir(dirname(cachePath), { recursive: true });
     await rename(fetched.cachePath, cachePath);
-    await mkdir(dirname(imagePath), { recursive: true });
-    await rename(fetched.imagePath, imagePath);
-    if (!(await copies.complete(image.id, station, bytes, facts.identity, clock.now()))) {
-      await removeIfPresent(imagePath);
-      throw new CopyError('its copy was removed while it was being fetched');
+    // Its content-addressed name may hold the same bytes already (another image's copy): then
+    // that file is kept; a damaged one is replaced, only now that the new one is checked whole.
+    await files.place(fetched.imagePath, image.file, image.size, async (facts) => {
+      if (!(await copies.complete(image.id, station, bytes, facts.identity, clock.now()))) throw new CopyError('its copy was removed while it was being fetched');
+    });
+  }
+
+  /** Only the zstd cache of a copy made here from this station's own file. */
+  async function fetchCacheOf(job: CopyJob) {
+    const { image, map, peer } = job;
+    let path: string | undefined;
+    try {
+      path = await fetchCache(job, { client, dataDir, signal: stopping.signal });
+      const current = await images.get(image.id);
+      if (current?.block_map_id !== map.id) throw new CopyError('the image got a new block map while its chunks were being fetched');
+      await mkdir(dirname(join(dataDir, map.cache_file!)), { recursive: true });
+      await rename(path, join(dataDir, map.cache_file!));
+      path = undefined;
+      backoff.delete(image.id);
+      log.info({ image: image.name, from: peer.name, bytes: map.cache_bytes }, "image's compressed chunks fetched (its bytes were here already)");
+      bus.emit('image.changed', { name: image.name });
+    } catch (error) {
+      if (stopping.signal.aborted) return;
+      const failures = (backoff.get(image.id)?.failures ?? 0) + 1;
+      const delay = Math.min(retry.max, retry.first * 2 ** (failures - 1));
+      backoff.set(image.id, { failures, at: clock.now() + delay, peer: peer.name });
+      log.warn({ image: image.name, from: peer.name, retry_in_s: delay / 1000 }, `could not fetch the compressed chunks of an image (it is deployed uncompressed meanwhile): ${(error as Error).message}`);
+    } finally {
+      if (path) await removeIfPresent(path);
     }
   }
 
@@ -141,7 +212,7 @@ export function createCopyFetcher(deps: CopyFetcherDeps) {
   }
 
   async function pass() {
-    for (let job = await nextJob(); job && !stopping.signal.aborted; job = await nextJob()) await fetchOne(job);
+    for (let job = await nextJob(); job && !stopping.signal.aborted; job = await nextJob()) await (job.cacheOnly ? fetchCacheOf(job) : fetchOne(job));
     // The next failed image's turn comes by itself.
     const due = Math.min(...[...backoff.values()].map((entry) => entry.at));
     clearTimeout(retryTimer);

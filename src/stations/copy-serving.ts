@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BlockMapStore } from '../blockmap/store.js';
 import type { FileToSend } from '../http/send-file.js';
@@ -7,7 +8,8 @@ import { conflict, notFound } from '../shared/errors.js';
 
 /**
  * What this station gives the others of its image copies: the zstd chunk stream (the frames
- * devices get) and the raw bytes (for a bmap's unmapped gaps). Only from a complete copy.
+ * devices get) and the raw bytes (for a bmap's unmapped gaps). Only from a complete copy not
+ * known damaged.
  */
 export function createCopyServing(deps: { images: Pick<ImageStore, 'get'>; copies: ImageCopyStore; blockMaps: BlockMapStore; station: string; dataDir: string }) {
   const { images, copies, blockMaps, station, dataDir } = deps;
@@ -17,6 +19,7 @@ export function createCopyServing(deps: { images: Pick<ImageStore, 'get'>; copie
     if (!image || image.retired_at !== null) throw notFound(`there is no image ${imageId}`);
     const copy = await copies.get(imageId, station);
     if (copy?.state !== 'complete') throw conflict(`station ${station} has no complete copy of image '${image.name}'`);
+    if (copy.broken) throw conflict(`station ${station}'s copy of image '${image.name}' is damaged (${copy.broken})`);
     return image;
   }
 
@@ -25,6 +28,8 @@ export function createCopyServing(deps: { images: Pick<ImageStore, 'get'>; copie
       const image = await completeCopy(imageId);
       const map = image.block_map_id === null ? undefined : await blockMaps.get(image.block_map_id);
       if (!map?.cache_file) throw conflict(`image '${image.name}' has no compressed chunks yet`);
+      // A copy made here from a file of the same bytes may still be fetching its map's cache.
+      if (!existsSync(join(dataDir, map.cache_file))) throw conflict(`station ${station} has no compressed chunks of image '${image.name}' yet`);
       return { path: join(dataDir, map.cache_file), size: map.cache_bytes!, etag: `zstd-chunks:${image.sha256}` };
     },
     async rawFile(imageId: number): Promise<FileToSend> {

@@ -19,6 +19,9 @@ async function upload(server: TestServer, name: string, body: Buffer) {
   return { status: response.status, body: (await response.json()) as any };
 }
 
+/** Every image file in a data folder, content-addressed (images/sha256/) or older (images/). */
+const imageFiles = (dataDir: string) => (readdirSync(join(dataDir, 'images'), { recursive: true }) as string[]).filter((name) => name.endsWith('.img'));
+
 const storedBytes = async (server: TestServer, name: string) => {
   const { images } = server.server.services;
   return readFileSync(images.pathOf(await images.requireImage(name)));
@@ -27,7 +30,7 @@ const storedBytes = async (server: TestServer, name: string) => {
 /** Nothing of a refused upload is left: no image, no stored file, no spooled or partial file. */
 async function assertNothingStored(server: TestServer, images = 0) {
   assert.equal((await server.admin('GET', '/api/images')).body.images.length, images);
-  assert.equal(readdirSync(join(server.dataDir, 'images')).length, images);
+  assert.equal(imageFiles(server.dataDir).length, images);
   assert.deepEqual(readdirSync(join(server.dataDir, 'tmp')), []);
 }
 

@@ -13,6 +13,10 @@ import { systemClock } from '../../src/shared/clock.js';
 import { createEventBus } from '../../src/shared/events.js';
 import { testOnBothDatabases } from '../helpers/databases.js';
 import { tempDir } from '../helpers/server.js';
+import { waitFor } from '../helpers/wait.js';
+
+/** Every image file in a data folder, content-addressed (images/sha256/) or older (images/). */
+const imageFiles = (dataDir: string) => (readdirSync(join(dataDir, 'images'), { recursive: true }) as string[]).filter((name) => name.endsWith('.img'));
 
 // What two requests (or two stations) doing the same at once get from the library, on both databases.
 
@@ -53,7 +57,7 @@ testOnBothDatabases('two uploads of one name at once: one is added, the other ge
     [[409, "an image named 'race' already exists"]],
   );
   assert.equal((await images.list()).length, 1);
-  assert.equal(readdirSync(join(dataDir, 'images')).length, 1, "the loser's file is removed");
+  assert.equal(imageFiles(dataDir).length, 1, "the loser's file is removed");
   assert.deepEqual(readdirSync(join(dataDir, 'tmp')), []);
   await caches.idle();
 });
@@ -71,5 +75,24 @@ testOnBothDatabases('two removals of one image at once: one removes it, the othe
   await assert.rejects(images.setDefault('base'), { statusCode: 404 });
   await images.addFromStream(Readable.from([Buffer.alloc(3000, 8)]), { name: 'base', origin: null });
   assert.equal((await images.list())[0]!.default, false, 'a new image of the removed name is not the default');
+  await caches.idle();
+});
+
+testOnBothDatabases('an image removed while another with the same bytes is added: their one file stays, for the one added', async (t, database) => {
+  const { images, caches, dataDir, hooks } = library(t, database);
+  const bytes = Buffer.alloc(6000, 5);
+  const first = await images.addFromStream(Readable.from([bytes]), { name: 'a', origin: null });
+  const together = meetingPoint();
+  hooks.beforeInUse = together; // the removal has found the image; the upload is hashed and about to be placed
+  const results = await Promise.allSettled([
+    images.remove('a'),
+    images.addFromStream(Readable.from([bytes]), { name: 'b', origin: null, beforePublish: together }),
+  ]);
+  assert.deepEqual(rejected(results), []);
+  await waitFor("a's claim on the file swept", async () => (await images.get(first.id))!.file_removed === 1);
+  const added = await images.requireImage('b');
+  assert.equal(added.file, first.file, 'the same file');
+  assert.deepEqual(imageFiles(dataDir), [first.file.slice('images/'.length)]);
+  assert.equal(await images.fileProblem(added), null, 'b deploys');
   await caches.idle();
 });

@@ -9,6 +9,9 @@ import { addImage, MAC, pathOf, poll, registerDevice } from '../helpers/fixtures
 import { startTestServer, tempDir } from '../helpers/server.js';
 import { waitFor } from '../helpers/wait.js';
 
+/** Every image file in a data folder, content-addressed (images/sha256/) or older (images/). */
+const imageFiles = (dataDir: string) => (readdirSync(join(dataDir, 'images'), { recursive: true }) as string[]).filter((name) => name.endsWith('.img'));
+
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 const listImages = async (server: Awaited<ReturnType<typeof startTestServer>>) => (await server.admin('GET', '/api/images')).body.images as any[];
 
@@ -24,7 +27,7 @@ test('images are uploaded streaming, listed with size and sha256, and one is the
   const switched = await server.admin('POST', '/api/images/raspios-lite/default');
   assert.equal(switched.body.default, true);
   assert.equal((await listImages(server)).find((i) => i.name === 'reterminal-2026.11').default, false);
-  assert.equal(readdirSync(join(server.dataDir, 'images')).length, 2);
+  assert.equal(imageFiles(server.dataDir).length, 2);
 });
 
 test('image names are checked: taken, reserved or malformed names are refused before any byte is stored', async (t) => {
@@ -39,7 +42,7 @@ test('image names are checked: taken, reserved or malformed names are refused be
     assert.equal(reply.status, status, name);
     assert.match(((await reply.json()) as any).message, pattern);
   }
-  assert.equal(readdirSync(join(server.dataDir, 'images')).length, 1);
+  assert.equal(imageFiles(server.dataDir).length, 1);
   assert.deepEqual(readdirSync(join(server.dataDir, 'tmp')), []);
 });
 
@@ -57,7 +60,7 @@ test('a cut image upload adds nothing', async (t) => {
   await assert.rejects(failed, /was not added: the connection was cut/);
   assert.deepEqual(await listImages(server), []);
   assert.deepEqual(readdirSync(join(server.dataDir, 'tmp')), []);
-  assert.deepEqual(readdirSync(join(server.dataDir, 'images')), []);
+  assert.deepEqual(imageFiles(server.dataDir), []);
 });
 
 test('an image in use by a deploy cannot be removed; once free it can', async (t) => {
@@ -73,7 +76,7 @@ test('an image in use by a deploy cannot be removed; once free it can', async (t
   await server.admin('POST', `/api/jobs/${ordered.body.id}/cancel`);
   assert.equal((await server.admin('DELETE', '/api/images/base')).status, 204);
   assert.deepEqual(await listImages(server), []);
-  await waitFor('the file to be removed', () => readdirSync(join(server.dataDir, 'images')).length === 0);
+  await waitFor('the file to be removed', () => imageFiles(server.dataDir).length === 0);
   assert.equal((await server.admin('DELETE', '/api/images/base')).status, 404);
   const history = (await server.admin('GET', `/api/jobs/${ordered.body.id}`)).body;
   assert.equal(history.image.name, 'base', 'history still names the removed image');
@@ -119,10 +122,10 @@ test('replacing golden.img publishes a new version while a running deploy keeps 
 
   const streamed = Buffer.from(await (await fetch(running.url)).arrayBuffer());
   assert.equal(sha256(streamed), v1, 'the running deploy never sees its image change');
-  assert.equal(readdirSync(join(server.dataDir, 'images')).length, 2);
+  assert.equal(imageFiles(server.dataDir).length, 2);
 
   await server.device('POST', pathOf(running.result_url), { status: 'ok', sha256: v1 });
-  await waitFor('the old version to be deleted', () => readdirSync(join(server.dataDir, 'images')).length === 1);
+  await waitFor('the old version to be deleted', () => imageFiles(server.dataDir).length === 1);
   await server.admin('POST', `/api/devices/${MAC}/deploy`, {});
   assert.equal((await poll(server)).sha256, sha256(v2Data), 'the next deploy gets the new version');
 });

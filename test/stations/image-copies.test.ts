@@ -18,6 +18,9 @@ import { waitFor } from '../helpers/wait.js';
 // the factory network: B fetches A's copy over it, checks every chunk and the whole file, and
 // only then hands out deploys of it.
 
+/** Every image file in a data folder, content-addressed (images/sha256/) or older (images/). */
+const imageFiles = (dataDir: string) => (readdirSync(join(dataDir, 'images'), { recursive: true }) as string[]).filter((name) => name.endsWith('.img'));
+
 const MAC = 'dc:a6:32:00:00:01';
 
 interface Copy {
@@ -26,6 +29,8 @@ interface Copy {
   bytes_done: number;
   bytes_total: number | null;
   error: string | null;
+  source_station: string | null;
+  broken: string | null;
 }
 
 async function twoStations(t: TestContext, options: { startB?: boolean } = {}) {
@@ -40,13 +45,12 @@ async function twoStations(t: TestContext, options: { startB?: boolean } = {}) {
 }
 
 /** A real upload through the station's admin API, then its chunk cache built. */
-async function addImage(t: TestContext, station: LabStation, name: string) {
-  const { image } = makeExt4Image(tempDir(t), 64);
-  const added = await fetch(`${station.base}/api/images?name=${name}`, { method: 'POST', headers: { authorization: `Bearer ${station.token}` }, body: readFileSync(image) });
+async function addImage(t: TestContext, station: LabStation, name: string, data = readFileSync(makeExt4Image(tempDir(t), 64).image)) {
+  const added = await fetch(`${station.base}/api/images?name=${name}`, { method: 'POST', headers: { authorization: `Bearer ${station.token}` }, body: data });
   assert.equal(added.status, 201, await added.clone().text());
   const view = (await added.json()) as { id: number; size: number; sha256: string };
   await waitFor(`${name} compressed on ${station.name}`, async () => (await station.admin('GET', `/api/images/${name}`)).body.block_map?.compression.state === 'ready');
-  return view;
+  return { ...view, data };
 }
 
 const copyOn = async (viewer: LabStation, image: string, station: string): Promise<Copy | undefined> =>
@@ -54,7 +58,7 @@ const copyOn = async (viewer: LabStation, image: string, station: string): Promi
 
 /** The one image file in a station's data folder. */
 function imageFileOf(station: LabStation): string {
-  const files = readdirSync(join(station.dataDir, 'images'));
+  const files = imageFiles(station.dataDir);
   assert.equal(files.length, 1, `${station.name} holds ${files.join(', ')}`);
   return join(station.dataDir, 'images', files[0]!);
 }
@@ -63,7 +67,7 @@ function pollOnce(lab: NetbootLab) {
   return JSON.parse(inNamespace(lab.deviceNs, 'curl', ['-sS', '--max-time', '20', `http://10.20.50.1:5000/api/device-action-poll?mac=${MAC}&wait=0&features=sparse,zstd`])) as { action: string };
 }
 
-test('an image uploaded on A is fetched by B over the station link, checked, and deployed on B; a deploy ordered on B before its copy is complete waits for it; a backup taken on B downloads through A', async (t) => {
+test("an image uploaded on A is fetched by B over the station link, checked, and deployed on B; a deploy ordered on B before its copy is complete waits for it; a backup taken on B downloads through A; the same bytes re-added on A are complete on B with no fetch; a byte changed in B's copy marks only B's copy damaged, and a deploy on B waits until B has fetched it again", async (t) => {
   if (!requireRoot(t)) return;
   const { labB, link, a, b } = await twoStations(t);
   const seen = (await a.admin('GET', '/api/stations')).body;
@@ -79,7 +83,7 @@ test('an image uploaded on A is fetched by B over the station link, checked, and
   assert.match(failed.error!, /^station line-a \(http:\/\/10\.77\.0\.1:5000\) cannot be reached: /);
   const onB = (await b!.admin('GET', '/api/images/os')).body;
   assert.equal(onB.broken, null, 'a file B does not have yet does not make the image broken');
-  assert.deepEqual(readdirSync(join(b!.dataDir, 'images')), []);
+  assert.deepEqual(imageFiles(b!.dataDir), []);
 
   // A device on B's LAN registers with the real client; the deploy is ordered on B while B has no copy.
   inNamespace(labB.deviceNs, 'ip', ['addr', 'add', '10.20.50.101/24', 'dev', 'eth0']);
@@ -103,7 +107,10 @@ test('an image uploaded on A is fetched by B over the station link, checked, and
     const copy = await copyOn(a, 'os', 'line-b');
     return copy?.state === 'complete' ? copy : undefined;
   }, 120_000);
-  assert.deepEqual(copied, { station: 'line-b', state: 'complete', bytes_done: copied.bytes_total, bytes_total: copied.bytes_total, error: null });
+  assert.deepEqual(copied, { station: 'line-b', state: 'complete', bytes_done: copied.bytes_total, bytes_total: copied.bytes_total, error: null, source_station: 'line-a', broken: null });
+  const contentName = join('images', 'sha256', `${os.sha256}.img`);
+  assert.equal(imageFileOf(b!), join(b!.dataDir, contentName), "B's copy has A's name for it");
+  assert.equal(imageFileOf(a), join(a.dataDir, contentName));
   assert.equal(await sha256OfFile(imageFileOf(b!)), os.sha256, "B's file is the image");
   assert.deepEqual(readdirSync(join(b!.dataDir, 'tmp')), []);
 
@@ -142,6 +149,40 @@ test('an image uploaded on A is fetched by B over the station link, checked, and
   assert.equal(part.headers.get('content-range'), `bytes 1000-1999/${backup.size}`);
   assert.ok(Buffer.from(await part.arrayBuffer()).equals(body.subarray(1000, 2000)));
 
+  // The same bytes added on A under a second name while B cannot reach A: B's copy is complete
+  // at once from its own file (one file for both), no byte asked of A.
+  link.down();
+  await addImage(t, a, 'os-again', os.data);
+  const again = await waitFor("B's copy of os-again", async () => {
+    const copy = await copyOn(a, 'os-again', 'line-b');
+    return copy?.state === 'complete' ? copy : undefined;
+  });
+  assert.equal(again.source_station, 'line-b', 'made from its own file');
+  assert.equal(imageFileOf(b!), join(b!.dataDir, contentName), 'still one file on B');
+
+  // A byte changed in B's copy (A still cut off): the next deploy ordered on B marks B's copy
+  // damaged, not the image; it waits while B cannot fetch the copy again, and runs once B has.
+  flipByte(imageFileOf(b!), 4096);
+  const redeploy = await b!.admin('POST', `/api/devices/${MAC}/deploy`, { image: 'os' });
+  assert.equal(redeploy.status, 201, JSON.stringify(redeploy.body));
+  // (Its fetch again goes on, or fails, while A cannot be reached: it cannot complete.)
+  const damaged = await waitFor("B's copy damaged, being fetched again", async () => {
+    const copy = await copyOn(a, 'os', 'line-b');
+    return copy?.broken && copy.state !== 'complete' ? copy : undefined;
+  });
+  assert.equal(damaged.broken, 'its file was changed: its first or last MiB differ from what was imported');
+  assert.deepEqual([(await a.admin('GET', '/api/images/os')).body.broken, (await copyOn(a, 'os', 'line-a'))!.broken], [null, null], "A's copy and the image stay deployable");
+  assert.equal((await b!.admin('GET', `/api/jobs/${redeploy.body.id}`)).body.state, 'queued', 'the deploy waits on B');
+  link.up();
+  const redeployed = await waitFor('the deploy on B after its copy is fetched again', async () => {
+    const now = (await b!.admin('GET', `/api/jobs/${redeploy.body.id}`)).body;
+    return ['ok', 'failed'].includes(now.state) && now;
+  }, 120_000);
+  assert.equal(redeployed.state, 'ok', `${redeployed.error}\n${client.output()}`);
+  assert.deepEqual(await copyOn(a, 'os', 'line-b'), { station: 'line-b', state: 'complete', bytes_done: copied.bytes_total, bytes_total: copied.bytes_total, error: null, source_station: 'line-a', broken: null });
+  assert.equal(await sha256OfFile(imageFileOf(b!)), os.sha256, "B's file is whole again");
+  assert.equal(await sha256OfFile(emmc, os.size), os.sha256);
+
   client.kill();
   await b!.stop();
   const ownerDown = await download();
@@ -174,7 +215,7 @@ test("a chunk damaged in A's copy fails B's fetch, naming the chunk; B never com
   const firstFailure = await updatedAt();
   await waitFor('a second attempt, failed too', async () => (await updatedAt()) > firstFailure && (await copyOn(b, 'os', 'line-b'))?.state === 'failed');
   assert.match((await copyOn(b, 'os', 'line-b'))!.error!, /^chunk 1 /);
-  assert.deepEqual(readdirSync(join(b.dataDir, 'images')), [], 'no bad copy in images/');
+  assert.deepEqual(imageFiles(b.dataDir), [], 'no bad copy in images/');
   assert.deepEqual(readdirSync(join(b.dataDir, 'tmp')).filter((name) => name.startsWith('copy-')), [], 'nor half a one in tmp/');
 
   flipByte(cache, at, original);
