@@ -14,7 +14,7 @@ import type { Config } from './config.js';
 import type { StationDatabase } from './db/database.js';
 import type { Channel } from './db/pg-channel.js';
 import {
-  createCopyFetcher, createCopyServing, createStationClient, createStationService, createStationStore, relayStationEvents, singleStationEvents, stationSecret,
+  createCopyFetcher, createCopyServing, createStationClient, createStationService, createStationStore, relayStationEvents, singleStationEvents, stationSecret, STATION_DOWN_AFTER_MS,
   type CopyFetcher,
 } from './stations/index.js';
 import { createLiveViews } from './dashboard/live.js';
@@ -110,6 +110,7 @@ export function createServices(options: ServiceOptions) {
     publicUrl: config.publicUrl,
     onSettled: (job) => ruleEngine.firstBootSettled(job),
   });
+  const stationStore = createStationStore(database.db);
   const jobs = createJobService({
     db: database.db,
     store: jobStore,
@@ -122,6 +123,10 @@ export function createServices(options: ServiceOptions) {
     log: log.child({ module: 'jobs' }),
     station: config.station,
     stallTimeoutMs: config.jobStallTimeout * 1000,
+    stationUp: async (name) => {
+      const row = await stationStore.get(name);
+      return row !== undefined && clock.now() - row.last_seen_at < STATION_DOWN_AFTER_MS;
+    },
     defaultAfterSuccess: config.afterSuccess,
     holdQueued: (job) => job.ordered_by === 'rule' && line.paused(),
     onChanged: followJobChange,
@@ -176,7 +181,7 @@ export function createServices(options: ServiceOptions) {
   const golden = createGoldenWatcher({ library: images, store: imageStore, station: config.station, dataDir, clock, log: log.child({ module: 'golden' }) });
 
   const stations = createStationService({
-    store: createStationStore(database.db),
+    store: stationStore,
     station: config.station,
     url: config.stationUrl ?? null,
     dialect: database.dialect,

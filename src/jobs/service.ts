@@ -37,6 +37,11 @@ export interface JobServiceDeps {
   station?: string;
   /** A running job with no word from its device for this long fails. */
   stallTimeoutMs: number;
+  /**
+   * Whether station `name` (another one sharing the database) is up: while it is, it judges the
+   * jobs it serves itself, knowing what only it can see (bytes still moving on its sockets).
+   */
+  stationUp?: (name: string) => Promise<boolean>;
   /** What a device boots after a job ends ok, unless the order says otherwise. */
   defaultAfterSuccess: JobRow['after_success'];
   /** true: leave this queued job queued for now (rule work while the line is paused, src/rules/line.ts). */
@@ -542,12 +547,14 @@ export function createJobService(deps: JobServiceDeps) {
     /**
      * Ends running jobs whose device has gone quiet (powered off, cable pulled, client killed):
      * failed, or unconfirmed when the whole image had been sent and only the word about it is missing.
+     * Another station's jobs only once that station is down (it died with them).
      */
     async failStalled(): Promise<JobRow[]> {
       const now = clock.now();
       const failed: JobRow[] = [];
       for (const job of await store.running()) {
         if (transfers.isMoving(job.id, now, deps.stallTimeoutMs)) continue;
+        if (job.station !== null && job.station !== deps.station && (await deps.stationUp?.(job.station))) continue;
         const quietMs = quietFor(job);
         if (job.kind === 'deploy' && job.image_sent_at !== null && !transfers.isActive(job.id)) {
           const grace = job.client_reports ? deps.stallTimeoutMs : Math.min(SENT_UNREPORTED_GRACE_MS, deps.stallTimeoutMs);
