@@ -88,7 +88,11 @@ export function createLiveViews(deps: LiveDeps) {
       }
       if (view === 'stations') {
         // A copy's progress or state changes with image.changed, on this station or another.
-        return listStream(async () => stationsUpdate(await stations.view(), await images.list(), clock.now()), ['image.changed'], send, {
+        const render = async () => {
+          const shared = await stations.view();
+          return stationsUpdate(shared, shared.database === 'postgres' ? await images.list() : [], clock.now()); // alone, it shows no copies
+        };
+        return listStream(render, ['image.changed'], send, {
           everyMs: STATIONS_REFRESH_MS,
           while: () => true,
         });

@@ -5,7 +5,7 @@ import type { Browser, Locator } from 'playwright-core';
 import { stationsPage } from '../../src/dashboard/views/stations.js';
 import { createImageCopyStore } from '../../src/images/copies-store.js';
 import { createStationStore, type StationsView } from '../../src/stations/index.js';
-import { launchBrowser, loggedInPage } from '../helpers/browser.js';
+import { launchBrowser, loggedInPage, screenshot } from '../helpers/browser.js';
 import { startCli } from '../helpers/cli.js';
 import { addImage, MAC, registerDevice } from '../helpers/fixtures.js';
 import { freePort } from '../helpers/ports.js';
@@ -73,7 +73,7 @@ test('on PostgreSQL the page lists every station, up or down, and where each ima
   // Copies: line-b fetches both images from line-a (the page follows it); line-c's stay as they were.
   const copy = (image: { id: number }, station: string) => page.locator(`#copies-${image.id} li[data-station="${station}"]`);
   assert.equal(await text(copy(os1, 'line-a')), 'line-a: ✓ complete');
-  assert.equal(await text(copy(os1, 'line-c')), 'line-c: fetching: 45% (1.72 MiB of 3.81 MiB) when last heard from');
+  assert.equal(await text(copy(os1, 'line-c')), 'line-c: was fetching: 45% (1.72 MiB of 3.81 MiB) when last heard from');
   assert.equal(await text(copy(os2, 'line-c')), "line-c: fetch failed: chunk 3 (at byte 786432) from line-a does not hash to the map's sha256: the copy there is damaged");
   await copy(os1, 'line-b').filter({ hasText: 'line-b: ✓ complete' }).waitFor({ timeout: 30_000 });
   await copy(os2, 'line-b').filter({ hasText: 'line-b: ✓ complete' }).waitFor({ timeout: 30_000 });
@@ -99,6 +99,7 @@ test('on PostgreSQL the page lists every station, up or down, and where each ima
   await row('line-b').filter({ hasText: 'down' }).waitFor({ timeout: 30_000 });
   assert.match(await text(row('line-b')), /^line-b down 1 min ago http:/);
   assert.equal(await page.evaluate('window.unreloaded'), true, 'the page was never reloaded');
+  await screenshot(page, 'stations');
 
   // At 800 px the header, with Stations as its eighth page, is still one row of links all in
   // view, and the tables turn into cards: nothing pushes the page sideways.
@@ -114,6 +115,7 @@ test('on PostgreSQL the page lists every station, up or down, and where each ima
   assert.ok(header.height < 2 * links[0]!.height, `the header (${header.height}px) is one row`);
   assert.ok(nav.x + nav.width <= logout.x, 'the nav ends before Log out');
   assert.equal(await page.evaluate('document.documentElement.scrollWidth <= window.innerWidth'), true, 'nothing pushes the page wider than the window');
+  await screenshot(page, 'stations-tablet');
 });
 
 test('on SQLite the page says plainly that this is the only station', async (t) => {

@@ -26,13 +26,13 @@ function thisStation(view: StationsView): SafeHtml {
   ${view.database === 'postgres'
     ? html`<dt>Channel</dt><dd data-channel="${view.channel}">${view.channel === 'connected' ? '' : html`<span class="badge badge-${view.channel === 'connecting' ? 'pending' : 'failed'}">${view.channel}</span> `}${CHANNEL_WORDS[view.channel]}</dd>`
     : ''}
-  <dt>Parked polls</dt><dd>${view.parked_polls} (devices whose client waits here for work)</dd>
+  <dt>Parked polls</dt><dd>${view.parked_polls} (${view.parked_polls === 1 ? 'a device' : 'devices'} waiting here for work)</dd>
 </dl>`;
 }
 
 function stationRows(view: StationsView, now: number): SafeHtml {
   return html`${view.stations.map(
-    (station) => html`<tr id="station-${station.name}" data-up="${station.up}">
+    (station) => html`<tr id="station-${station.name}">
   <th scope="row" data-label="Station">${station.name}${station.name === view.station ? html` <span class="badge badge-default">this station</span>` : ''}</th>
   <td data-label="State"><span class="badge badge-${station.up ? 'ok' : 'failed'}">${station.up ? 'up' : 'down'}</span></td>
   <td data-label="Last heard">${heard(station, now)}</td>
@@ -49,7 +49,7 @@ function copyNote(copy: CopyView | undefined, station: Station | undefined): Saf
   if (copy.state === 'failed') return html`<span class="result-failed">fetch failed:</span> ${copy.error ?? 'no reason recorded'}`;
   const percent = copy.bytes_total ? `${Math.floor((100 * copy.bytes_done) / copy.bytes_total)}% ` : '';
   const amount = `(${bytes(copy.bytes_done)}${copy.bytes_total ? ` of ${bytes(copy.bytes_total)}` : ''})`;
-  return station && !station.up ? html`fetching: ${percent}${amount} when last heard from` : html`fetching ${percent}${amount}`;
+  return station && !station.up ? html`was fetching: ${percent}${amount} when last heard from` : html`fetching ${percent}${amount}`;
 }
 
 function copyRows(view: StationsView, images: ImageView[]): SafeHtml {
