@@ -114,6 +114,8 @@ export async function buildApp({ services, log }: AppOptions): Promise<FastifyIn
     notify: services.notify,
     records: services.records,
     rules: services.rules,
+    stations: services.stations,
+    sharedDatabase: services.database.dialect === 'postgres',
     defaultAfterSuccess: config.afterSuccess,
   });
 

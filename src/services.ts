@@ -177,7 +177,6 @@ export function createServices(options: ServiceOptions) {
   const sessions = createSessionStore(database.db, clock);
   const passwords = createPasswordStore(database.db);
   const auth = createAdminAuth({ adminToken, sessions });
-  const live = createLiveViews({ bus: stationEvents.bus, devices, images, backups, clock, log: log.child({ module: 'dashboard' }) });
   const golden = createGoldenWatcher({ library: images, store: imageStore, station: config.station, dataDir, clock, log: log.child({ module: 'golden' }) });
 
   const stations = createStationService({
@@ -190,6 +189,7 @@ export function createServices(options: ServiceOptions) {
     clock,
     client: stationClient,
   });
+  const live = createLiveViews({ bus: stationEvents.bus, devices, images, backups, stations, clock, log: log.child({ module: 'dashboard' }) });
 
   fetcher = shared
     ? createCopyFetcher({

@@ -2,10 +2,12 @@ import { readFileSync, statSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { Command } from 'commander';
 import type { ImageView } from '../images/library.js';
+import type { StationsView } from '../stations/index.js';
 import type { CommandContext } from './context.js';
 import { CliError, EXIT } from './errors.js';
-import { printJson, printTable, shortHash, size, when } from './output.js';
+import { printJson, printTable, say, shortHash, size, when } from './output.js';
 import { createStatusLine, progressLine } from './progress.js';
+import { copiesCell, copyLines, severalStations } from './stations.js';
 
 const COMPRESSED = /\.(gz|xz|zst|bz2|lz4|zip)$/i;
 
@@ -33,6 +35,13 @@ function extensionOf(path: string): string {
   const name = basename(path);
   const dot = name.lastIndexOf('.');
   return dot > 0 && name.slice(0, dot).replace(/^\.+/, '') !== '' ? name.slice(dot) : '';
+}
+
+/** The zstd copy devices are sent: its size once built, or how far its building has come. */
+function compression(image: ImageView): string {
+  const c = image.block_map?.compression;
+  if (!c || c.state === 'none') return '';
+  return c.state === 'ready' ? size(c.bytes) : `${c.state} ${c.done}/${c.total}`;
 }
 
 export function registerImageCommands(program: Command, context: CommandContext) {
@@ -92,24 +101,46 @@ export function registerImageCommands(program: Command, context: CommandContext)
     });
 
   context
-    .command(image, 'list', 'list the images')
+    .command(image, 'list', 'list the images (with each station\'s copy when several share the database)')
     .option('--json', 'print JSON')
     .action(async (options: { json?: boolean }) => {
-      const { images } = await context.api(options).get<{ images: ImageView[] }>('/api/images');
+      const api = context.api(options);
+      const [{ images }, stations] = await Promise.all([api.get<{ images: ImageView[] }>('/api/images'), api.get<StationsView>('/api/stations')]);
       if (options.json) return printJson(images);
-      const compression = (i: ImageView) => {
-        const c = i.block_map?.compression;
-        if (!c || c.state === 'none') return '';
-        return c.state === 'ready' ? size(c.bytes) : `${c.state} ${c.done}/${c.total}`;
-      };
+      const several = severalStations(stations);
       printTable(
-        ['NAME', 'SIZE', 'MAPPED', 'ZSTD', 'SHA256', 'SOURCE', 'ADDED', 'DEFAULT', 'IN USE', 'BROKEN'],
+        ['NAME', 'SIZE', 'MAPPED', 'ZSTD', 'SHA256', 'SOURCE', 'ADDED', 'DEFAULT', 'IN USE', ...(several ? ['COPIES'] : []), 'BROKEN'],
         images.map((i) => [
           i.name, size(i.size), size(i.block_map?.mapped_bytes), compression(i), shortHash(i.sha256), i.source, when(i.created_at),
-          i.default ? 'yes' : '', i.in_use ? 'yes' : '', i.broken ?? '',
+          i.default ? 'yes' : '', i.in_use ? 'yes' : '', ...(several ? [copiesCell(i, stations)] : []), i.broken ?? '',
         ]),
         'No images yet. Add one with: cm4prov image add FILE --default (or put golden.img in the data folder).',
       );
+    });
+
+  context
+    .command(image, 'show', 'one image: its size, map, sha256, state, and each station\'s copy when several share the database')
+    .argument('<name>', 'image name')
+    .option('--json', 'print JSON')
+    .action(async (name: string, options: { json?: boolean }) => {
+      const api = context.api(options);
+      const [shown, stations] = await Promise.all([api.get<ImageView>(`/api/images/${encodeURIComponent(name)}`), api.get<StationsView>('/api/stations')]);
+      if (options.json) return printJson(shown);
+      const map = shown.block_map;
+      const lines: Array<[string, string]> = [
+        ['Image', `${shown.name}${shown.default ? ' (default)' : ''}`],
+        ['Size', size(shown.size)],
+        ['Mapped', map ? `${size(map.mapped_bytes)} in ${map.chunks} chunks (${map.source === 'bmap' ? 'from its bmap' : 'empty blocks skipped'})` : 'not yet: mapping'],
+        ['zstd', map ? compression(shown) || 'sent plain' : '-'],
+        ['sha256', shown.sha256],
+        ['Source', `${shown.source}${shown.origin ? ` (${shown.origin})` : ''}`],
+        ['Added', when(shown.created_at)],
+        ['In use', shown.in_use ? 'yes: a deploy is using it' : 'no'],
+        ['Broken', shown.broken ? `yes: ${shown.broken}; not deployable` : 'no'],
+      ];
+      if (severalStations(stations)) copyLines(shown, stations).forEach((line, i) => lines.push([i === 0 ? 'Copies' : '', line]));
+      const width = Math.max(...lines.map(([label]) => label.length)) + 1;
+      for (const [label, value] of lines) say(`${(label ? `${label}:` : '').padEnd(width)} ${value}`);
     });
 
   context

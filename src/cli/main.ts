@@ -19,6 +19,7 @@ import { registerRecordCommands } from './records.js';
 import { registerDeviceFileCommands } from './device-files.js';
 import { registerBootFileCommands } from './netboot-files.js';
 import { registerServeCommand } from './serve.js';
+import { registerStationCommands } from './stations.js';
 import type { CliSurroundings } from './server-location.js';
 
 /** The whole CLI. `cli.defaultConfigFile` is the settings file read when nothing names one. */
@@ -39,6 +40,7 @@ export function buildProgram(cli: CliSurroundings): Command {
   registerLabelCommands(program, context);
   registerRecordCommands(program, context);
   registerImageCommands(program, context);
+  registerStationCommands(program, context);
   registerRuleCommands(program, context);
   registerDeviceFileCommands(program, context);
   registerBootFileCommands(registerNetbootCommands(program, context), cli.env, cli.defaultConfigFile);

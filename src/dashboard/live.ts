@@ -3,6 +3,7 @@ import type { BackupService } from '../backups/service.js';
 import { guarded } from '../shared/background.js';
 import type { DeviceService } from '../devices/service.js';
 import type { ImageLibrary } from '../images/library.js';
+import type { StationService } from '../stations/index.js';
 import type { Clock } from '../shared/clock.js';
 import type { DomainEvents, EventBus } from '../shared/events.js';
 import { html, type SafeHtml } from './html.js';
@@ -10,12 +11,18 @@ import { streamDevices } from './live-devices.js';
 import { backupRows } from './views/backups.js';
 import type { DevicePageQuery } from './views/device-list.js';
 import { imageRows } from './views/images.js';
+import { stationsUpdate } from './views/stations.js';
 
-export type LiveView = 'devices' | 'images' | 'backups';
+export type LiveView = 'devices' | 'images' | 'backups' | 'stations';
 
 /** Updates are coalesced: many changes in a burst cost one render. */
 const FLUSH_MS = 300;
 const IMPORT_REFRESH_MS = 1_000;
+/**
+ * The Stations page is drawn again this often: a station going quiet raises no event, and up
+ * means heard from within STATION_DOWN_AFTER_MS (30 s), so up/down is at most this late.
+ */
+export const STATIONS_REFRESH_MS = 5_000;
 
 export interface LiveDeps {
   log: Logger;
@@ -23,6 +30,7 @@ export interface LiveDeps {
   devices: DeviceService;
   images: ImageLibrary;
   backups: BackupService;
+  stations: Pick<StationService, 'view'>;
   clock: Clock;
 }
 
@@ -34,10 +42,18 @@ type Send = (update: SafeHtml) => void;
  * an open dialog or a half-filled form is left alone.
  */
 export function createLiveViews(deps: LiveDeps) {
-  const { bus, devices, images, backups, clock, log } = deps;
+  const { bus, devices, images, backups, stations, clock, log } = deps;
 
-  /** A short list, re-rendered whole whenever something in it may have changed. */
-  async function listStream(render: () => Promise<SafeHtml>, triggers: Array<keyof DomainEvents>, send: Send, refreshWhile?: () => boolean): Promise<() => void> {
+  /**
+   * A short list, re-rendered whole whenever something in it may have changed, and every
+   * `refresh.everyMs` while `refresh.while()` holds.
+   */
+  async function listStream(
+    render: () => Promise<SafeHtml>,
+    triggers: Array<keyof DomainEvents>,
+    send: Send,
+    refresh?: { everyMs: number; while: () => boolean },
+  ): Promise<() => void> {
     let timer: NodeJS.Timeout | undefined;
     let closed = false;
     const schedule = () => {
@@ -49,7 +65,7 @@ export function createLiveViews(deps: LiveDeps) {
     };
     send(await render());
     const offs = triggers.map((name) => bus.on(name, schedule));
-    const refresher = refreshWhile && setInterval(() => refreshWhile() && schedule(), IMPORT_REFRESH_MS);
+    const refresher = refresh && setInterval(() => refresh.while() && schedule(), refresh.everyMs);
     return () => {
       closed = true;
       offs.forEach((off) => off());
@@ -67,8 +83,19 @@ export function createLiveViews(deps: LiveDeps) {
           async () => html`<tbody id="image-rows" hx-swap-oob="innerHTML">${imageRows(await images.list(), images.imports())}</tbody>`,
           ['image.changed', 'job.changed'],
           send,
-          () => images.imports().length > 0,
+          { everyMs: IMPORT_REFRESH_MS, while: () => images.imports().length > 0 },
         );
+      }
+      if (view === 'stations') {
+        // A copy's progress or state changes with image.changed, on this station or another.
+        const render = async () => {
+          const shared = await stations.view();
+          return stationsUpdate(shared, shared.database === 'postgres' ? await images.list() : [], clock.now()); // alone, it shows no copies
+        };
+        return listStream(render, ['image.changed'], send, {
+          everyMs: STATIONS_REFRESH_MS,
+          while: () => true,
+        });
       }
       return listStream(
         async () => {

@@ -35,6 +35,8 @@ import { applyRuleVerb, RULE_VERBS, ruleFromForm, rulesBody, rulesPage } from '.
 import type { RuleService } from '../rules/index.js';
 import { RuleBody } from '../rules/schemas.js';
 import type { DeviceFilesService } from '../device-files/index.js';
+import type { StationService } from '../stations/index.js';
+import { stationsPage } from './views/stations.js';
 
 export interface DashboardOptions {
   auth: AdminAuth;
@@ -52,6 +54,9 @@ export interface DashboardOptions {
   notify: NotifyService;
   records: RecordService;
   rules: RuleService;
+  stations: Pick<StationService, 'view'>;
+  /** Other stations may share this database (PostgreSQL): the nav offers the Stations page. */
+  sharedDatabase: boolean;
   /** Profiles of per-device files, offered in the Deploy dialog and the "Add a rule" form; without it, neither offers one. */
   deviceFiles?: Pick<DeviceFilesService, 'profiles'>;
   defaultAfterSuccess: 'emmc' | 'netboot';
@@ -102,7 +107,7 @@ export const dashboardRoutes: FastifyPluginAsyncTypebox<DashboardOptions> = asyn
   const sendHtml = (reply: FastifyReply, body: SafeHtml, status = 200) =>
     reply.code(status).type('text/html; charset=utf-8').header('cache-control', 'no-store').send(body.text);
   const sendPage = (request: FastifyRequest, reply: FastifyReply, title: string, name: PageName, content: SafeHtml) =>
-    sendHtml(reply, page({ title, page: name, csrfToken: sessionsByRequest.get(request)!.csrfToken, assetVersion: assets.version }, content));
+    sendHtml(reply, page({ title, page: name, csrfToken: sessionsByRequest.get(request)!.csrfToken, assetVersion: assets.version, sharedDatabase: options.sharedDatabase }, content));
 
   app.get('/assets/:file', { schema: { params: Type.Object({ file: Type.String() }) } }, async (request, reply) => {
     const asset = assets.get(request.params.file);
@@ -240,6 +245,10 @@ export const dashboardRoutes: FastifyPluginAsyncTypebox<DashboardOptions> = asyn
       return sendHtml(reply, webhookAdded(hook, await options.notify.webhooks.list()));
     });
 
+    pages.get('/stations', async (request, reply) =>
+      sendPage(request, reply, 'Stations', 'stations', stationsPage(await options.stations.view(), await images.list(), clock.now())),
+    );
+
     pages.get('/netboot', async (request, reply) => {
       const leases = options.netboot.leases();
       // Only the devices behind the leases: never every device ever seen.
@@ -266,7 +275,7 @@ export const dashboardRoutes: FastifyPluginAsyncTypebox<DashboardOptions> = asyn
       {
         schema: {
           querystring: Type.Object({
-            view: Type.Union([Type.Literal('devices'), Type.Literal('images'), Type.Literal('backups')]),
+            view: Type.Union([Type.Literal('devices'), Type.Literal('images'), Type.Literal('backups'), Type.Literal('stations')]),
             device: Type.Optional(Type.String({ maxLength: 64 })),
             // The page's own query, so that the stream sends only what that page shows.
             ...DevicePageSchema.properties,

@@ -1,12 +1,14 @@
 import { html, type SafeHtml } from '../html.js';
 
-export type PageName = 'devices' | 'images' | 'backups' | 'history' | 'netboot' | 'records' | 'rules';
+export type PageName = 'devices' | 'images' | 'backups' | 'history' | 'netboot' | 'records' | 'rules' | 'stations';
 
 export interface PageOptions {
   title: string;
   page: PageName;
   csrfToken: string;
   assetVersion: string;
+  /** Other stations may share this database (PostgreSQL): the nav offers the Stations page. */
+  sharedDatabase: boolean;
 }
 
 const NAV: Array<[PageName, string, string]> = [
@@ -17,6 +19,7 @@ const NAV: Array<[PageName, string, string]> = [
   ['records', '/records', 'Records'],
   ['history', '/history', 'History'],
   ['netboot', '/netboot', 'Netboot'],
+  ['stations', '/stations', 'Stations'],
 ];
 
 /**
@@ -49,7 +52,7 @@ ${head(options.title, options.assetVersion, options.csrfToken)}
   <a class="brand" href="/">cm4-provisioning</a>
   <nav aria-label="Main">
     <ul>
-      ${NAV.map(([name, href, label]) => html`<li><a href="${href}"${name === options.page ? html` aria-current="page"` : ''}>${label}</a></li>`)}
+      ${NAV.filter(([name]) => name !== 'stations' || options.sharedDatabase).map(([name, href, label]) => html`<li><a href="${href}"${name === options.page ? html` aria-current="page"` : ''}>${label}</a></li>`)}
     </ul>
   </nav>
   <form class="logout" method="post" action="/logout">
