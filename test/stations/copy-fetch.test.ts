@@ -205,6 +205,28 @@ test('a station stopped in the middle of a fetch leaves nothing in images/ or tm
   assert.equal(sha256(readFileSync(join(b.dataDir, (await b.server.services.images.requireImage('os')).file))), sha256(image));
 });
 
+test('a chunk stream that goes silent halfway (a link down under an open connection) is given up after the idle time and fetched on from the first frame not taken', async (t) => {
+  const postgres = startTestPostgres(t);
+  const faults: Fault[] = [];
+  const proxy = await startFaultProxy(t, faults, { path: /^\/api\/station\/images\/\d+\/chunks$/ });
+  const a = await startTestServer(t, { database: postgres.url, station: 'line-a', stationUrl: proxy.url });
+  proxy.forwardTo(a.url);
+  const image = randomBytes(12 * MiB);
+  const added = await fetch(`${a.url}/api/images?name=os`, { method: 'POST', headers: { authorization: `Bearer ${a.token}` }, body: image });
+  assert.equal(added.status, 201);
+  await a.server.services.caches.idle();
+  const map = (await a.server.services.blockMaps.get((await a.server.services.images.requireImage('os')).block_map_id!))!;
+  faults.push({ stallAfter: Math.floor(map.cache_bytes! / 2) }); // and then silence, for as long as anyone waits
+
+  const port = await freePort();
+  const b = await startTestServer(t, { database: postgres.url, station: 'line-b', port, stationUrl: `http://127.0.0.1:${port}` }, { peerIdleMs: 1000 });
+  await waitFor("line-b's copy, complete", async () => (await copiesOf(a, 'os')).find((copy) => copy.station === 'line-b')?.state === 'complete');
+  assert.equal(proxy.faulted.length, 2, 'one silent stream, then one more request');
+  const resumedAt = Number(/^bytes=(\d+)-/.exec(proxy.faulted[1]!)?.[1]);
+  assert.ok(resumedAt > 0 && resumedAt <= map.cache_bytes! / 2, `the second request starts at the first frame not taken whole: ${proxy.faulted[1]}`);
+  assert.equal(sha256(readFileSync(join(b.dataDir, (await b.server.services.images.requireImage('os')).file))), sha256(image));
+});
+
 test("a byte changed in line-b's copy marks only line-b's copy damaged: line-a still deploys it, a deploy on line-b waits with a sentence until line-b has fetched it again", async (t) => {
   const postgres = startTestPostgres(t);
   // A's chunk stream: given the first time, refused after that until the test lets it through.
