@@ -1,11 +1,10 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { decompress } from 'zstd-napi';
 import type { BlockMapRow, ChunkRow } from '../blockmap/store.js';
 import type { ImageRow } from '../images/store.js';
-import { removeIfPresent, STREAM_CHUNK_BYTES } from '../shared/files.js';
+import { removeIfPresent, sha256OfFile } from '../shared/files.js';
 import { expectStatus, PeerError, type Peer, type StationClient } from './client.js';
 
 /** Why a copy could not be made, in words for image_copies.error and the log. */
@@ -252,8 +251,3 @@ async function fetchGaps(job: CopyJob, file: FileHandle, deps: { client: Station
   }
 }
 
-async function sha256OfFile(path: string, signal: AbortSignal): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path, { highWaterMark: STREAM_CHUNK_BYTES, signal })) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
