@@ -6,6 +6,7 @@ import type { BlockMapRow, ChunkRow } from '../blockmap/store.js';
 import type { ImageRow } from '../images/store.js';
 import { removeIfPresent, sha256OfFile } from '../shared/files.js';
 import { expectStatus, PeerError, type Peer, type StationClient } from './client.js';
+import { decodeZeroRuns } from './zero-runs.js';
 
 /** Why a copy could not be made, in words for image_copies.error and the log. */
 export class CopyError extends Error {
@@ -44,13 +45,6 @@ export function bytesToFetch(image: ImageRow, map: BlockMapRow): number {
 }
 
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
-function isZero(data: Buffer): boolean {
-  for (let at = 0; at < data.length; at += ZEROS.length) {
-    const n = Math.min(ZEROS.length, data.length - at);
-    if (data.compare(ZEROS, 0, n, at, at + n) !== 0) return false;
-  }
-  return true;
-}
 
 /**
  * Fetches another station's copy of an image: its zstd chunk stream (the frames devices get,
@@ -227,25 +221,37 @@ export function gapRequests(chunks: Array<{ offset: number; length: number }>, s
   return requests;
 }
 
-/** A bmap's unmapped gaps, raw: written where they are not zeros (the rest stays holes). */
+/**
+ * A bmap's unmapped gaps: their bytes with runs of zeros left out on the wire (zero-runs.ts),
+ * written where they are not zeros (the rest stays holes).
+ */
 async function fetchGaps(job: CopyJob, file: FileHandle, deps: { client: StationClient; signal: AbortSignal }, progress: (bytes: number) => void) {
   const { image, chunks, peer } = job;
   for (const request of gapRequests(chunks, image.size)) {
-    const wanted = `bytes ${request.start}-${request.end - 1}/${image.size}`;
-    const response = await expectStatus(peer, await deps.client.request(peer, `/api/station/images/${image.id}/raw`, { headers: { range: `bytes=${request.start}-${request.end - 1}` }, signal: deps.signal }), 206);
-    if (response.headers.get('content-range') !== wanted) throw new CopyError(`station ${peer.name} sent the image's ${response.headers.get('content-range') ?? 'whole file'}, not ${wanted}`);
+    const path = `/api/station/images/${image.id}/sparse?start=${request.start}&end=${request.end}`;
+    const response = await expectStatus(peer, await deps.client.request(peer, path, { signal: deps.signal }), 200);
     let position = request.start;
-    for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
-      const piece = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    const advance = (length: number, data?: Buffer) => {
+      const pieces: Array<Promise<unknown>> = [];
       for (const gap of request.gaps) {
         const start = Math.max(gap.start, position);
-        const end = Math.min(gap.end, position + piece.length);
+        const end = Math.min(gap.end, position + length);
         if (start >= end) continue;
-        const part = piece.subarray(start - position, end - position);
-        if (!isZero(part)) await file.write(part, 0, part.length, start);
-        progress(part.length);
+        if (data) pieces.push(file.write(data, start - position, end - start, start));
+        progress(end - start);
       }
-      position += piece.length;
+      position += length;
+      return Promise.all(pieces);
+    };
+    try {
+      for await (const run of decodeZeroRuns(response.body as unknown as AsyncIterable<Uint8Array>)) {
+        if (run.kind === 'zeros') await advance(run.length);
+        else await advance(run.bytes.length, run.bytes);
+        if (position > request.end) break;
+      }
+    } catch (error) {
+      if (deps.signal.aborted) throw error;
+      throw new CopyError(`the image's bytes ${request.start}-${request.end - 1} from ${peer.name} broke off at byte ${position}: ${(error as Error).message}`);
     }
     if (position !== request.end) throw new CopyError(`the image's bytes from ${peer.name} ended at ${position}, not ${request.end}`);
   }

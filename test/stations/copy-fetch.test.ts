@@ -54,7 +54,7 @@ test('gaps between chunks are fetched in few requests: near ones together, the c
 test('a bmap image whose unmapped gap holds data is copied to the other station byte for byte, sparse, with the same chunk cache; its bytes added again under a map of zeros are complete there at once, only the new cache fetched', async (t) => {
   const postgres = startTestPostgres(t);
   // A is reached through a proxy that notes every request for an image's chunks or raw bytes.
-  const proxy = await startFaultProxy(t, [], { path: /^\/api\/station\/images\/\d+\/(chunks|raw)$/ });
+  const proxy = await startFaultProxy(t, [], { path: /^\/api\/station\/images\/\d+\/(chunks|raw|sparse)(\?|$)/ });
   const a = await startTestServer(t, { database: postgres.url, station: 'line-a', stationUrl: proxy.url });
   proxy.forwardTo(a.url);
   const b = await station(t, 'line-b', postgres.url);
@@ -91,6 +91,7 @@ test('a bmap image whose unmapped gap holds data is copied to the other station 
   assert.ok(statSync(copied).blocks * 512 < image.length / 2, 'its zeros are holes');
   assert.ok(readFileSync(join(b.dataDir, map.cache_file!)).equals(readFileSync(join(a.dataDir, map.cache_file!))), 'the same zstd frames, at the same offsets');
   assert.deepEqual(readdirSync(join(b.dataDir, 'tmp')), [], 'nothing left in tmp/');
+  assert.deepEqual(proxy.faulted, [`bytes=0-${map.cache_bytes! - 1}`, 'none'], 'the chunk stream, then the gaps in one request without a Range: their zeros left out');
   const images = (await b.admin('GET', '/api/images/os')).body;
   assert.equal(images.broken, null);
   assert.equal(row.file, `images/sha256/${view.sha256}.img`, "named by its content, on line-b as on line-a");
