@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { decompress } from 'zstd-napi';
 import type { BlockMapRow, ChunkRow } from '../blockmap/store.js';
 import type { ImageRow } from '../images/store.js';
-import { removeIfPresent, sha256OfFile } from '../shared/files.js';
+import { removeIfPresent, STREAM_CHUNK_BYTES } from '../shared/files.js';
 import { expectStatus, PeerError, type Peer, type StationClient } from './client.js';
 import { decodeZeroRuns } from './zero-runs.js';
 
@@ -50,9 +50,10 @@ const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex')
  * Fetches another station's copy of an image: its zstd chunk stream (the frames devices get,
  * Range from the first frame still missing), each frame decoded and hashed against the map and
  * written at its chunk's offset, the frames kept as this station's cache file; then the gaps
- * of a bmap's map as raw bytes; then the whole file hashed against the image's sha256. With a
- * map of zeros everything outside the chunks is zeros, so the whole file is hashed as the chunks
- * come, in order, and not read again.
+ * of a bmap's map, their zeros left out on the wire; then the whole file hashed against the
+ * image's sha256. With a map of zeros everything outside the chunks is zeros, so the whole file
+ * is hashed as the chunks come, in order, and not read again; with a bmap's, what was written is
+ * read back and the holes between are hashed as zeros.
  */
 export async function fetchCopy(job: CopyJob, deps: { client: StationClient; dataDir: string; signal: AbortSignal; onProgress: (bytes: number) => void }): Promise<FetchedCopy> {
   const { image, map, chunks } = job;
@@ -62,18 +63,19 @@ export async function fetchCopy(job: CopyJob, deps: { client: StationClient; dat
   let imageFile: FileHandle | undefined;
   let cacheFile: FileHandle | undefined;
   try {
-    imageFile = await open(fetched.imagePath, 'wx', 0o640);
+    imageFile = await open(fetched.imagePath, 'wx+', 0o640); // read back at the end
     cacheFile = await open(fetched.cachePath, 'wx', 0o640);
     await imageFile.truncate(image.size); // holes until written: the file stays sparse
     let done = 0;
     const progress = (bytes: number) => deps.onProgress((done += bytes));
     const inOrder = map.source === 'zeros' ? inOrderHash() : undefined;
     await fetchFrames(job, { image: imageFile, cache: cacheFile }, deps, progress, inOrder);
-    if (map.source === 'bmap') await fetchGaps(job, imageFile, deps, progress);
+    const gapsWritten: Array<{ offset: number; length: number }> = [];
+    if (map.source === 'bmap') await fetchGaps(job, imageFile, deps, progress, gapsWritten);
     await Promise.all([imageFile.sync(), cacheFile.sync()]);
+    const whole = inOrder ? inOrder.digest(image.size) : await sha256WithHoles(imageFile, image.size, [...chunks, ...gapsWritten], deps.signal);
     await Promise.all([imageFile.close(), cacheFile.close()]);
     [imageFile, cacheFile] = [undefined, undefined];
-    const whole = inOrder ? inOrder.digest(image.size) : await sha256OfFile(fetched.imagePath, deps.signal);
     if (whole !== image.sha256) throw new CopyError(`the copy from ${job.peer.name} hashes to ${whole}, not to the image's sha256 ${image.sha256}`);
     return fetched;
   } catch (error) {
@@ -114,6 +116,29 @@ function checkFramesContiguous(chunks: ChunkRow[], cacheBytes: number) {
     at += chunk.zlength;
   }
   if (at !== cacheBytes) throw new CopyError(`the map's frames end at byte ${at} of a ${cacheBytes}-byte cache`);
+}
+
+/**
+ * sha256 of the new file: what was written (`written`) read back from it, the rest known to be
+ * holes, hashed as zeros without reading them (on some filesystems reading a hole is as slow as
+ * reading data).
+ */
+async function sha256WithHoles(file: FileHandle, size: number, written: Array<{ offset: number; length: number }>, signal: AbortSignal): Promise<string> {
+  const hash = inOrderHash();
+  const buffer = Buffer.allocUnsafe(STREAM_CHUNK_BYTES);
+  let at = 0;
+  for (const range of [...written].sort((x, y) => x.offset - y.offset)) {
+    for (let offset = Math.max(at, range.offset); offset < range.offset + range.length; ) {
+      if (signal.aborted) throw signal.reason;
+      const want = Math.min(buffer.length, range.offset + range.length - offset);
+      const { bytesRead } = await file.read(buffer, 0, want, offset);
+      if (bytesRead !== want) throw new CopyError(`the new file ended at byte ${offset + bytesRead}, before its written data did`);
+      hash.push(offset, buffer.subarray(0, want));
+      offset += want;
+    }
+    at = Math.max(at, range.offset + range.length);
+  }
+  return hash.digest(size);
 }
 
 /** sha256 of a file written in order of offset, whatever lies between the pieces being zeros. */
@@ -225,7 +250,13 @@ export function gapRequests(chunks: Array<{ offset: number; length: number }>, s
  * A bmap's unmapped gaps: their bytes with runs of zeros left out on the wire (zero-runs.ts),
  * written where they are not zeros (the rest stays holes).
  */
-async function fetchGaps(job: CopyJob, file: FileHandle, deps: { client: StationClient; signal: AbortSignal }, progress: (bytes: number) => void) {
+async function fetchGaps(
+  job: CopyJob,
+  file: FileHandle,
+  deps: { client: StationClient; signal: AbortSignal },
+  progress: (bytes: number) => void,
+  written: Array<{ offset: number; length: number }>,
+) {
   const { image, chunks, peer } = job;
   for (const request of gapRequests(chunks, image.size)) {
     const path = `/api/station/images/${image.id}/sparse?start=${request.start}&end=${request.end}`;
@@ -237,7 +268,10 @@ async function fetchGaps(job: CopyJob, file: FileHandle, deps: { client: Station
         const start = Math.max(gap.start, position);
         const end = Math.min(gap.end, position + length);
         if (start >= end) continue;
-        if (data) pieces.push(file.write(data, start - position, end - start, start));
+        if (data) {
+          pieces.push(file.write(data, start - position, end - start, start));
+          written.push({ offset: start, length: end - start });
+        }
         progress(end - start);
       }
       position += length;
