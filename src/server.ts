@@ -54,6 +54,8 @@ export async function startServer(
     initialAdminPassword?: string;
     interfaces?: InterfaceProbe;
     connections?: Partial<ConnectionLimits>;
+    /** Tests: how long another station may stay silent in a request (stations/client.ts). */
+    peerIdleMs?: number;
   } = {},
 ): Promise<RunningServer> {
   const log = options.log ?? createServerLog(config.logLevel);
@@ -65,7 +67,7 @@ export async function startServer(
   try {
     database = await openStationDatabase(config.database, config.dataDir);
     const channel = database.dialect === 'postgres' ? createPostgresChannel({ connectionString: config.database! }) : undefined;
-    services = createServices({ config, log, clock: options.clock, interfaces: options.interfaces, database, channel });
+    services = createServices({ config, log, clock: options.clock, interfaces: options.interfaces, database, channel, peerIdleMs: options.peerIdleMs });
     await services.recover(options.initialAdminPassword);
     app = await buildApp({ services, log });
   } catch (error) {

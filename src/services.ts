@@ -54,6 +54,8 @@ export interface ServiceOptions {
   database: StationDatabase;
   /** Word between the stations sharing a PostgreSQL (db/pg-channel.ts); none for SQLite. */
   channel?: Channel;
+  /** How long another station may stay silent in a request before it is given up on (stations/client.ts). */
+  peerIdleMs?: number;
 }
 
 /** Wires the domain services around one database. No sockets, timers or signals here. */
@@ -68,7 +70,7 @@ export function createServices(options: ServiceOptions) {
   const stationEvents = channel ? relayStationEvents({ local: bus, channel, log: log.child({ module: 'stations' }) }) : singleStationEvents(bus);
   const transfersInFlight = createTransferRegistry(clock);
   let secret: string | undefined; // the stations' shared secret, read at start (recover)
-  const stationClient = createStationClient({ station: config.station, secret: () => secret });
+  const stationClient = createStationClient({ station: config.station, secret: () => secret, idleMs: options.peerIdleMs });
 
   const jobStore = createJobStore(database.db);
   const line = createLineSwitch(database.db);

@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
-import { closeSync, createReadStream, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { conflict } from '../shared/errors.js';
 import type { EventBus } from '../shared/events.js';
-import { STREAM_CHUNK_BYTES } from '../shared/files.js';
+import { sha256OfFile } from '../shared/files.js';
 import type { ImageRow, ImageStore } from './store.js';
 
 const EDGE_BYTES = 1024 * 1024;
@@ -58,11 +58,6 @@ export function baselineOf(path: string, size: number): FileFacts {
   return examined.facts;
 }
 
-async function sha256OfFile(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path, { highWaterMark: STREAM_CHUNK_BYTES })) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
 
 /**
  * Where this station keeps what its own file looked like when it was last known intact. The

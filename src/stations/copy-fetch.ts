@@ -1,5 +1,4 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { decompress } from 'zstd-napi';
@@ -7,6 +6,7 @@ import type { BlockMapRow, ChunkRow } from '../blockmap/store.js';
 import type { ImageRow } from '../images/store.js';
 import { removeIfPresent, STREAM_CHUNK_BYTES } from '../shared/files.js';
 import { expectStatus, PeerError, type Peer, type StationClient } from './client.js';
+import { decodeZeroRuns } from './zero-runs.js';
 
 /** Why a copy could not be made, in words for image_copies.error and the log. */
 export class CopyError extends Error {
@@ -45,21 +45,15 @@ export function bytesToFetch(image: ImageRow, map: BlockMapRow): number {
 }
 
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
-function isZero(data: Buffer): boolean {
-  for (let at = 0; at < data.length; at += ZEROS.length) {
-    const n = Math.min(ZEROS.length, data.length - at);
-    if (data.compare(ZEROS, 0, n, at, at + n) !== 0) return false;
-  }
-  return true;
-}
 
 /**
  * Fetches another station's copy of an image: its zstd chunk stream (the frames devices get,
  * Range from the first frame still missing), each frame decoded and hashed against the map and
  * written at its chunk's offset, the frames kept as this station's cache file; then the gaps
- * of a bmap's map as raw bytes; then the whole file hashed against the image's sha256. With a
- * map of zeros everything outside the chunks is zeros, so the whole file is hashed as the chunks
- * come, in order, and not read again.
+ * of a bmap's map, their zeros left out on the wire; then the whole file hashed against the
+ * image's sha256. With a map of zeros everything outside the chunks is zeros, so the whole file
+ * is hashed as the chunks come, in order, and not read again; with a bmap's, what was written is
+ * read back and the holes between are hashed as zeros.
  */
 export async function fetchCopy(job: CopyJob, deps: { client: StationClient; dataDir: string; signal: AbortSignal; onProgress: (bytes: number) => void }): Promise<FetchedCopy> {
   const { image, map, chunks } = job;
@@ -69,18 +63,19 @@ export async function fetchCopy(job: CopyJob, deps: { client: StationClient; dat
   let imageFile: FileHandle | undefined;
   let cacheFile: FileHandle | undefined;
   try {
-    imageFile = await open(fetched.imagePath, 'wx', 0o640);
+    imageFile = await open(fetched.imagePath, 'wx+', 0o640); // read back at the end
     cacheFile = await open(fetched.cachePath, 'wx', 0o640);
     await imageFile.truncate(image.size); // holes until written: the file stays sparse
     let done = 0;
     const progress = (bytes: number) => deps.onProgress((done += bytes));
     const inOrder = map.source === 'zeros' ? inOrderHash() : undefined;
     await fetchFrames(job, { image: imageFile, cache: cacheFile }, deps, progress, inOrder);
-    if (map.source === 'bmap') await fetchGaps(job, imageFile, deps, progress);
+    const gapsWritten: Array<{ offset: number; length: number }> = [];
+    if (map.source === 'bmap') await fetchGaps(job, imageFile, deps, progress, gapsWritten);
     await Promise.all([imageFile.sync(), cacheFile.sync()]);
+    const whole = inOrder ? inOrder.digest(image.size) : await sha256WithHoles(imageFile, image.size, [...chunks, ...gapsWritten], deps.signal);
     await Promise.all([imageFile.close(), cacheFile.close()]);
     [imageFile, cacheFile] = [undefined, undefined];
-    const whole = inOrder ? inOrder.digest(image.size) : await sha256OfFile(fetched.imagePath, deps.signal);
     if (whole !== image.sha256) throw new CopyError(`the copy from ${job.peer.name} hashes to ${whole}, not to the image's sha256 ${image.sha256}`);
     return fetched;
   } catch (error) {
@@ -121,6 +116,29 @@ function checkFramesContiguous(chunks: ChunkRow[], cacheBytes: number) {
     at += chunk.zlength;
   }
   if (at !== cacheBytes) throw new CopyError(`the map's frames end at byte ${at} of a ${cacheBytes}-byte cache`);
+}
+
+/**
+ * sha256 of the new file: what was written (`written`) read back from it, the rest known to be
+ * holes, hashed as zeros without reading them (on some filesystems reading a hole is as slow as
+ * reading data).
+ */
+async function sha256WithHoles(file: FileHandle, size: number, written: Array<{ offset: number; length: number }>, signal: AbortSignal): Promise<string> {
+  const hash = inOrderHash();
+  const buffer = Buffer.allocUnsafe(STREAM_CHUNK_BYTES);
+  let at = 0;
+  for (const range of [...written].sort((x, y) => x.offset - y.offset)) {
+    for (let offset = Math.max(at, range.offset); offset < range.offset + range.length; ) {
+      if (signal.aborted) throw signal.reason;
+      const want = Math.min(buffer.length, range.offset + range.length - offset);
+      const { bytesRead } = await file.read(buffer, 0, want, offset);
+      if (bytesRead !== want) throw new CopyError(`the new file ended at byte ${offset + bytesRead}, before its written data did`);
+      hash.push(offset, buffer.subarray(0, want));
+      offset += want;
+    }
+    at = Math.max(at, range.offset + range.length);
+  }
+  return hash.digest(size);
 }
 
 /** sha256 of a file written in order of offset, whatever lies between the pieces being zeros. */
@@ -228,32 +246,48 @@ export function gapRequests(chunks: Array<{ offset: number; length: number }>, s
   return requests;
 }
 
-/** A bmap's unmapped gaps, raw: written where they are not zeros (the rest stays holes). */
-async function fetchGaps(job: CopyJob, file: FileHandle, deps: { client: StationClient; signal: AbortSignal }, progress: (bytes: number) => void) {
+/**
+ * A bmap's unmapped gaps: their bytes with runs of zeros left out on the wire (zero-runs.ts),
+ * written where they are not zeros (the rest stays holes).
+ */
+async function fetchGaps(
+  job: CopyJob,
+  file: FileHandle,
+  deps: { client: StationClient; signal: AbortSignal },
+  progress: (bytes: number) => void,
+  written: Array<{ offset: number; length: number }>,
+) {
   const { image, chunks, peer } = job;
   for (const request of gapRequests(chunks, image.size)) {
-    const wanted = `bytes ${request.start}-${request.end - 1}/${image.size}`;
-    const response = await expectStatus(peer, await deps.client.request(peer, `/api/station/images/${image.id}/raw`, { headers: { range: `bytes=${request.start}-${request.end - 1}` }, signal: deps.signal }), 206);
-    if (response.headers.get('content-range') !== wanted) throw new CopyError(`station ${peer.name} sent the image's ${response.headers.get('content-range') ?? 'whole file'}, not ${wanted}`);
+    const path = `/api/station/images/${image.id}/sparse?start=${request.start}&end=${request.end}`;
+    const response = await expectStatus(peer, await deps.client.request(peer, path, { signal: deps.signal }), 200);
     let position = request.start;
-    for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
-      const piece = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    const advance = (length: number, data?: Buffer) => {
+      const pieces: Array<Promise<unknown>> = [];
       for (const gap of request.gaps) {
         const start = Math.max(gap.start, position);
-        const end = Math.min(gap.end, position + piece.length);
+        const end = Math.min(gap.end, position + length);
         if (start >= end) continue;
-        const part = piece.subarray(start - position, end - position);
-        if (!isZero(part)) await file.write(part, 0, part.length, start);
-        progress(part.length);
+        if (data) {
+          pieces.push(file.write(data, start - position, end - start, start));
+          written.push({ offset: start, length: end - start });
+        }
+        progress(end - start);
       }
-      position += piece.length;
+      position += length;
+      return Promise.all(pieces);
+    };
+    try {
+      for await (const run of decodeZeroRuns(response.body as unknown as AsyncIterable<Uint8Array>)) {
+        if (run.kind === 'zeros') await advance(run.length);
+        else await advance(run.bytes.length, run.bytes);
+        if (position > request.end) break;
+      }
+    } catch (error) {
+      if (deps.signal.aborted) throw error;
+      throw new CopyError(`the image's bytes ${request.start}-${request.end - 1} from ${peer.name} broke off at byte ${position}: ${(error as Error).message}`);
     }
     if (position !== request.end) throw new CopyError(`the image's bytes from ${peer.name} ended at ${position}, not ${request.end}`);
   }
 }
 
-async function sha256OfFile(path: string, signal: AbortSignal): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path, { highWaterMark: STREAM_CHUNK_BYTES, signal })) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}

@@ -1,10 +1,13 @@
-import { existsSync } from 'node:fs';
+import { createReadStream, existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import type { BlockMapStore } from '../blockmap/store.js';
 import type { FileToSend } from '../http/send-file.js';
 import type { ImageCopyStore } from '../images/copies-store.js';
 import type { ImageRow, ImageStore } from '../images/store.js';
-import { conflict, notFound } from '../shared/errors.js';
+import { AppError, conflict, notFound } from '../shared/errors.js';
+import { STREAM_CHUNK_BYTES } from '../shared/files.js';
+import { encodeZeroRuns } from './zero-runs.js';
 
 /**
  * What this station gives the others of its image copies: the zstd chunk stream (the frames
@@ -35,6 +38,13 @@ export function createCopyServing(deps: { images: Pick<ImageStore, 'get'>; copie
     async rawFile(imageId: number): Promise<FileToSend> {
       const image = await completeCopy(imageId);
       return { path: join(dataDir, image.file), size: image.size, etag: `sha256:${image.sha256}` };
+    },
+    /** Bytes [start, end) of the image with their runs of zeros left out (zero-runs.ts). */
+    async sparseRange(imageId: number, start: number, end: number): Promise<Readable> {
+      const image = await completeCopy(imageId);
+      if (start >= end || end > image.size) throw new AppError(416, 'range_not_satisfiable', `bytes ${start} to ${end} are not a range of image '${image.name}' (${image.size} bytes)`);
+      const file = createReadStream(join(dataDir, image.file), { start, end: end - 1, highWaterMark: STREAM_CHUNK_BYTES });
+      return Readable.from(encodeZeroRuns(file));
     },
   };
 }

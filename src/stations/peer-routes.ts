@@ -29,5 +29,10 @@ export const stationPeerRoutes: FastifyPluginAsyncTypebox<PeerRoutesOptions> = a
     });
   fileRoute('/api/station/images/:id/chunks', (id) => copies.chunksFile(id));
   fileRoute('/api/station/images/:id/raw', (id) => copies.rawFile(id));
+  app.get(
+    '/api/station/images/:id/sparse',
+    { schema: { params: IdParams, querystring: Type.Object({ start: WholeNumber({ minimum: 0 }), end: WholeNumber({ minimum: 1 }) }) } },
+    async (request, reply) => reply.type('application/octet-stream').send(await copies.sparseRange(request.params.id, request.query.start, request.query.end)),
+  );
   fileRoute('/api/station/backups/:id', backupFile);
 };

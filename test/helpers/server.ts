@@ -39,6 +39,8 @@ export async function startTestServer(
     connections?: Partial<ConnectionLimits>;
     clock?: Clock;
     log?: Logger;
+    /** How long another station may stay silent in a request (stations/client.ts). */
+    peerIdleMs?: number;
   } = {},
 ): Promise<TestServer> {
   const dataDir = (overrides.dataDir as string | undefined) ?? join(tempDir(t), 'data');
@@ -51,6 +53,7 @@ export async function startTestServer(
     interfaces: options.interfaces,
     connections: options.connections,
     clock: options.clock,
+    peerIdleMs: options.peerIdleMs,
   };
   let server = await startServer(makeConfig(0), startOptions);
   const port = server.port;

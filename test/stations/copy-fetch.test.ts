@@ -54,7 +54,7 @@ test('gaps between chunks are fetched in few requests: near ones together, the c
 test('a bmap image whose unmapped gap holds data is copied to the other station byte for byte, sparse, with the same chunk cache; its bytes added again under a map of zeros are complete there at once, only the new cache fetched', async (t) => {
   const postgres = startTestPostgres(t);
   // A is reached through a proxy that notes every request for an image's chunks or raw bytes.
-  const proxy = await startFaultProxy(t, [], { path: /^\/api\/station\/images\/\d+\/(chunks|raw)$/ });
+  const proxy = await startFaultProxy(t, [], { path: /^\/api\/station\/images\/\d+\/(chunks|raw|sparse)(\?|$)/ });
   const a = await startTestServer(t, { database: postgres.url, station: 'line-a', stationUrl: proxy.url });
   proxy.forwardTo(a.url);
   const b = await station(t, 'line-b', postgres.url);
@@ -91,6 +91,7 @@ test('a bmap image whose unmapped gap holds data is copied to the other station 
   assert.ok(statSync(copied).blocks * 512 < image.length / 2, 'its zeros are holes');
   assert.ok(readFileSync(join(b.dataDir, map.cache_file!)).equals(readFileSync(join(a.dataDir, map.cache_file!))), 'the same zstd frames, at the same offsets');
   assert.deepEqual(readdirSync(join(b.dataDir, 'tmp')), [], 'nothing left in tmp/');
+  assert.deepEqual(proxy.faulted, [`bytes=0-${map.cache_bytes! - 1}`, 'none'], 'the chunk stream, then the gaps in one request without a Range: their zeros left out');
   const images = (await b.admin('GET', '/api/images/os')).body;
   assert.equal(images.broken, null);
   assert.equal(row.file, `images/sha256/${view.sha256}.img`, "named by its content, on line-b as on line-a");
@@ -202,6 +203,28 @@ test('a station stopped in the middle of a fetch leaves nothing in images/ or tm
   await b.restart();
   await waitFor("line-b's copy, complete", async () => (await copiesOf(a, 'os')).find((copy) => copy.station === 'line-b')?.state === 'complete');
   assert.equal(proxy.faulted.length, 2, 'fetched again, from the start');
+  assert.equal(sha256(readFileSync(join(b.dataDir, (await b.server.services.images.requireImage('os')).file))), sha256(image));
+});
+
+test('a chunk stream that goes silent halfway (a link down under an open connection) is given up after the idle time and fetched on from the first frame not taken', async (t) => {
+  const postgres = startTestPostgres(t);
+  const faults: Fault[] = [];
+  const proxy = await startFaultProxy(t, faults, { path: /^\/api\/station\/images\/\d+\/chunks$/ });
+  const a = await startTestServer(t, { database: postgres.url, station: 'line-a', stationUrl: proxy.url });
+  proxy.forwardTo(a.url);
+  const image = randomBytes(12 * MiB);
+  const added = await fetch(`${a.url}/api/images?name=os`, { method: 'POST', headers: { authorization: `Bearer ${a.token}` }, body: image });
+  assert.equal(added.status, 201);
+  await a.server.services.caches.idle();
+  const map = (await a.server.services.blockMaps.get((await a.server.services.images.requireImage('os')).block_map_id!))!;
+  faults.push({ stallAfter: Math.floor(map.cache_bytes! / 2) }); // and then silence, for as long as anyone waits
+
+  const port = await freePort();
+  const b = await startTestServer(t, { database: postgres.url, station: 'line-b', port, stationUrl: `http://127.0.0.1:${port}` }, { peerIdleMs: 1000 });
+  await waitFor("line-b's copy, complete", async () => (await copiesOf(a, 'os')).find((copy) => copy.station === 'line-b')?.state === 'complete');
+  assert.equal(proxy.faulted.length, 2, 'one silent stream, then one more request');
+  const resumedAt = Number(/^bytes=(\d+)-/.exec(proxy.faulted[1]!)?.[1]);
+  assert.ok(resumedAt > 0 && resumedAt <= map.cache_bytes! / 2, `the second request starts at the first frame not taken whole: ${proxy.faulted[1]}`);
   assert.equal(sha256(readFileSync(join(b.dataDir, (await b.server.services.images.requireImage('os')).file))), sha256(image));
 });
 
