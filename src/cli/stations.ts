@@ -38,8 +38,10 @@ export function copiesCell(image: ImageView, stations: StationsView): string {
     .map((name) => {
       const copy = copies.get(name);
       if (!copy) return `${name} none yet`;
-      if (copy.state !== 'fetching') return `${name} ${copy.state === 'complete' ? '✓' : 'failed'}`;
-      return `${name} ${percent(copy)}${isDown(name, stations) ? ' (down)' : ''}`;
+      const damaged = copy.broken ? ' damaged,' : '';
+      if (copy.state === 'complete') return `${name}${copy.broken ? ' damaged' : ' ✓'}`;
+      if (copy.state === 'failed') return `${name}${damaged} failed`;
+      return `${name}${damaged} ${percent(copy)}${isDown(name, stations) ? ' (down)' : ''}`;
     })
     .join(', ');
 }
@@ -51,14 +53,15 @@ export function copyLines(image: ImageView, stations: StationsView): string[] {
   const width = Math.max(...names.map((name) => name.length));
   return names.map((name) => {
     const copy = copies.get(name);
-    const state = !copy
-      ? 'no copy yet'
-      : copy.state === 'complete'
-        ? '✓ complete'
+    if (!copy) return `${name.padEnd(width)}  no copy yet`;
+    const from = copy.source_station === null ? '' : copy.source_station === copy.station ? ' from its own file of the same bytes' : ` from ${copy.source_station}`;
+    const state =
+      copy.state === 'complete'
+        ? copy.broken ? '' : '✓ complete'
         : copy.state === 'failed'
-          ? `fetch failed: ${copy.error ?? 'no reason recorded'}`
-          : `fetching ${copy.bytes_total ? `${percent(copy)} ` : ''}(${size(copy.bytes_done)}${copy.bytes_total ? ` of ${size(copy.bytes_total)}` : ''})${isDown(name, stations) ? ` when last heard from; ${name} is down` : ''}`;
-    return `${name.padEnd(width)}  ${state}`;
+          ? `fetch${from} failed: ${copy.error ?? 'no reason recorded'}`
+          : `fetching${from} ${copy.bytes_total ? `${percent(copy)} ` : ''}(${size(copy.bytes_done)}${copy.bytes_total ? ` of ${size(copy.bytes_total)}` : ''})${isDown(name, stations) ? ` when last heard from; ${name} is down` : ''}`;
+    return `${name.padEnd(width)}  ${[copy.broken ? `damaged: ${copy.broken}` : '', state].filter(Boolean).join('; ')}`;
   });
 }
 

@@ -85,16 +85,21 @@ test('cm4prov stations on PostgreSQL: every station with up or down, the channel
 
   const shown = await runCli(['image', 'show', 'os'], env);
   assert.equal(shown.code, 0, shown.stderr);
-  assert.match(shown.stdout, /\nCopies:\s+line-a {2}✓ complete\n\s+line-b {2}fetching 45% \(1\.72 MiB of 3\.81 MiB\) when last heard from; line-b is down\n$/);
+  assert.match(shown.stdout, /\nCopies:\s+line-a {2}✓ complete\n\s+line-b {2}fetching from line-a 45% \(1\.72 MiB of 3\.81 MiB\) when last heard from; line-b is down\n$/);
 
   // Heard from again, its fetch going on (stamped an hour ahead: up however slow this machine is).
   await createStationStore(db).heartbeat('line-b', Date.now() + 3_600_000);
   assert.match((await runCli(['image', 'list'], env)).stdout, /\sline-a ✓, line-b 45%\s+-\n/);
-  assert.match((await runCli(['image', 'show', 'os'], env)).stdout, /\n\s+line-b {2}fetching 45% \(1\.72 MiB of 3\.81 MiB\)\n$/);
+  assert.match((await runCli(['image', 'show', 'os'], env)).stdout, /\n\s+line-b {2}fetching from line-a 45% \(1\.72 MiB of 3\.81 MiB\)\n$/);
 
   await copies.fail(os.id, 'line-b', 'station line-a (http://127.0.0.1:1) cannot be reached: ECONNREFUSED', Date.now());
   assert.match((await runCli(['image', 'list'], env)).stdout, /\sline-a ✓, line-b failed\s/);
-  assert.match((await runCli(['image', 'show', 'os'], env)).stdout, /\n\s+line-b {2}fetch failed: station line-a \(http:\/\/127\.0\.0\.1:1\) cannot be reached: ECONNREFUSED\n$/);
+  assert.match((await runCli(['image', 'show', 'os'], env)).stdout, /\n\s+line-b {2}fetch from line-a failed: station line-a \(http:\/\/127\.0\.0\.1:1\) cannot be reached: ECONNREFUSED\n$/);
+
+  // A copy found damaged there: said before what is being done about it.
+  await copies.setBroken(os.id, 'line-b', 'its file was changed: its first or last MiB differ from what was imported');
+  assert.match((await runCli(['image', 'list'], env)).stdout, /\sline-a ✓, line-b damaged, failed\s/);
+  assert.match((await runCli(['image', 'show', 'os'], env)).stdout, /\n\s+line-b {2}damaged: its file was changed: its first or last MiB differ from what was imported; fetch from line-a failed: station line-a/);
 });
 
 test('cm4prov stations with no server to reach, or a wrong token, exits 3 with the sentence every command gives', async (t) => {

@@ -56,6 +56,7 @@ test('on PostgreSQL the page lists every station, up or down, and where each ima
   await copies.progress(os1.id, 'line-c', 1_800_000, gone);
   await copies.startFetch(os2.id, 'line-c', 'line-a', MiB, gone);
   await copies.fail(os2.id, 'line-c', 'chunk 3 (at byte 786432) from line-a does not hash to the map\'s sha256: the copy there is damaged', gone);
+  await copies.setBroken(os2.id, 'line-c', 'its file was changed: its first or last MiB differ from what was imported');
 
   const page = await loggedInPage(browser, t, a.url, PASSWORD);
   await page.getByRole('link', { name: 'Stations' }).click();
@@ -73,8 +74,11 @@ test('on PostgreSQL the page lists every station, up or down, and where each ima
   // Copies: line-b fetches both images from line-a (the page follows it); line-c's stay as they were.
   const copy = (image: { id: number }, station: string) => page.locator(`#copies-${image.id} li[data-station="${station}"]`);
   assert.equal(await text(copy(os1, 'line-a')), 'line-a: ✓ complete');
-  assert.equal(await text(copy(os1, 'line-c')), 'line-c: was fetching: 45% (1.72 MiB of 3.81 MiB) when last heard from');
-  assert.equal(await text(copy(os2, 'line-c')), "line-c: fetch failed: chunk 3 (at byte 786432) from line-a does not hash to the map's sha256: the copy there is damaged");
+  assert.equal(await text(copy(os1, 'line-c')), 'line-c: was fetching from line-a: 45% (1.72 MiB of 3.81 MiB) when last heard from');
+  assert.equal(
+    await text(copy(os2, 'line-c')),
+    "line-c: damaged: its file was changed: its first or last MiB differ from what was imported; fetch from line-a failed: chunk 3 (at byte 786432) from line-a does not hash to the map's sha256: the copy there is damaged",
+  );
   await copy(os1, 'line-b').filter({ hasText: 'line-b: ✓ complete' }).waitFor({ timeout: 30_000 });
   await copy(os2, 'line-b').filter({ hasText: 'line-b: ✓ complete' }).waitFor({ timeout: 30_000 });
 

@@ -45,11 +45,14 @@ function stationRows(view: StationsView, now: number): SafeHtml {
 /** One station's copy of an image, as a short phrase; a fetch on a station that is down says so. */
 function copyNote(copy: CopyView | undefined, station: Station | undefined): SafeHtml {
   if (!copy) return html`<span class="muted">no copy yet</span>`;
-  if (copy.state === 'complete') return html`<span class="result-ok">✓ complete</span>`;
-  if (copy.state === 'failed') return html`<span class="result-failed">fetch failed:</span> ${copy.error ?? 'no reason recorded'}`;
+  // A damaged copy is fetched again: what it is doing comes after why.
+  const damaged = copy.broken ? html`<span class="result-failed">damaged:</span> ${copy.broken}; ` : html``;
+  const from = copy.source_station === null ? '' : copy.source_station === copy.station ? ' from its own file of the same bytes' : ` from ${copy.source_station}`;
+  if (copy.state === 'complete') return copy.broken ? damaged : html`<span class="result-ok">✓ complete</span>`;
+  if (copy.state === 'failed') return html`${damaged}<span class="result-failed">fetch${from} failed:</span> ${copy.error ?? 'no reason recorded'}`;
   const percent = copy.bytes_total ? `${Math.floor((100 * copy.bytes_done) / copy.bytes_total)}% ` : '';
   const amount = `(${bytes(copy.bytes_done)}${copy.bytes_total ? ` of ${bytes(copy.bytes_total)}` : ''})`;
-  return station && !station.up ? html`was fetching: ${percent}${amount} when last heard from` : html`fetching ${percent}${amount}`;
+  return station && !station.up ? html`${damaged}was fetching${from}: ${percent}${amount} when last heard from` : html`${damaged}fetching${from} ${percent}${amount}`;
 }
 
 function copyRows(view: StationsView, images: ImageView[]): SafeHtml {
