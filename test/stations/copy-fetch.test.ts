@@ -257,6 +257,7 @@ test("a byte changed in line-b's copy marks only line-b's copy damaged: line-a s
   });
   const reason = 'its file was changed: its first or last MiB differ from what was imported';
   assert.equal(damaged.broken, reason);
+  assert.match(String(imageRows(await a.server.services.images.list(), [])), new RegExp(`<span class="sub" title="${reason}">on line-b: copy damaged, fetch failed, retrying</span>`), "A's Images page tells of it");
   const problem = await b.server.services.images.fileProblem(row);
   assert.equal(problem?.checking, true);
   assert.match(problem!.reason, new RegExp(`^this station's copy is damaged \\(${reason}\\); fetching it again from line-a failed \\(station line-a answered 503`));

@@ -17,12 +17,18 @@ function broken(image: ImageView): SafeHtml | string {
   return html` <span class="badge badge-failed">broken</span><span class="error-text">Not deployable: ${image.broken}.</span>`;
 }
 
-/** Stations still without a whole copy (several stations on one PostgreSQL): "on line-b: fetching 45%". */
+/** Stations still without a whole, intact copy (several stations on one PostgreSQL): "on line-b: fetching 45%". */
 function copies(image: ImageView): SafeHtml | string {
   const notes = image.copies
-    .filter((copy) => copy.state !== 'complete')
-    .map((copy) => (copy.state === 'failed' ? `on ${copy.station}: fetch failed, retrying` : `on ${copy.station}: fetching ${copy.bytes_total ? Math.floor((100 * copy.bytes_done) / copy.bytes_total) : 0}%`));
-  return notes.length ? html`<span class="sub" title="${image.copies.find((copy) => copy.error)?.error ?? ''}">${notes.join(' · ')}</span>` : '';
+    .filter((copy) => copy.state !== 'complete' || copy.broken)
+    .map((copy) => {
+      const damaged = copy.broken ? 'copy damaged, ' : '';
+      if (copy.state === 'complete') return `on ${copy.station}: copy damaged, not deployed there`;
+      if (copy.state === 'failed') return `on ${copy.station}: ${damaged}fetch failed, retrying`;
+      return `on ${copy.station}: ${damaged}fetching ${copy.bytes_total ? Math.floor((100 * copy.bytes_done) / copy.bytes_total) : 0}%`;
+    });
+  const why = image.copies.find((copy) => copy.broken)?.broken ?? image.copies.find((copy) => copy.error)?.error ?? '';
+  return notes.length ? html`<span class="sub" title="${why}">${notes.join(' · ')}</span>` : '';
 }
 
 export function imageRows(images: ImageView[], imports: ImportProgress[]): SafeHtml {
