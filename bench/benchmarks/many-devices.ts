@@ -1,8 +1,8 @@
-import { execFileSync, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { BenchContext } from '../lib/context.js';
-import { createLinkLab, type Lab } from '../lib/netns.js';
+import { createLinkLab, serverTxBytes, type Lab } from '../lib/netns.js';
 import { startNginx, NGINX_PORT, type Nginx } from '../lib/nginx.js';
 import { REPO, startOurServer, type OurServer } from '../lib/our-server.js';
 import { piOsImage, type PiOsImage } from '../lib/pi-os-image.js';
@@ -127,16 +127,10 @@ function checkIsNode(pid: number) {
 }
 
 
-/** Bytes sent so far by the server's end of the veth pair. */
-function serverTxBytes(ctx: BenchContext, lab: Lab) {
-  const [link] = JSON.parse(execFileSync(ctx.tools.ip, ['-n', lab.serverNs, '-s', '-j', 'link', 'show', 'eth0'], { encoding: 'utf8', timeout: 10_000 })) as { stats64: { tx: { bytes: number } } }[];
-  return link!.stats64.tx.bytes;
-}
-
 /** What a run costs the server side, from a reading taken before it. */
 function meter(ctx: BenchContext, lab: Lab, cpu: () => number) {
-  const [wire, cpuBefore] = [serverTxBytes(ctx, lab), cpu()];
-  return () => ({ wireBytes: serverTxBytes(ctx, lab) - wire, cpu: cpu() - cpuBefore });
+  const [wire, cpuBefore] = [serverTxBytes(ctx.tools, lab), cpu()];
+  return () => ({ wireBytes: serverTxBytes(ctx.tools, lab) - wire, cpu: cpu() - cpuBefore });
 }
 
 async function bmaptoolCopies(ctx: BenchContext, lab: Lab, nginx: Nginx, image: PiOsImage, url: string, targets: string[]): Promise<Round> {

@@ -114,3 +114,9 @@ export function leftoverNamespaces(tools: Tools): string[] {
     return [];
   }
 }
+
+/** Bytes sent so far by the server side's end of a veth lab (its eth0's tx counter). */
+export function serverTxBytes(tools: Tools, lab: Lab): number {
+  const [link] = JSON.parse(execFileSync(tools.ip, ['-n', lab.serverNs, '-s', '-j', 'link', 'show', 'eth0'], { encoding: 'utf8', timeout: 10_000 })) as { stats64: { tx: { bytes: number } } }[];
+  return link!.stats64.tx.bytes;
+}
