@@ -28,6 +28,17 @@ export interface CopySource {
 /** Which stations hold which images' files, and how far each fetch has come. */
 export function createImageCopyStore(db: Queries) {
   const copy = (imageId: number, station: string) => db.updateTable('image_copies').where('image_id', '=', imageId).where('station', '=', station);
+  /** Active images whose copy at `station` is complete and not known damaged, by id. */
+  const held = (station: string) =>
+    db
+      .selectFrom('images as i')
+      .innerJoin('image_copies as c', 'c.image_id', 'i.id')
+      .selectAll('i')
+      .where('i.retired_at', 'is', null)
+      .where('c.station', '=', station)
+      .where('c.state', '=', 'complete')
+      .where('c.broken', 'is', null)
+      .orderBy('i.id');
 
   return {
     /** The copy where the image was added: complete from the start (written with the image row). */
@@ -117,30 +128,9 @@ export function createImageCopyStore(db: Queries) {
         .orderBy('i.id')
         .execute() as Promise<ImageRow[]>,
     /** Active images whose copy here is complete and not known damaged, oldest first. */
-    heldAt: (station: string) =>
-      db
-        .selectFrom('images as i')
-        .innerJoin('image_copies as c', 'c.image_id', 'i.id')
-        .selectAll('i')
-        .where('i.retired_at', 'is', null)
-        .where('c.station', '=', station)
-        .where('c.state', '=', 'complete')
-        .where('c.broken', 'is', null)
-        .orderBy('i.id')
-        .execute() as Promise<ImageRow[]>,
+    heldAt: (station: string) => held(station).execute() as Promise<ImageRow[]>,
     /** Active images with these bytes whose copy here is complete and not known damaged. */
-    heldWithBytes: (sha256: string, station: string) =>
-      db
-        .selectFrom('images as i')
-        .innerJoin('image_copies as c', 'c.image_id', 'i.id')
-        .selectAll('i')
-        .where('i.sha256', '=', sha256)
-        .where('i.retired_at', 'is', null)
-        .where('c.station', '=', station)
-        .where('c.state', '=', 'complete')
-        .where('c.broken', 'is', null)
-        .orderBy('i.id')
-        .execute() as Promise<ImageRow[]>,
+    heldWithBytes: (sha256: string, station: string) => held(station).where('i.sha256', '=', sha256).execute() as Promise<ImageRow[]>,
     /** Whether another station holds a complete copy not known damaged (up or not). */
     intactElsewhere: async (imageId: number, except: string) =>
       (await db

@@ -177,12 +177,11 @@ test("station routes answer only the other stations, only from a complete copy; 
   assert.match(((await refused.json()) as { message: string }).message, /shares no database with other stations/);
 });
 
-test('a station stopped in the middle of a fetch leaves nothing in images/ or tmp/, says so on the copy, and fetches it whole once started again', async (t) => {
-  const postgres = startTestPostgres(t);
-  // A is reached through a proxy that stalls its chunk stream halfway, the first time.
+/** Station line-a with a 12 MiB image, reached through a proxy that stalls its chunk stream halfway, the first time. */
+async function stallingHalfway(t: TestContext, database: string) {
   const faults: Fault[] = [];
   const proxy = await startFaultProxy(t, faults, { path: /^\/api\/station\/images\/\d+\/chunks$/ });
-  const a = await startTestServer(t, { database: postgres.url, station: 'line-a', stationUrl: proxy.url });
+  const a = await startTestServer(t, { database, station: 'line-a', stationUrl: proxy.url });
   proxy.forwardTo(a.url);
   const image = randomBytes(12 * MiB);
   const added = await fetch(`${a.url}/api/images?name=os`, { method: 'POST', headers: { authorization: `Bearer ${a.token}` }, body: image });
@@ -190,6 +189,12 @@ test('a station stopped in the middle of a fetch leaves nothing in images/ or tm
   await a.server.services.caches.idle();
   const map = (await a.server.services.blockMaps.get((await a.server.services.images.requireImage('os')).block_map_id!))!;
   faults.push({ stallAfter: Math.floor(map.cache_bytes! / 2) });
+  return { proxy, a, image, map };
+}
+
+test('a station stopped in the middle of a fetch leaves nothing in images/ or tmp/, says so on the copy, and fetches it whole once started again', async (t) => {
+  const postgres = startTestPostgres(t);
+  const { proxy, a, image } = await stallingHalfway(t, postgres.url);
 
   const b = await station(t, 'line-b', postgres.url);
   const temps = () => readdirSync(join(b.dataDir, 'tmp')).filter((name) => name.startsWith('copy-'));
@@ -208,16 +213,7 @@ test('a station stopped in the middle of a fetch leaves nothing in images/ or tm
 
 test('a chunk stream that goes silent halfway (a link down under an open connection) is given up after the idle time and fetched on from the first frame not taken', async (t) => {
   const postgres = startTestPostgres(t);
-  const faults: Fault[] = [];
-  const proxy = await startFaultProxy(t, faults, { path: /^\/api\/station\/images\/\d+\/chunks$/ });
-  const a = await startTestServer(t, { database: postgres.url, station: 'line-a', stationUrl: proxy.url });
-  proxy.forwardTo(a.url);
-  const image = randomBytes(12 * MiB);
-  const added = await fetch(`${a.url}/api/images?name=os`, { method: 'POST', headers: { authorization: `Bearer ${a.token}` }, body: image });
-  assert.equal(added.status, 201);
-  await a.server.services.caches.idle();
-  const map = (await a.server.services.blockMaps.get((await a.server.services.images.requireImage('os')).block_map_id!))!;
-  faults.push({ stallAfter: Math.floor(map.cache_bytes! / 2) }); // and then silence, for as long as anyone waits
+  const { proxy, a, image, map } = await stallingHalfway(t, postgres.url); // and then silence, for as long as anyone waits
 
   const port = await freePort();
   const b = await startTestServer(t, { database: postgres.url, station: 'line-b', port, stationUrl: `http://127.0.0.1:${port}` }, { peerIdleMs: 1000 });
