@@ -99,7 +99,7 @@ test('on PostgreSQL the page lists every station, up or down, and where each ima
   // line-b stops; once it is unheard of for longer than 30 s the page says it is down, by itself.
   b.kill('SIGTERM');
   assert.equal(await b.exited, 0);
-  await createStationStore(db).heartbeat('line-b', Date.now() - 60_000);
+  await createStationStore(db).heartbeat('line-b', Date.now() - 90_000); // "1 min" from 60 s to 120 s after it: the redraws below fall inside
   await row('line-b').filter({ hasText: 'down' }).waitFor({ timeout: 30_000 });
   assert.match(await text(row('line-b')), /^line-b down 1 min ago http:/);
   assert.equal(await page.evaluate('window.unreloaded'), true, 'the page was never reloaded');
