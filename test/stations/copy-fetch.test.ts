@@ -216,9 +216,11 @@ test('a chunk stream that goes silent halfway (a link down under an open connect
   const { proxy, a, image, map } = await stallingHalfway(t, postgres.url); // and then silence, for as long as anyone waits
 
   const port = await freePort();
-  const b = await startTestServer(t, { database: postgres.url, station: 'line-b', port, stationUrl: `http://127.0.0.1:${port}` }, { peerIdleMs: 1000 });
+  const b = await startTestServer(t, { database: postgres.url, station: 'line-b', port, stationUrl: `http://127.0.0.1:${port}` }, { peerIdleMs: 3000 });
   await waitFor("line-b's copy, complete", async () => (await copiesOf(a, 'os')).find((copy) => copy.station === 'line-b')?.state === 'complete');
-  assert.equal(proxy.faulted.length, 2, 'one silent stream, then one more request');
+  // The stall is silence for as long as anyone waits; the other requests answer within the 3 s
+  // (were one slower, on a loaded machine, its fetch would start over: more requests, same second one).
+  assert.ok(proxy.faulted.length >= 2, `one silent stream, then more requests: ${proxy.faulted.join(', ')}`);
   const resumedAt = Number(/^bytes=(\d+)-/.exec(proxy.faulted[1]!)?.[1]);
   assert.ok(resumedAt > 0 && resumedAt <= map.cache_bytes! / 2, `the second request starts at the first frame not taken whole: ${proxy.faulted[1]}`);
   assert.equal(sha256(readFileSync(join(b.dataDir, (await b.server.services.images.requireImage('os')).file))), sha256(image));
