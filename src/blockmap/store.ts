@@ -1,3 +1,5 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { sql } from 'kysely';
 import { inTransaction, type Queries } from '../db/database.js';
 import type { CachedChunk } from './chunk-cache.js';
@@ -17,6 +19,12 @@ export interface BlockMapRow {
   /** 1: made from a bmap by an earlier version; checked against its file once (images/recheck-maps.ts). */
   needs_recheck: number;
 }
+
+/**
+ * Whether the map's zstd cache file is in this data folder. With several stations the map is
+ * shared and its cache may so far be only on another station (stations/copy-fetcher.ts).
+ */
+export const cacheOnDisk = (dataDir: string, map: Pick<BlockMapRow, 'cache_file'>) => map.cache_file !== null && existsSync(join(dataDir, map.cache_file));
 
 export interface ChunkRow {
   idx: number;

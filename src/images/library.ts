@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { createReadStream, existsSync } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
@@ -13,7 +13,7 @@ import { BmapError, parseBmap, type Bmap } from '../blockmap/bmap.js';
 import type { CacheBuilder } from '../blockmap/cache-builder.js';
 import { consumeDecoded, DecodeError, decodeImage } from '../blockmap/decode.js';
 import { writeBlockImage, type BlockImage } from '../blockmap/image-writer.js';
-import type { BlockMapRow, BlockMapStore } from '../blockmap/store.js';
+import { cacheOnDisk, type BlockMapRow, type BlockMapStore } from '../blockmap/store.js';
 import { contentFile, createContentFiles } from './content-files.js';
 import type { ImageCopyStore } from './copies-store.js';
 import { createIntegrityChecker, examineFile, rowBaseline, type FileFacts } from './integrity.js';
@@ -121,7 +121,7 @@ export function createImageLibrary(deps: ImageLibraryDeps) {
   const isLocal = async (image: ImageRow) => (await local.waiting(image)) === null;
   const files = createContentFiles({ dataDir, rowsNaming: store.namingFile, imageInUse, intactFacts });
   /** Whether a map's zstd cache is in this station's data folder (with several stations, it may be only on another's). */
-  const cacheHere = (map: BlockMapRow) => map.cache_file !== null && existsSync(join(dataDir, map.cache_file));
+  const cacheHere = (map: BlockMapRow) => cacheOnDisk(dataDir, map);
 
   /**
    * The facts of a file in place, if an active image naming it that this station holds, complete

@@ -1,8 +1,7 @@
-import { existsSync } from 'node:fs';
 import { mkdir, readdir, rename } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
-import type { BlockMapRow, BlockMapStore } from '../blockmap/store.js';
+import { cacheOnDisk, type BlockMapRow, type BlockMapStore } from '../blockmap/store.js';
 import type { ContentFiles } from '../images/content-files.js';
 import type { ImageCopyStore } from '../images/copies-store.js';
 import type { ImageRow, ImageStore } from '../images/store.js';
@@ -56,7 +55,7 @@ export function createCopyFetcher(deps: CopyFetcherDeps) {
   let retryTimer: NodeJS.Timeout | undefined;
   let scanTimer: NodeJS.Timeout | undefined;
 
-  const cacheHere = (map: BlockMapRow) => map.cache_file !== null && existsSync(join(dataDir, map.cache_file));
+  const cacheHere = (map: BlockMapRow) => cacheOnDisk(dataDir, map);
 
   /**
    * Makes the copy complete at once from a file this station holds already with the image's

@@ -1,7 +1,7 @@
-import { createReadStream, existsSync } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import type { BlockMapStore } from '../blockmap/store.js';
+import { cacheOnDisk, type BlockMapStore } from '../blockmap/store.js';
 import type { FileToSend } from '../http/send-file.js';
 import type { ImageCopyStore } from '../images/copies-store.js';
 import type { ImageRow, ImageStore } from '../images/store.js';
@@ -32,7 +32,7 @@ export function createCopyServing(deps: { images: Pick<ImageStore, 'get'>; copie
       const map = image.block_map_id === null ? undefined : await blockMaps.get(image.block_map_id);
       if (!map?.cache_file) throw conflict(`image '${image.name}' has no compressed chunks yet`);
       // A copy made here from a file of the same bytes may still be fetching its map's cache.
-      if (!existsSync(join(dataDir, map.cache_file))) throw conflict(`station ${station} has no compressed chunks of image '${image.name}' yet`);
+      if (!cacheOnDisk(dataDir, map)) throw conflict(`station ${station} has no compressed chunks of image '${image.name}' yet`);
       return { path: join(dataDir, map.cache_file), size: map.cache_bytes!, etag: `zstd-chunks:${image.sha256}` };
     },
     async rawFile(imageId: number): Promise<FileToSend> {
